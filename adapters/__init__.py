@@ -1,0 +1,1 @@
+"""Optional backends and integrations, installed as ``spine.adapters``."""

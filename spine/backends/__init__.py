@@ -1,0 +1,1 @@
+"""Isolation backends: one port (``spine.backends.base.Sandbox``), a static registry, entry points."""

@@ -1,0 +1,115 @@
+"""The command line: parse, dispatch to ``spine.commands.<name>``, turn errors into exit codes.
+
+Subcommands are imported only when invoked, so ``spine --help`` does not pay for pydantic or the
+lane machinery.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tempfile
+import traceback
+from typing import Any
+
+import click
+
+from spine import __version__
+
+# name -> (module, one-line help). The help is here so that `spine --help` imports nothing else.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("spine.commands.run", "Run a command in a new lane: worktree, branch, commit, checks, result."),
+    "context": ("spine.commands.context", "Show the resolved execution context of this repository."),
+    "show": ("spine.commands.show", "Show the result of a run or a lane."),
+    "score": ("spine.commands.score", "Grade result files for completeness and consistency."),
+    "schema": ("spine.commands.schema", "Print the JSON Schema of the config or the result file."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        command: click.Command = importlib.import_module(entry[0]).command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="spine")
+@click.option(
+    "-C",
+    "directory",
+    metavar="PATH",
+    type=click.Path(file_okay=False),
+    help="Run as if spine was started in PATH.",
+)
+def cli(directory: str | None) -> None:
+    """spine runs unattended commands in isolated git worktrees and leaves one reviewable result per lane.
+
+    \b
+    Start with:   spine run "OBJECTIVE" -- COMMAND [ARGS...]
+    Exit codes:   0 ok · 1 work failed · 2 bad input · 3 environment · 4 internal error · 130 interrupted
+    """
+    if directory:
+        try:
+            os.chdir(directory)
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot change to {directory!r}: {exc.strerror}", param_hint="-C"
+            ) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``spine`` and ``git-spine`` scripts."""
+    sys.exit(run_cli(argv))
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code instead of exiting."""
+    from spine.errors import ExitCode, SpineError
+
+    try:
+        result: Any = cli.main(args=argv, prog_name="spine", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("spine: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE
+    except SpineError as exc:
+        click.echo(exc.render(), err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("spine: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except Exception:
+        return _report_crash()
+    return int(result or 0)
+
+
+def _report_crash() -> int:
+    from spine.errors import ExitCode
+
+    fd, path = tempfile.mkstemp(prefix="spine-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"spine {__version__}, python {sys.version.split()[0]}\nargv: {sys.argv}\n\n")
+        traceback.print_exc(file=handle)
+    kind, value = sys.exc_info()[:2]
+    name = kind.__name__ if kind else "error"
+    click.echo(f"spine: internal error ({name}: {value}); this is a bug in spine.", err=True)
+    click.echo(f"  details: {path}", err=True)
+    return ExitCode.INTERNAL

@@ -1,0 +1,115 @@
+"""``spine run OBJECTIVE -- COMMAND``: one lane, end to end."""
+
+from __future__ import annotations
+
+import shutil
+
+import click
+
+from spine.commands.options import DURATION, check_name, parse_env_pairs
+
+
+@click.command("run", context_settings={"ignore_unknown_options": False})
+@click.argument("objective")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--lane", "lane_id", metavar="ID", help="Lane id (default: derived from the objective).")
+@click.option("--run-id", metavar="ID", help="Run id (default: a timestamp plus a random suffix).")
+@click.option(
+    "--base", metavar="REF", help="Ref the lane starts from (default: config, else the primary HEAD)."
+)
+@click.option("--backend", metavar="NAME", help="Isolation backend (default: config, else local-worktree).")
+@click.option("--timeout", type=DURATION, help="Wall-clock limit: seconds, 90s, 10m, 1h, or 'none'.")
+@click.option("--idle-timeout", type=DURATION, help="Stop the command after this long without output.")
+@click.option(
+    "--check", "checks", multiple=True, metavar="CMD", help="A check to run after the command (repeatable)."
+)
+@click.option(
+    "--artifact", "artifacts", multiple=True, metavar="GLOB", help="Files to keep as artifacts (repeatable)."
+)
+@click.option(
+    "--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Extra environment variable (repeatable)."
+)
+@click.option(
+    "--commit/--no-commit",
+    "commit_in_place",
+    default=False,
+    help="With an in-place backend (none), commit the changes in the current checkout.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the result file on stdout (command output goes to stderr)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not echo the command's output (it is still logged).")
+def command(
+    objective: str,
+    command: tuple[str, ...],
+    lane_id: str | None,
+    run_id: str | None,
+    base: str | None,
+    backend: str | None,
+    timeout: float | None,
+    idle_timeout: float | None,
+    checks: tuple[str, ...],
+    artifacts: tuple[str, ...],
+    env_pairs: tuple[str, ...],
+    commit_in_place: bool,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    """Run COMMAND for OBJECTIVE in a new worktree and branch, commit what it leaves, run the checks.
+
+    \b
+    Example:
+      spine run "make the greeting friendlier" -- ./tools/agent.sh --task greeting
+
+    The result file is written under the repository's git directory; its path, a summary and the
+    next action are printed at the end. Exit 0 when the lane succeeded, 1 when it failed.
+    """
+    from spine.config import CheckSpec
+    from spine.context import resolve_context
+    from spine.errors import UsageError
+    from spine.ids import check_id, new_run_id, slugify
+    from spine.lane import Echo
+    from spine.runs import create_run, drive_run, exit_code_for, print_lane_result
+    from spine.state import LaneSpec
+
+    if not objective.strip():
+        raise UsageError(
+            "the objective is empty", 'say what the lane should achieve: spine run "fix the parser" -- CMD'
+        )
+    if not command:
+        raise UsageError(
+            "no command given",
+            'put the command after --, e.g.: spine run "fix the parser" -- ./scripts/agent.sh --task parser',
+        )
+    argv: list[str] | str = list(command)
+    if len(command) == 1 and " " in command[0].strip() and not shutil.which(command[0]):
+        argv = command[0]  # one quoted string: let the shell run it
+    ctx = resolve_context(base=base, backend=backend)
+    lane = check_id("lane id", lane_id) if lane_id else slugify(objective)
+    rid = check_id("run id", run_id) if run_id else new_run_id()
+    taken = {c.name for c in ctx.config.checks}
+    spec = LaneSpec(
+        id=lane,
+        objective=objective.strip(),
+        command=argv,
+        timeout=timeout if timeout is not None or _given("timeout") else ctx.config.timeout,
+        idle_timeout=idle_timeout
+        if idle_timeout is not None or _given("idle_timeout")
+        else ctx.config.idle_timeout,
+        env=parse_env_pairs(env_pairs),
+        checks=[CheckSpec(name=check_name(c, taken), command=c) for c in checks],
+        artifacts=list(artifacts),
+        commit_in_place=commit_in_place,
+    )
+    store, run = create_run(ctx, rid, [spec], kind="run")
+    echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
+    run = drive_run(ctx, store, run, jobs=1, echo=echo)
+    result = print_lane_result(ctx, run, lane, as_json=as_json)
+    return exit_code_for([result.status])
+
+
+def _given(name: str) -> bool:
+    """True when the option was given on the command line (even as 'none')."""
+    ctx = click.get_current_context()
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"

@@ -1,0 +1,46 @@
+"""``spine show [RUN | RUN/LANE]``: read results back."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("show")
+@click.argument("ref", required=False, metavar="[RUN | RUN/LANE]")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (a result, or a list of results for a run)."
+)
+def command(ref: str | None, as_json: bool) -> int:
+    """Show a lane's result, or every lane of a run (default: the latest run). Never writes state."""
+    from spine.context import resolve_context
+    from spine.runs import load_result, parse_ref, render_result
+    from spine.state import RunStore
+
+    ctx = resolve_context()
+    run_id, lane_id = parse_ref(ctx, ref)
+    if lane_id:
+        result = load_result(ctx, run_id, lane_id)
+        click.echo(
+            result.to_json()
+            if as_json
+            else render_result(result, str(ctx.state.result_file(run_id, lane_id))),
+            nl=not as_json,
+        )
+        return 0
+    run = RunStore(ctx.state.run_dir(run_id)).load()
+    results = []
+    for lid, lane in run.lanes.items():
+        path = ctx.state.result_file(run_id, lid)
+        if path.is_file():
+            results.append(load_result(ctx, run_id, lid))
+        elif not as_json:
+            click.echo(f"lane {run_id}/{lid}: {lane.status.value} (no result yet)")
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json", by_alias=True) for r in results], indent=2))
+    else:
+        click.echo(
+            "\n\n".join(render_result(r, str(ctx.state.result_file(run_id, r.lane_id))) for r in results)
+        )
+    return 0

@@ -1,0 +1,240 @@
+"""The ``.spine.yaml`` configuration: pydantic models, loading, and error messages a person can act on."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+
+from spine.errors import ConfigError
+from spine.ids import parse_duration
+
+CONFIG_FILE = ".spine.yaml"
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {
+                    "type": "string",
+                    "pattern": r"^\s*(\d+(\.\d+)?\s*h)?\s*(\d+(\.\d+)?\s*m)?\s*(\d+(\.\d+)?\s*s?)?\s*$",
+                },
+            ],
+            "description": "seconds, or a duration such as 90s, 10m, 1h, 1h30m",
+        }
+    ),
+]
+
+# Fields a commit message template may use.
+COMMIT_TEMPLATE_FIELDS = frozenset(
+    {"objective", "run_id", "lane_id", "branch", "base_ref", "base_sha", "backend"}
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CheckSpec(_Model):
+    """One check: a shell command run in the lane worktree after the command; exit 0 means passed."""
+
+    name: str = Field(min_length=1, description="short name shown in results, e.g. 'tests'")
+    command: str = Field(min_length=1, description="shell command run in the worktree")
+    timeout: Duration | None = Field(default=None, description="wall-clock limit for this check")
+
+
+class SetupConfig(_Model):
+    """How a fresh lane worktree is prepared before the command runs."""
+
+    copy_files: list[str] = Field(
+        default_factory=list,
+        alias="copy",
+        description="gitignore-style patterns of untracked files copied from the primary checkout "
+        "(added to those in .worktreeinclude), e.g. ['.env']",
+    )
+    commands: list[str] = Field(
+        default_factory=list, description="shell commands run in the new worktree, in order"
+    )
+    submodules: Literal["skip", "update"] = Field(
+        default="skip", description="'update' runs git submodule update --init --recursive in the worktree"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CommitConfig(_Model):
+    """How spine commits what a lane's command left behind."""
+
+    message: str = Field(
+        default="{objective}",
+        description="commit message template; fields: " + ", ".join(sorted(COMMIT_TEMPLATE_FIELDS)),
+    )
+    author_name: str | None = Field(
+        default=None, description="author name; default: your git identity, else 'spine'"
+    )
+    author_email: str | None = Field(default=None, description="author email; default: your git identity")
+
+    @field_validator("message")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from exc
+        unknown = names - COMMIT_TEMPLATE_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(COMMIT_TEMPLATE_FIELDS))}"
+            )
+        return value
+
+
+class GateConfig(_Model):
+    """Settings for ``spine gate``."""
+
+    into: str | None = Field(default=None, description="branch the gate tests merging into; default: target")
+    checks: list[CheckSpec] = Field(default_factory=list, description="checks run on the merge result")
+
+
+class SpineConfig(_Model):
+    """The whole ``.spine.yaml``."""
+
+    base: str | None = Field(
+        default=None, description="ref lanes start from; default: the primary checkout's HEAD"
+    )
+    target: str | None = Field(default=None, description="ref lanes are meant to land on; default: the base")
+    backend: str = Field(default="local-worktree", description="isolation backend (see `spine backends`)")
+    worktree_root: str | None = Field(
+        default=None, description="directory for lane worktrees; default: <git-common-dir>/spine/worktrees"
+    )
+    timeout: Duration | None = Field(default=3600.0, description="wall-clock limit for a lane's command")
+    idle_timeout: Duration | None = Field(
+        default=None, description="stop a command that prints nothing this long"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="extra environment variables for the command"
+    )
+    setup: SetupConfig = Field(default_factory=SetupConfig)
+    commit: CommitConfig = Field(default_factory=CommitConfig)
+    artifacts: list[str] = Field(
+        default_factory=list,
+        description="glob patterns (relative to the worktree) of files kept as artifacts",
+    )
+    checks: list[CheckSpec] = Field(default_factory=list, description="checks run after every lane's command")
+    gate: GateConfig = Field(default_factory=GateConfig)
+    backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-backend settings, keyed by backend name"
+    )
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_check_names(cls, value: list[CheckSpec]) -> list[CheckSpec]:
+        seen: set[str] = set()
+        for check in value:
+            if check.name in seen:
+                raise ValueError(f"two checks are named {check.name!r}; give each check its own name")
+            seen.add(check.name)
+        return value
+
+
+def load_config(path: Path) -> SpineConfig:
+    """Read and validate ``path``; a missing file means all defaults."""
+    if not path.is_file():
+        return SpineConfig()
+    import yaml  # slow-ish import, only when there is a file
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}", "fix the syntax and try again") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    if raw is None:
+        return SpineConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, not a {type(raw).__name__}",
+            "see .spine.yaml.example or `spine schema config`",
+        )
+    return validate_config(raw, str(path))
+
+
+def validate_config(raw: dict[str, Any], source: str) -> SpineConfig:
+    """Validate an already-parsed mapping, naming ``source`` in errors."""
+    try:
+        return SpineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(exc, source, SpineConfig), "see `spine schema config`"
+        ) from exc
+
+
+def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
+    """Render pydantic errors as 'FILE: key a.b: problem (expected ...)' lines."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(model, err["loc"][:-1])
+            msg = f"unknown key '{loc}'"
+            if allowed:
+                msg += f"; valid keys here: {', '.join(allowed)}"
+        elif kind == "missing":
+            msg = f"key '{loc}' is required"
+        else:
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"key '{loc}': {text} (got {_short(err.get('input'))})"
+        lines.append(msg)
+    head = f"{source}: " if len(lines) == 1 else f"{source}: {len(lines)} problems:\n  - "
+    return head + "\n  - ".join(lines)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part)) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(f.alias or name for name, f in current.model_fields.items())
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """Find the BaseModel inside list[Model] / Model | None annotations."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,209 @@
+"""Run one command as its own process group: stdin closed, output streamed, time-boxed, killable.
+
+The command gets a new session (and so a new process group); a timeout, an idle timeout, a cancel
+request or Ctrl-C ends the whole group, first with SIGTERM and then, after a grace period, SIGKILL.
+When the command exits by itself, whatever it left running in its group is killed too, so no process
+of a lane outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+OutputSink = Callable[[str, bytes], None]
+"""Called with ("stdout" | "stderr", chunk) for every chunk of output, from reader threads."""
+
+TimeoutKind = Literal["wall", "idle"]
+
+
+@dataclass
+class ProcessOutcome:
+    """What happened to a command."""
+
+    exit_code: int | None
+    timed_out: TimeoutKind | None = None
+    canceled: bool = False
+    duration: float = 0.0
+    tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.timed_out is None and not self.canceled
+
+
+class _Tail:
+    """The last lines of combined output, for summaries and debug packets."""
+
+    def __init__(self, keep: int = 40) -> None:
+        self._lines: deque[str] = deque(maxlen=keep)
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def feed(self, chunk: bytes) -> None:
+        with self._lock:
+            text = self._partial + chunk.decode("utf-8", errors="replace")
+            *lines, self._partial = text.split("\n")
+            self._lines.extend(line.rstrip("\r") for line in lines)
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            out = list(self._lines)
+            if self._partial.strip():
+                out.append(self._partial)
+            return out[-self._lines.maxlen :] if self._lines.maxlen else out
+
+
+def kill_group(pgid: int, grace: float = 3.0, leader: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL what is left.
+
+    ``leader`` is reaped while waiting, so that its zombie does not count as alive.
+    """
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
+        if not group_alive(pgid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process of the group exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc/self"):
+        return True
+    # Zombies still answer killpg(pgid, 0); an init that does not reap them would keep us waiting.
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float | None = None,
+    idle_timeout: float | None = None,
+    on_output: OutputSink | None = None,
+    cancel: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
+    grace: float = 3.0,
+) -> ProcessOutcome:
+    """Run ``argv`` in ``cwd`` and return its outcome; see the module docstring for the rules.
+
+    ``on_start`` receives the process group id as soon as the command started (to record it for a
+    ``spine cancel`` from another process). KeyboardInterrupt kills the group and is re-raised.
+    """
+    started = time.monotonic()
+    tail = _Tail()
+    last_activity = [started]
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        line = f"spine: cannot start {argv[0]!r}: {exc.strerror or exc}"
+        if on_output:
+            on_output("stderr", (line + "\n").encode())
+        return ProcessOutcome(exit_code=127, duration=time.monotonic() - started, tail=[line])
+    pgid = proc.pid  # start_new_session makes the child the leader of its own group
+    if on_start:
+        on_start(pgid)
+
+    def pump(stream_name: str, pipe: object) -> None:
+        fd = pipe.fileno()  # type: ignore[attr-defined]
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            last_activity[0] = time.monotonic()
+            tail.feed(chunk)
+            if on_output:
+                on_output(stream_name, chunk)
+
+    readers = [
+        threading.Thread(target=pump, args=("stdout", proc.stdout), daemon=True),
+        threading.Thread(target=pump, args=("stderr", proc.stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+
+    timed_out: TimeoutKind | None = None
+    canceled = False
+    try:
+        while proc.poll() is None:
+            now = time.monotonic()
+            if timeout is not None and now - started >= timeout:
+                timed_out = "wall"
+            elif idle_timeout is not None and now - last_activity[0] >= idle_timeout:
+                timed_out = "idle"
+            elif cancel is not None and cancel.is_set():
+                canceled = True
+            if timed_out or canceled:
+                kill_group(pgid, grace, proc)
+                proc.wait()
+                break
+            time.sleep(0.05)
+    except BaseException:
+        kill_group(pgid, grace, proc)
+        proc.wait()
+        raise
+    finally:
+        # Whatever the command left behind in its group goes too; then the pipes can close.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        for reader in readers:
+            reader.join(timeout=5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+    code = proc.returncode
+    if code is not None and code < 0:
+        code = 128 + (-code)
+    return ProcessOutcome(
+        exit_code=code,
+        timed_out=timed_out,
+        canceled=canceled,
+        duration=time.monotonic() - started,
+        tail=tail.lines(),
+    )

@@ -1,0 +1,108 @@
+"""The ExecutionLaneResult contract: one result file per lane, camelCase JSON, versioned.
+
+Field names follow the ExecutionLaneResult contract; spine adds what a reader needs to act without
+opening anything else (ids, refs and SHAs, exit code, timeout, duration, diff stat, hashes).
+``spine schema result`` prints the JSON Schema generated from these models.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = 1
+
+
+class LaneStatus(StrEnum):
+    PLANNED = "planned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (LaneStatus.SUCCEEDED, LaneStatus.FAILED, LaneStatus.BLOCKED, LaneStatus.CANCELED)
+
+
+class CheckStatus(StrEnum):
+    NOT_RUN = "not-run"
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Commit(_Camel):
+    sha: str
+    subject: str
+    made_by: Literal["command", "spine"] = Field(
+        description="'command' if the lane's command committed it itself"
+    )
+
+
+class Artifact(_Camel):
+    path: str = Field(description="path relative to the lane worktree")
+    stored_at: str = Field(description="absolute path of the copy kept with the result")
+    size: int
+    sha256: str
+
+
+class Validation(_Camel):
+    name: str
+    status: CheckStatus
+    command: str
+    summary: str
+    exit_code: int | None = None
+    duration_seconds: float | None = None
+
+
+class DiffStat(_Camel):
+    files_changed: int = 0
+    insertions: int = 0
+    deletions: int = 0
+
+
+class LaneResult(_Camel):
+    """One lane's outcome: what happened, where it is, and what to do next."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    lane_id: str
+    objective: str
+    status: LaneStatus
+    sandbox_backend: str
+    branch: str | None = None
+    worktree_path: str | None = None
+    log_path: str
+    provider_run_id: str | None = None
+    command: list[str] = Field(default_factory=list)
+    base_ref: str
+    base_sha: str
+    head_sha: str | None = None
+    commits: list[Commit] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    validation: list[Validation] = Field(default_factory=list)
+    exit_code: int | None = None
+    timed_out: bool = False
+    timeout_kind: Literal["wall", "idle"] | None = None
+    duration_seconds: float | None = None
+    diff_stat: DiffStat | None = None
+    output_tail: list[str] = Field(default_factory=list, description="last lines of the command's output")
+    error: str | None = Field(
+        default=None, description="why spine itself could not finish the lane, if it could not"
+    )
+    summary: str
+    next_action: str
+    started_at: str | None = None
+    completed_at: str | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2) + "\n"

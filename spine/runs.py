@@ -1,0 +1,164 @@
+"""Creating, driving, finding and printing runs: the glue the commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import click
+
+from spine.context import ExecutionContext
+from spine.errors import ExitCode, UsageError
+from spine.ids import check_id, format_duration
+from spine.lane import Echo
+from spine.result import LaneResult, LaneStatus
+from spine.state import LaneSpec, LaneState, RunState, RunStore, driver_info, now_iso
+
+
+def create_run(
+    ctx: ExecutionContext, run_id: str, specs: list[LaneSpec], kind: str = "run"
+) -> tuple[RunStore, RunState]:
+    """Record a new run with ``specs`` as its planned lanes; nothing else is created yet."""
+    from spine.backends.registry import require_usable
+
+    lanes: dict[str, LaneState] = {}
+    for spec in specs:
+        backend = spec.backend or ctx.backend
+        require_usable(backend, ctx.config.backends.get(backend, {}))  # fail before anything exists
+        base_ref, base_sha = ctx.refs.base_ref, ctx.refs.base_sha
+        if spec.base and spec.base != base_ref:
+            from spine.git import git
+
+            probe = git(
+                "rev-parse",
+                "--verify",
+                "-q",
+                f"{spec.base}^{{commit}}",
+                cwd=ctx.repo.primary_checkout,
+                check=False,
+            )
+            if probe.returncode != 0:
+                raise UsageError(
+                    f"lane {spec.id!r}: unknown base ref {spec.base!r}",
+                    "name an existing branch, tag or commit",
+                )
+            base_ref, base_sha = spec.base, probe.stdout.strip()
+        lanes[spec.id] = LaneState(spec=spec, backend=backend, base_ref=base_ref, base_sha=base_sha)
+    run = RunState(
+        run_id=run_id,
+        created_at=now_iso(),
+        kind=kind,
+        base_ref=ctx.refs.base_ref,
+        base_sha=ctx.refs.base_sha,
+        target_ref=ctx.refs.target_ref,
+        target_sha=ctx.refs.target_sha,
+        lanes=lanes,
+    )
+    store = RunStore(ctx.state.run_dir(run_id))
+    store.create(run)
+    return store, run
+
+
+def drive_run(
+    ctx: ExecutionContext, store: RunStore, run: RunState, *, jobs: int = 1, echo: Echo = "raw"
+) -> RunState:
+    """Drive ``run`` with the linear scheduler; Ctrl-C cancels and raises KeyboardInterrupt."""
+    from spine.loop import Driver, Interrupted
+    from spine.scheduler import LinearScheduler
+
+    run.driver = driver_info()
+    store.save(run)
+    driver = Driver(ctx, store, run, LinearScheduler(), echo=echo)
+    try:
+        driver.drive(jobs=jobs)
+    except Interrupted:
+        run.driver = None
+        store.save(run)
+        raise KeyboardInterrupt from None
+    run.driver = None
+    store.save(run)
+    return run
+
+
+def exit_code_for(statuses: Iterable[LaneStatus]) -> int:
+    """0 when every lane succeeded, 130 when any was canceled, else 1."""
+    statuses = list(statuses)
+    if all(s == LaneStatus.SUCCEEDED for s in statuses):
+        return ExitCode.OK
+    if any(s == LaneStatus.CANCELED for s in statuses):
+        return ExitCode.INTERRUPTED
+    return ExitCode.FAILED
+
+
+def list_run_ids(ctx: ExecutionContext) -> list[str]:
+    """Run ids, oldest first (ids sort by creation time)."""
+    if not ctx.state.runs.is_dir():
+        return []
+    return sorted(p.name for p in ctx.state.runs.iterdir() if (p / "run.json").is_file())
+
+
+def parse_ref(ctx: ExecutionContext, ref: str | None) -> tuple[str, str | None]:
+    """Parse ``RUN``, ``RUN/LANE`` or nothing (the latest run) into (run id, lane id or None)."""
+    if not ref:
+        runs = list_run_ids(ctx)
+        if not runs:
+            raise UsageError(
+                "there are no runs in this repository yet", 'start one with: spine run "OBJECTIVE" -- COMMAND'
+            )
+        return runs[-1], None
+    run_id, _, lane_id = ref.partition("/")
+    check_id("run id", run_id)
+    if lane_id:
+        check_id("lane id", lane_id)
+    if not ctx.state.run_file(run_id).is_file():
+        raise UsageError(
+            f"no run {run_id!r} in this repository", "list runs with `spine show` or look in `spine status`"
+        )
+    return run_id, lane_id or None
+
+
+def load_result(ctx: ExecutionContext, run_id: str, lane_id: str) -> LaneResult:
+    path = ctx.state.result_file(run_id, lane_id)
+    if not path.is_file():
+        run = RunStore(ctx.state.run_dir(run_id)).load()
+        if lane_id not in run.lanes:
+            raise UsageError(f"run {run_id!r} has no lane {lane_id!r}", f"its lanes: {', '.join(run.lanes)}")
+        raise UsageError(
+            f"lane {run_id}/{lane_id} has no result yet (status: {run.lanes[lane_id].status.value})",
+            f"it is still running or was interrupted; see `spine show {run_id}`",
+        )
+    return LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def render_result(result: LaneResult, result_path: str | None = None) -> str:
+    """A short human summary of one lane result."""
+    head = f"lane {result.run_id}/{result.lane_id}: {result.status.value}"
+    rows = [
+        ("objective", result.objective),
+        ("branch", result.branch or "-"),
+        ("worktree", result.worktree_path or "-"),
+    ]
+    if result.duration_seconds is not None:
+        rows.append(("duration", format_duration(result.duration_seconds)))
+    for check in result.validation:
+        rows.append((f"check {check.name}", f"{check.status.value}: {check.summary}"))
+    if result.artifacts:
+        rows.append(("artifacts", ", ".join(a.path for a in result.artifacts)))
+    rows += [("log", result.log_path)]
+    if result_path:
+        rows.append(("result", result_path))
+    rows += [("summary", result.summary), ("next", result.next_action)]
+    width = max(len(k) for k, _ in rows)
+    return head + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def print_lane_result(ctx: ExecutionContext, run: RunState, lane_id: str, *, as_json: bool) -> LaneResult:
+    result = load_result(ctx, run.run_id, lane_id)
+    if as_json:
+        click.echo(result.to_json(), nl=False)
+    else:
+        path = str(ctx.state.result_file(run.run_id, lane_id))
+        color = {"succeeded": "green", "failed": "red", "canceled": "yellow"}.get(result.status.value)
+        text = render_result(result, path)
+        first, _, rest = text.partition("\n")
+        click.echo(click.style(first, fg=color, bold=True) + "\n" + rest)
+    return result
