@@ -62,20 +62,21 @@ def drive_run(
     ctx: ExecutionContext, store: RunStore, run: RunState, *, jobs: int = 1, echo: Echo = "raw"
 ) -> RunState:
     """Drive ``run`` with the linear scheduler; Ctrl-C cancels and raises KeyboardInterrupt."""
+    from spine.liveness import DriverLock
     from spine.loop import Driver, Interrupted
     from spine.scheduler import LinearScheduler
 
-    run.driver = driver_info()
-    store.save(run)
-    driver = Driver(ctx, store, run, LinearScheduler(), echo=echo)
-    try:
-        driver.drive(jobs=jobs)
-    except Interrupted:
-        run.driver = None
+    with DriverLock(store.run_dir):
+        run.driver = driver_info()
         store.save(run)
-        raise KeyboardInterrupt from None
-    run.driver = None
-    store.save(run)
+        driver = Driver(ctx, store, run, LinearScheduler(), echo=echo)
+        try:
+            driver.drive(jobs=jobs)
+        except Interrupted:
+            raise KeyboardInterrupt from None
+        finally:
+            run.driver = None
+            store.save(run)
     return run
 
 

@@ -8,7 +8,6 @@ import click
 
 from spine.ids import parse_duration
 
-
 if TYPE_CHECKING:
     _DurationBase = click.ParamType[float | None]
 else:  # click.ParamType is generic only in recent click releases
