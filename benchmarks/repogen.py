@@ -67,10 +67,10 @@ def generate(root: Path, files: int, seed: int = 7) -> Path:
         picked = rng.sample(range(max(1, files - 2)), k=max(1, (files - 2) // 100))
         changes = [(_path(i), blob(_content(rng, i, n))) for i in sorted(picked)]
         commit(f"change {len(changes)} files (round {n})", changes, stamp + n * 3600)
-    subprocess.run(
-        ["git", "fast-import", "--quiet"], cwd=root, input=b"".join(chunks), check=True, env=env
-    )
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=root, input=b"".join(chunks), check=True, env=env)
     # Populate the primary checkout (one process, no per-file git add) and pack the history.
     subprocess.run(["git", "checkout", "-q", "-f", "main"], cwd=root, check=True, env=env)
-    subprocess.run(["git", "gc", "-q", "--aggressive" if files <= 1000 else "--auto"], cwd=root, check=True, env=env)
+    subprocess.run(
+        ["git", "gc", "-q", "--aggressive" if files <= 1000 else "--auto"], cwd=root, check=True, env=env
+    )
     return root

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import repogen  # noqa: E402
+import repogen
 
 LANE_COMMAND = "echo done > bench-output.txt"
 BATCH_LANES = 50
@@ -210,7 +210,19 @@ def lane_by_hand(bench: Bench, repo: Path, lane: str, env: dict[str, str] | None
 def spine_lane(bench: Bench, repo: Path, lane: str) -> tuple[float, float, dict[str, Any]]:
     """One ``spine run``; returns (seconds, peak MiB, the lane's state from run.json)."""
     took, peak = bench.spine_with_memory(
-        ["run", "-q", "--lane", lane, "--run-id", lane, f"benchmark lane {lane}", "--", "sh", "-c", LANE_COMMAND],
+        [
+            "run",
+            "-q",
+            "--lane",
+            lane,
+            "--run-id",
+            lane,
+            f"benchmark lane {lane}",
+            "--",
+            "sh",
+            "-c",
+            LANE_COMMAND,
+        ],
         repo,
     )
     run = json.loads((repo / ".git" / "spine" / "runs" / lane / "run.json").read_text())
@@ -241,7 +253,9 @@ def measure_lanes(bench: Bench, repo: Path, size: int) -> None:
     hand_add = bench.add(Measure("lane", "by hand: git worktree add alone", size))
     lane = bench.add(Measure("lane", "spine run", size, baseline=hand, target=1.10))
     memory = bench.add(Measure("memory", "spine run: driver peak RSS", size, unit="MiB"))
-    setup_fresh = bench.add(Measure("lane", "spine run: create_worktree step (fresh)", size, baseline=hand_add))
+    setup_fresh = bench.add(
+        Measure("lane", "spine run: create_worktree step (fresh)", size, baseline=hand_add)
+    )
     lane_bench_warmup(bench, repo)
     for _ in range(bench.repeat):
         times = lane_by_hand(bench, repo, bench.next_id("h"))
@@ -311,7 +325,9 @@ def count_git(bench: Bench, repo: Path, size: int) -> None:
                 log.write_text("")
                 lane = bench.next_id("sc")
                 bench.run(
-                    bench.spine("run", "-q", "--lane", lane, "--run-id", lane, "count", "--", "sh", "-c", LANE_COMMAND),
+                    bench.spine(
+                        "run", "-q", "--lane", lane, "--run-id", lane, "count", "--", "sh", "-c", LANE_COMMAND
+                    ),
                     repo,
                     env,
                 )
@@ -329,23 +345,39 @@ def count_git(bench: Bench, repo: Path, size: int) -> None:
 def measure_batch(bench: Bench, repo: Path, size: int) -> None:
     if not bench.has_command("batch", repo):
         bench.add(
-            Measure("batch", f"spine batch, {BATCH_LANES} lanes, --jobs 2", size, note="not available: no `spine batch`")
+            Measure(
+                "batch",
+                f"spine batch, {BATCH_LANES} lanes, --jobs 2",
+                size,
+                note="not available: no `spine batch`",
+            )
         )
         return
     hand = bench.add(Measure("batch", f"by hand, {BATCH_LANES} lanes, 2 at a time", size))
-    batch = bench.add(Measure("batch", f"spine batch, {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10))
-    memory = bench.add(Measure("memory", f"spine batch ({BATCH_LANES} lanes): driver peak RSS", size, unit="MiB"))
+    batch = bench.add(
+        Measure("batch", f"spine batch, {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10)
+    )
+    memory = bench.add(
+        Measure("memory", f"spine batch ({BATCH_LANES} lanes): driver peak RSS", size, unit="MiB")
+    )
     pooled: Measure | None = None
     if pool_supported(bench, repo):
         pooled = bench.add(
-            Measure("batch", f"spine batch (pool), {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10)
+            Measure(
+                "batch",
+                f"spine batch (pool), {BATCH_LANES} lanes, --jobs 2",
+                size,
+                baseline=hand,
+                target=1.10,
+            )
         )
     rounds = max(1, min(bench.repeat, 3))
     for _ in range(rounds):
         prefix = bench.next_id("b")
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda i: lane_by_hand(bench, repo, f"{prefix}-{i:02d}"), range(BATCH_LANES)))
+            names = [f"{prefix}-{i:02d}" for i in range(BATCH_LANES)]
+            list(pool.map(lambda name: lane_by_hand(bench, repo, name), names))
         hand.samples.append(time.perf_counter() - started)
         bench.remove_worktrees(repo)
         for mode in ("plain", "pool") if pooled is not None else ("plain",):
@@ -452,7 +484,16 @@ def report(results: list[Measure]) -> str:
         ratio = f"{m.ratio:.2f}x" if m.ratio is not None else ""
         target = f"<= {m.target:g}x" if m.target is not None else ""
         rows.append(
-            (m.group, size, m.name, fmt(s["median"], m.unit), fmt(s["min"], m.unit), fmt(s["max"], m.unit), ratio, target)
+            (
+                m.group,
+                size,
+                m.name,
+                fmt(s["median"], m.unit),
+                fmt(s["min"], m.unit),
+                fmt(s["max"], m.unit),
+                ratio,
+                target,
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -460,12 +501,16 @@ def report(results: list[Measure]) -> str:
     details = [f"  {m.group}/{m.size}: {m.name}: {m.note}" for m in results if m.samples and m.note]
     if details:
         lines += ["", "notes:", *details]
-    baselines = [f"  {m.name} ({m.group}/{m.size}) is compared with: {m.baseline.name}" for m in results if m.baseline]
-    return "\n".join(lines + ["", "ratios (median / median of the baseline):", *baselines])
+    baselines = [
+        f"  {m.name} ({m.group}/{m.size}) is compared with: {m.baseline.name}" for m in results if m.baseline
+    ]
+    return "\n".join([*lines, "", "ratios (median / median of the baseline):", *baselines])
 
 
 def machine() -> dict[str, Any]:
-    git_version = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    git_version = subprocess.run(
+        ["git", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     here = Path(__file__).resolve().parent.parent
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=False
@@ -481,11 +526,17 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sizes", default="100,5000,50000", help="repository sizes in files (default: %(default)s)")
+    parser.add_argument(
+        "--sizes", default="100,5000,50000", help="repository sizes in files (default: %(default)s)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="samples per measure (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=5000, help="repository size for the batch (0: skip)")
+    parser.add_argument(
+        "--batch-size", type=int, default=5000, help="repository size for the batch (0: skip)"
+    )
     parser.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--workdir", metavar="DIR", help="where repositories go (default: a temporary directory)")
+    parser.add_argument(
+        "--workdir", metavar="DIR", help="where repositories go (default: a temporary directory)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated repositories")
     parser.add_argument(
         "--spine",
@@ -493,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         help="how to start spine (default: the spine script next to this python, else python -m spine)",
     )
     parser.add_argument(
-        "--only", default="startup,lane,git,batch,gate", help="comma-separated parts to run (default: %(default)s)"
+        "--only",
+        default="startup,lane,git,batch,gate",
+        help="comma-separated parts to run (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -533,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report(bench.results))
     if args.json_out:
         payload = {
-            "command": " ".join([Path(python).name, "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+            "command": " ".join(
+                [Path(python).name, "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
+            ),
             "machine": machine(),
             "repeat": bench.repeat,
             "seconds": round(time.perf_counter() - started, 1),
