@@ -109,6 +109,32 @@ class GateConfig(_Model):
     checks: list[CheckSpec] = Field(default_factory=list, description="checks run on the merge result")
 
 
+class PoolConfig(_Model):
+    """The worktree pool: finished lanes hand their worktree back, new lanes reuse one."""
+
+    enabled: bool = Field(
+        default=False, description="reuse the worktrees of succeeded lanes instead of checking out anew"
+    )
+    size: int = Field(default=4, ge=1, le=64, description="most worktrees kept waiting in the pool")
+    keep: list[str] = Field(
+        default_factory=list,
+        description="gitignore-style patterns of untracked files a pooled worktree keeps between lanes "
+        "(dependency caches such as node_modules or .venv); everything else untracked is removed",
+    )
+
+    @field_validator("keep")
+    @classmethod
+    def _plain_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or pattern.startswith("!"):
+                raise ValueError(
+                    f"{pattern!r} is not a pattern to keep; use e.g. 'node_modules/' or '.venv/'"
+                )
+            if pattern.strip("/") in (".git", ".") or ".." in pattern.split("/"):
+                raise ValueError(f"{pattern!r} may not name .git or leave the worktree")
+        return value
+
+
 class SpineConfig(_Model):
     """The whole ``.spine.yaml``."""
 
@@ -135,6 +161,7 @@ class SpineConfig(_Model):
     )
     checks: list[CheckSpec] = Field(default_factory=list, description="checks run after every lane's command")
     gate: GateConfig = Field(default_factory=GateConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-backend settings, keyed by backend name"
     )

@@ -71,6 +71,11 @@ class StatePaths:
     def default_worktrees(self) -> Path:
         return self.root / "worktrees"
 
+    @property
+    def pool(self) -> Path:
+        """Lock files of the worktree pool's slots."""
+        return self.root / "pool"
+
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
 
@@ -109,6 +114,11 @@ class ExecutionContext:
 
     def lane_worktree(self, run_id: str, lane_id: str) -> Path:
         return self.workspace.worktree_root / run_id / lane_id
+
+    @property
+    def pool_worktrees(self) -> Path:
+        """Where pooled worktrees wait; run ids cannot start with '.', so no run collides with it."""
+        return self.workspace.worktree_root / ".pool"
 
     def shared(self) -> dict[str, Any]:
         """The fields that must be identical from every working directory of the repository."""

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -139,6 +140,19 @@ def create_worktree(rt: LaneRuntime) -> None:
         return
     path = rt.ctx.lane_worktree(rt.run.run_id, rt.lane_id)
     branch = f"spine/{rt.run.run_id}/{rt.lane_id}"
+    started = time.perf_counter()
+    if rt.ctx.config.pool.enabled and not path.exists():
+        from spine.pool import take
+
+        taken = take(rt.ctx, path, branch, lane.base_sha)
+        if taken is not None:
+            lane.worktree, lane.branch = str(path), branch
+            lane.facts["create_worktree"] = {
+                "source": "pool",
+                "cleaned": taken.cleaned,
+                "seconds": round(time.perf_counter() - started, 4),
+            }
+            return
     from filelock import FileLock
 
     rt.ctx.state.locks.mkdir(parents=True, exist_ok=True)
@@ -151,20 +165,15 @@ def create_worktree(rt: LaneRuntime) -> None:
                 path.rename(path.with_name(f"{path.name}.orphan-{os.getpid()}"))
                 git("worktree", "prune", cwd=rt.ctx.repo.primary_checkout)
             path.parent.mkdir(parents=True, exist_ok=True)
-            if _branch_exists(rt, branch):
+            # Try the common case (a new branch) first; probe for the branch only when that fails.
+            args = ("worktree", "add", "--quiet", "-b", branch, str(path), lane.base_sha)
+            added = git(*args, cwd=rt.ctx.repo.primary_checkout, check=False)
+            if added.returncode != 0:
+                if not _branch_exists(rt, branch):
+                    raise GitFailed(args, added.returncode, added.stderr)
                 git("worktree", "add", "--quiet", str(path), branch, cwd=rt.ctx.repo.primary_checkout)
-            else:
-                git(
-                    "worktree",
-                    "add",
-                    "--quiet",
-                    "-b",
-                    branch,
-                    str(path),
-                    lane.base_sha,
-                    cwd=rt.ctx.repo.primary_checkout,
-                )
     lane.worktree, lane.branch = str(path), branch
+    lane.facts["create_worktree"] = {"source": "fresh", "seconds": round(time.perf_counter() - started, 4)}
 
 
 def _branch_exists(rt: LaneRuntime, branch: str) -> bool:
@@ -315,31 +324,30 @@ def commit(rt: LaneRuntime) -> None:
         }
         return
     wt = rt.worktree
-    made_by_command = set(_log_shas(wt, lane.base_sha))
-    if git("status", "--porcelain", "--untracked-files=all", cwd=wt).stdout.strip():
-        git("add", "-A", cwd=wt)
-        message = _commit_message(rt)
-        _git_commit(rt, wt, message)
+    # `add -A` then a cached diff (index against HEAD, no work-tree scan) instead of a `status`
+    # first: on a fresh worktree every scan re-hashes racily clean files, so each one saved counts.
+    git("add", "-A", cwd=wt)
+    staged = git("diff", "--cached", "--quiet", cwd=wt, check=False)
+    if staged.returncode not in (0, 1):
+        raise GitFailed(["diff", "--cached", "--quiet"], staged.returncode, staged.stderr)
+    if staged.returncode == 1:
+        _git_commit(rt, wt, _commit_message(rt))
     commits = []
-    for line in _log_lines(wt, lane.base_sha):
-        sha, subject = line.split("\0", 1)
-        commits.append(
-            Commit(
-                sha=sha, subject=subject, made_by="command" if sha in made_by_command else "spine"
-            ).model_dump(by_alias=True)
+    for sha, subject, run_trailer in _log_entries(wt, lane.base_sha):
+        made_by: Literal["command", "spine"] = (
+            "spine" if rt.run.run_id in run_trailer.split(",") else "command"
         )
-    head = git_out("rev-parse", "HEAD", cwd=wt)
+        commits.append(Commit(sha=sha, subject=subject, made_by=made_by).model_dump(by_alias=True))
+    head = commits[-1]["sha"] if commits else git_out("rev-parse", "HEAD", cwd=wt)
     stat = _diff_stat(wt, lane.base_sha, head)
     lane.facts["commit"] = {"commits": commits, "headSha": head, "diffStat": stat.model_dump(by_alias=True)}
 
 
-def _log_lines(wt: Path, base_sha: str) -> list[str]:
-    out = git("log", "--reverse", "--format=%H%x00%s", f"{base_sha}..HEAD", cwd=wt).stdout
-    return [line for line in out.splitlines() if line]
-
-
-def _log_shas(wt: Path, base_sha: str) -> list[str]:
-    return [line.split("\0", 1)[0] for line in _log_lines(wt, base_sha)]
+def _log_entries(wt: Path, base_sha: str) -> list[tuple[str, str, str]]:
+    """(sha, subject, Spine-Run trailer values) of every commit on the lane, oldest first, HEAD last."""
+    fmt = "--format=%H%x00%s%x00%(trailers:key=Spine-Run,valueonly,separator=%x2C)"
+    fields = git("log", "--reverse", "-z", fmt, f"{base_sha}..HEAD", cwd=wt).stdout.split("\0")
+    return [(fields[i], fields[i + 1], fields[i + 2].strip()) for i in range(0, len(fields) - 2, 3)]
 
 
 def _commit_message(rt: LaneRuntime) -> str:
@@ -458,16 +466,42 @@ def validate(rt: LaneRuntime) -> None:
 
 
 def finalize(rt: LaneRuntime) -> None:
-    """Collect artifacts, decide the status, write result.json."""
-    result = build_result(rt)
+    """Collect artifacts, decide the status, write result.json; with the pool on, return the worktree."""
     path = rt.ctx.state.result_file(rt.run.run_id, rt.lane_id)
-    atomic_write_text(path, result.to_json())
+    worktree_gone = rt.lane.worktree is not None and not Path(rt.lane.worktree).exists()
+    result = _result_before_pool(rt, path) if worktree_gone else None
+    if result is None:
+        result = build_result(rt)
+        atomic_write_text(path, result.to_json())
     rt.lane.status = result.status
     rt.lane.facts["result"] = {
         "path": str(path),
         "status": result.status.value,
         "nextAction": result.next_action,
     }
+    if (
+        rt.ctx.config.pool.enabled
+        and result.status == LaneStatus.SUCCEEDED
+        and not rt.backend.in_place
+        and not worktree_gone
+    ):
+        from spine.pool import give_back
+
+        # Only succeeded lanes: everything they made is committed, and a failed lane's worktree is
+        # where a person looks first.
+        rt.lane.facts["result"]["returnedToPool"] = give_back(rt.ctx, rt.worktree)
+
+
+def _result_before_pool(rt: LaneRuntime, path: Path) -> LaneResult | None:
+    """The result written just before the worktree went back to the pool, when finalize is redone.
+
+    Rebuilding it would find no worktree (and so no artifacts); the one written then is complete.
+    """
+    if not path.is_file() or rt.lane.error:
+        return None
+    stored = LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
+    head = (rt.lane.facts.get("commit") or {}).get("headSha")
+    return stored if stored.status == LaneStatus.SUCCEEDED and stored.head_sha == head else None
 
 
 def collect_artifacts(rt: LaneRuntime) -> list[Artifact]:

@@ -182,7 +182,10 @@ def run_process(
                 kill_group(pgid, grace, proc)
                 proc.wait()
                 break
-            time.sleep(0.05)
+            # wait() rather than sleep(): it returns as soon as the command exits, so a short
+            # command does not pay a fixed polling delay.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.05)
     except BaseException:
         kill_group(pgid, grace, proc)
         proc.wait()

@@ -1,0 +1,217 @@
+"""The worktree pool: succeeded lanes hand their worktree back, new lanes reuse one.
+
+Checking out every file of a large repository is most of what a fresh ``git worktree add`` costs.
+A pooled worktree already has the files; moving it to a new base rewrites only those that differ.
+
+A pooled worktree waits in ``<worktree root>/.pool/<slot>`` with a detached HEAD. ``take`` locks a
+slot, proves the worktree pristine (cleaning it first when it is not), moves it to the lane's base,
+moves the directory to the lane's path and creates the lane's branch there. From then on it is out
+of the pool: no other lane can see it. The slot lock (an ``flock``, released by the kernel if the
+process dies) covers the moments in between. ``give_back`` returns a worktree while the pool has
+room; ``trim`` removes the surplus (``spine gc`` calls it). See docs/adr/0050-worktree-pool.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from spine.context import ExecutionContext
+from spine.errors import EnvironmentProblem
+from spine.git import GitFailed, git
+
+
+class NotPristine(EnvironmentProblem):
+    """A pooled worktree could not be brought back to a clean state; it is discarded, never used."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A pooled worktree now at the lane's path, on the lane's branch."""
+
+    path: Path
+    slot: str
+    cleaned: bool
+    seconds: float
+
+
+def pooled_worktrees(ctx: ExecutionContext) -> list[Path]:
+    """The worktrees waiting in the pool, most recently returned first."""
+    root = ctx.pool_worktrees
+    if not root.is_dir():
+        return []
+    slots = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(slots, key=lambda p: p.name, reverse=True)
+
+
+def is_pooled(ctx: ExecutionContext, path: Path) -> bool:
+    """True when ``path`` is a worktree waiting in the pool (``spine gc`` must leave it to ``trim``)."""
+    return path.resolve().parent == ctx.pool_worktrees.resolve()
+
+
+def take(ctx: ExecutionContext, dest: Path, branch: str, base_sha: str) -> Taken | None:
+    """Move a pristine pooled worktree to ``dest`` on a new ``branch`` at ``base_sha``.
+
+    Returns None when no pooled worktree can be used (the pool is empty, every slot is locked, or
+    the branch exists already); the caller then creates a fresh worktree.
+    """
+    started = time.perf_counter()
+    for slot_path in pooled_worktrees(ctx):
+        with _slot_lock(ctx, slot_path.name) as held:
+            if not held or not (slot_path / ".git").is_file():
+                continue  # another lane is taking it, or took it since we listed the pool
+            try:
+                cleaned = _make_pristine(ctx, slot_path, base_sha)
+            except (GitFailed, NotPristine):
+                _discard(ctx, slot_path)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with _worktrees_lock(ctx):
+                moved = git(
+                    "worktree", "move", str(slot_path), str(dest), cwd=ctx.repo.primary_checkout, check=False
+                )
+            if moved.returncode != 0:
+                continue  # e.g. another file system; the worktree stays pooled and pristine
+            _lock_file(ctx, slot_path.name).unlink(missing_ok=True)
+        # `switch -c` to the commit already checked out touches neither index nor files (`checkout -b`
+        # would refresh the whole index).
+        switched = git("switch", "-q", "-c", branch, cwd=dest, check=False)
+        if switched.returncode != 0:
+            # Most likely the branch exists (a lane being redone): hand the worktree back untouched
+            # and let the caller reconcile the branch the way it does without a pool.
+            if not give_back(ctx, dest):
+                _discard(ctx, dest)
+            return None
+        return Taken(path=dest, slot=slot_path.name, cleaned=cleaned, seconds=time.perf_counter() - started)
+    return None
+
+
+def give_back(ctx: ExecutionContext, worktree: Path) -> bool:
+    """Return a finished lane's worktree to the pool; False (and leave it in place) when the pool is full.
+
+    The worktree's HEAD is detached, so the lane's branch is no longer checked out anywhere.
+    Whatever the lane left behind is cleaned by the next ``take``, not here.
+    """
+    slot = f"{time.time_ns():x}-{secrets.token_hex(2)}"
+    dest = ctx.pool_worktrees / slot
+    with _slot_lock(ctx, slot) as held:
+        if not held:
+            return False
+        with _worktrees_lock(ctx):
+            if len(pooled_worktrees(ctx)) >= ctx.config.pool.size:
+                return False
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                git(
+                    "update-ref",
+                    "--no-deref",
+                    "-m",
+                    "spine: returned to the worktree pool",
+                    "HEAD",
+                    "HEAD",
+                    cwd=worktree,
+                )
+                git("worktree", "move", str(worktree), str(dest), cwd=ctx.repo.primary_checkout)
+            except GitFailed:
+                return False  # a locked worktree, one with submodules: it stays where it is
+    return True
+
+
+def trim(ctx: ExecutionContext, keep: int | None = None) -> list[Path]:
+    """Remove pooled worktrees beyond ``keep`` (default: the configured size; 0 empties the pool).
+
+    The oldest go first; a slot another process holds is skipped. Returns the removed paths.
+    """
+    limit = ctx.config.pool.size if keep is None else max(0, keep)
+    removed = []
+    for path in pooled_worktrees(ctx)[limit:]:
+        with _slot_lock(ctx, path.name) as held:
+            if held and path.exists():
+                _discard(ctx, path)
+                removed.append(path)
+    if ctx.state.pool.is_dir():
+        for lock in ctx.state.pool.glob("*.lock"):
+            slot = lock.name.removesuffix(".lock")
+            if not (ctx.pool_worktrees / slot).exists():
+                with _slot_lock(ctx, slot) as held:
+                    if held:
+                        lock.unlink(missing_ok=True)
+    return removed
+
+
+# --- internals -----------------------------------------------------------------------------------
+
+
+def _make_pristine(ctx: ExecutionContext, path: Path, base_sha: str) -> bool:
+    """Clean ``path`` if needed, prove it pristine, then move it to ``base_sha``; True if it was dirty.
+
+    Pristine means: HEAD detached, index and files equal to HEAD, and no untracked or ignored file
+    except those the keep-list names. From there a two-way ``reset --keep`` rewrites only the files
+    that differ between HEAD and the base, and refuses rather than overwrite anything.
+    """
+    excludes = [f"--exclude={pattern}" for pattern in ctx.config.pool.keep]
+    status = git("status", "--porcelain=v2", "-z", "--branch", "--untracked-files=no", cwd=path).stdout
+    entries = [entry for entry in status.split("\0") if entry]
+    if "# branch.head (detached)" not in entries:
+        raise NotPristine(f"pooled worktree {path} has a branch checked out")
+    tracked_dirty = any(not entry.startswith("# ") for entry in entries)
+    if tracked_dirty:
+        git("reset", "-q", "--hard", cwd=path)
+    clean = git("clean", "-ffdx", *excludes, cwd=path)
+    untracked_dirty = bool(clean.stdout.strip() or clean.stderr.strip())
+    # Prove that cleaning worked, checking again only what had to be cleaned.
+    if tracked_dirty and git("status", "--porcelain", "-z", "--untracked-files=no", cwd=path).stdout:
+        raise NotPristine(f"pooled worktree {path} still has changes after a hard reset")
+    if untracked_dirty and git("clean", "-n", "-ffdx", *excludes, cwd=path).stdout.strip():
+        raise NotPristine(f"pooled worktree {path} still has untracked files after cleaning")
+    git("reset", "-q", "--keep", base_sha, cwd=path)
+    return tracked_dirty or untracked_dirty
+
+
+def _discard(ctx: ExecutionContext, path: Path) -> None:
+    """Remove a pooled worktree that must not be used (only ever one inside the pool)."""
+    removed = git(
+        "worktree", "remove", "--force", "--force", str(path), cwd=ctx.repo.primary_checkout, check=False
+    )
+    if removed.returncode != 0 and path.resolve().parent == ctx.pool_worktrees.resolve():
+        shutil.rmtree(path, ignore_errors=True)
+        git("worktree", "prune", cwd=ctx.repo.primary_checkout, check=False)
+    _lock_file(ctx, path.name).unlink(missing_ok=True)
+
+
+def _lock_file(ctx: ExecutionContext, slot: str) -> Path:
+    return ctx.state.pool / f"{slot}.lock"
+
+
+@contextlib.contextmanager
+def _slot_lock(ctx: ExecutionContext, slot: str) -> Iterator[bool]:
+    """Try to lock one slot without waiting; yields whether this process now holds it."""
+    ctx.state.pool.mkdir(parents=True, exist_ok=True)
+    fd = os.open(_lock_file(ctx, slot), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = False
+        else:
+            held = True
+        yield held
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def _worktrees_lock(ctx: ExecutionContext) -> Iterator[None]:
+    """The lock every change to the repository's list of worktrees is made under."""
+    from filelock import FileLock
+
+    ctx.state.locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(ctx.state.lock_file("worktrees")), timeout=120):
+        yield
