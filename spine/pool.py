@@ -64,7 +64,7 @@ def take(ctx: ExecutionContext, dest: Path, branch: str, base_sha: str) -> Taken
     """
     started = time.perf_counter()
     for slot_path in pooled_worktrees(ctx):
-        with _slot_lock(ctx, slot_path.name) as held:
+        with slot_lock(ctx, slot_path.name) as held:
             if not held or not (slot_path / ".git").is_file():
                 continue  # another lane is taking it, or took it since we listed the pool
             try:
@@ -101,7 +101,7 @@ def give_back(ctx: ExecutionContext, worktree: Path) -> bool:
     """
     slot = f"{time.time_ns():x}-{secrets.token_hex(2)}"
     dest = ctx.pool_worktrees / slot
-    with _slot_lock(ctx, slot) as held:
+    with slot_lock(ctx, slot) as held:
         if not held:
             return False
         with _worktrees_lock(ctx):
@@ -132,7 +132,7 @@ def trim(ctx: ExecutionContext, keep: int | None = None) -> list[Path]:
     limit = ctx.config.pool.size if keep is None else max(0, keep)
     removed = []
     for path in pooled_worktrees(ctx)[limit:]:
-        with _slot_lock(ctx, path.name) as held:
+        with slot_lock(ctx, path.name) as held:
             if held and path.exists():
                 _discard(ctx, path)
                 removed.append(path)
@@ -140,7 +140,7 @@ def trim(ctx: ExecutionContext, keep: int | None = None) -> list[Path]:
         for lock in ctx.state.pool.glob("*.lock"):
             slot = lock.name.removesuffix(".lock")
             if not (ctx.pool_worktrees / slot).exists():
-                with _slot_lock(ctx, slot) as held:
+                with slot_lock(ctx, slot) as held:
                     if held:
                         lock.unlink(missing_ok=True)
     return removed
@@ -191,8 +191,9 @@ def _lock_file(ctx: ExecutionContext, slot: str) -> Path:
 
 
 @contextlib.contextmanager
-def _slot_lock(ctx: ExecutionContext, slot: str) -> Iterator[bool]:
-    """Try to lock one slot without waiting; yields whether this process now holds it."""
+def slot_lock(ctx: ExecutionContext, slot: str) -> Iterator[bool]:
+    """Try to lock one slot (a pooled worktree's directory name) without waiting; yields whether
+    this process now holds it. While held, no other process takes, trims or discards that worktree."""
     ctx.state.pool.mkdir(parents=True, exist_ok=True)
     fd = os.open(_lock_file(ctx, slot), os.O_RDWR | os.O_CREAT, 0o644)
     try:
