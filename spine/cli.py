@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("spine.commands.show", "Show the result of a run or a lane."),
     "score": ("spine.commands.score", "Grade result files for completeness and consistency."),
     "schema": ("spine.commands.schema", "Print the JSON Schema of the config or the result file."),
+    "ops": ("spine.commands.ops", "List the operators (named lane recipes) configured in .spine.yaml."),
+    "classify": ("spine.commands.classify", "Show which mode an objective falls in, and why."),
+    "debug": ("spine.commands.debug", "Print the debug packet of a failed or stopped lane."),
 }
 
 
