@@ -152,7 +152,8 @@ DEFAULT_EVIDENCE: dict[Mode, list[EvidenceRule]] = {
             id="smoke",
             kind="check",
             name=["*smoke*"],
-            description="a passing smoke-run check (named smoke...; expect_exit pins its exit codes)",
+            command=r"\bsmoke\b",
+            description="a passing smoke-run check (named or running smoke; expect_exit pins its exit codes)",
         ),
     ],
     Mode.SERVICE: [
@@ -222,7 +223,7 @@ DEFAULT_KEYWORDS: dict[Mode, list[str]] = {
         "decision", "decide", "adr", "policy",
     ],
     Mode.CONTACT: [
-        "outreach", "lead", "linkedin", "crm", "follow-up", "follow up", "qualification", "email",
+        "outreach", "lead", "linkedin", "crm", "follow-up", "qualification", "email",
         "stakeholder", "customer",
     ],
 }  # fmt: skip

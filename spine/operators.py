@@ -321,14 +321,19 @@ class OperatorSpec(_Model):
             )
         return self
 
-    def script(self) -> str:
-        """The operator's command, or its steps as one shell script that stops at the first failure."""
+    def script(self, values: Mapping[str, str]) -> str:
+        """The operator's command, or its steps as one shell script that stops at the first failure.
+
+        Placeholders are replaced by the shell-quoted ``values`` (see ``resolve_inputs``).
+        """
         if self.command is not None:
-            return self.command
+            return substitute(self.command, values, quote=True)
         lines = []
         total = len(self.steps)
-        for n, step in enumerate(self.steps, 1):
-            label = shlex.quote(f"==> step {n}/{total}: {step.splitlines()[0] if step.strip() else ''}")
+        for n, raw in enumerate(self.steps, 1):
+            step = substitute(raw, values, quote=True)
+            first = step.strip().splitlines()[0] if step.strip() else ""
+            label = shlex.quote(f"==> step {n}/{total}: {first}")
             failed = shlex.quote(f"spine: step {n}/{total} failed with exit ")
             lines.append(f"printf '%s\\n' {label}")
             lines.append(f'{{ {step}\n}} || {{ rc=$?; printf "%s%s\\n" {failed} "$rc" >&2; exit "$rc"; }}')

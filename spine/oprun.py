@@ -164,7 +164,7 @@ def lane_spec_from_operator(
     return LaneSpec(
         id=check_id("lane id", lane_id or op.id),
         objective=text,
-        command=substitute(op.script(), values, quote=True),
+        command=op.script(values),
         base=base,
         backend=backend,
         timeout=timeout if timeout is not None else op.timebox,
