@@ -334,3 +334,15 @@ def test_warn_keeps_the_lane_succeeded_and_fail_does_not(repo: Path, spine: Spin
 
     clean = spine.json("run", "--json", "-q", "--op", "tool", cwd=repo)
     assert clean["verdict"] == "PASS" and [a["verdict"] for a in clean["acceptance"]] == ["PASS"] * 4
+
+
+def test_score_gate_sees_evidence(repo: Path, spine: Spine, tmp_path: Path) -> None:
+    failed = spine.json("run", "--json", "-q", "--mode", "CONTACT", "draft", "--", "true", cwd=repo, expect=1)
+    path = repo / ".git" / "spine" / "runs" / failed["runId"] / "lanes" / failed["laneId"] / "result.json"
+    honest = spine.json("score", str(path), "--json", cwd=repo, expect=None)["results"][0]
+    assert honest["contradictions"] == []
+    # A result claiming success without the mode's evidence is inconsistent.
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps({**failed, "status": "succeeded", "verdict": "PASS"}))
+    graded = spine.json("score", str(forged), "--json", cwd=repo, expect=1)["results"][0]
+    assert "status is succeeded but evidence touches is missing" in graded["contradictions"]

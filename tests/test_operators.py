@@ -256,3 +256,23 @@ def test_lane_spec_from_operator_builds_a_spec_for_batches(repo: Path) -> None:
     with pytest.raises(UsageError, match="needs input 'source'"):
         lane_spec_from_operator(config, "ingest", {})
     assert json.loads(spec.model_dump_json(by_alias=True))["op"]["modeSource"] == "operator"
+
+
+def test_the_documented_configs_are_valid() -> None:
+    """The worked example in docs/operators.md and the commented example file both load."""
+    from spine.config import validate_config
+
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "operators.md").read_text()
+    block = doc.split("`.spine.yaml`:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    config = validate_config(yaml.safe_load(block), "docs/operators.md")
+    assert [op.id for op in config.operators] == ["export-orders", "new-cli", "fix-bug"]
+    example = (root / ".spine.yaml.example").read_text()
+    # Commented keys start with "# "; section headers start with "# ---".
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") and not line.startswith("# ---") else "" for line in example.splitlines()
+    )
+    start = uncommented.index("\noperators:")
+    loaded = yaml.safe_load(uncommented[start:])
+    config = validate_config(loaded, ".spine.yaml.example")
+    assert config.operators[0].id == "export-orders" and "GOVERNANCE" in {m.value for m in config.modes}
