@@ -333,7 +333,7 @@ def ground_result(rt: LaneRuntime, result: LaneResult) -> LaneResult:
     """Check acceptance and evidence for a lane with a mode; return the result with status and next pointer grounded."""
     binding = rt.lane.spec.op
     if binding is None:
-        return result
+        return result.model_copy(update={"next_pointer": " ".join(result.next_action.split())})
     facts = rt.lane.facts
     acceptance = [AcceptanceResult.model_validate(a) for a in facts.get("acceptance") or []]
     if binding.acceptance and not acceptance:
@@ -424,10 +424,10 @@ def _next_pointer(
     }
     kind = failure_kind(result, rt.lane.facts)
     if kind is None:
-        text = pointer(binding.next, fields) if binding.next else result.next_action
+        text = (pointer(binding.next, fields) if binding.next else "") or result.next_action
         return " ".join(text.split())
     configured = binding.failure_paths.for_kind(kind)
-    if configured:
+    if configured and pointer(configured, fields):
         text = pointer(configured, fields)
     elif kind == "timeout":
         text = f"stopped by the timebox ({fields['timebox']}): {binding.stop_rule or 're-scope or raise --timeout'}"

@@ -147,7 +147,7 @@ class LaneResult(_Camel):
         default=None, description="PASS/WARN/FAIL of a lane with a mode, grounded in acceptance and evidence"
     )
     next_pointer: str | None = Field(
-        default=None, description="one line: what to do next (lanes with a mode always have one)"
+        default=None, description="one line: what to do next; for a lane with a mode, also its nextAction"
     )
     debug_packet: str | None = Field(
         default=None, description="path of debug.json, written for every failed or stopped lane"

@@ -136,6 +136,8 @@ def test_hypotheses_follow_the_facts(repo: Path, spine: Spine) -> None:
     assert packet["symptom"]["failureKind"] == "timeout" and packet["symptom"]["timeoutKind"] == "wall"
     assert any("timebox" in h for h in packet["hypotheses"])
     assert "--timeout 1s" in packet["repro"]["spine"]
+    # The timebox stopped a plain lane: it still leaves a one-line next pointer.
+    assert timed["nextPointer"] and "\n" not in timed["nextPointer"] and "raise --timeout" in timed["nextPointer"]
 
     write_files(repo, {".spine.yaml": yaml.safe_dump({"setup": {"commands": ["cat local-only.env"]}})})
     setup = spine.json("run", "--json", "-q", "setup", "--", "true", cwd=repo, expect=1)

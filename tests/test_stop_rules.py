@@ -53,9 +53,9 @@ def test_stall_timeout_from_the_command_line_and_config_for_plain_lanes(repo: Pa
 
 
 def test_output_or_file_changes_count_as_progress(repo: Path, spine: Spine) -> None:
-    # Silent but writing a file for 3s, then printing without writing for 3s: each phase is longer
+    # Silent but writing a file for 2.4s, then printing without writing for 2.4s: each phase is longer
     # than the stall time, but there is never a stretch of 2s without progress.
-    loop = "i=0; while [ $i -lt 15 ]; do {}; sleep 0.2; i=$((i+1)); done"
+    loop = "i=0; while [ $i -lt 12 ]; do {}; sleep 0.2; i=$((i+1)); done"
     script = loop.format("echo $i >> progress.txt") + "; " + loop.format("echo tick")
     result = spine.json("run", "--json", "-q", "--stall-timeout", "2", "busy", "--", "sh", "-c", script, cwd=repo)
     assert result["status"] == "succeeded", result["summary"]
