@@ -46,11 +46,26 @@ def _listify(value: object) -> object:
 StrList = Annotated[list[str], BeforeValidator(_listify)]
 
 
-class _Model(BaseModel):
+class ConfigModel(BaseModel):
+    """Base of the mode and operator config models: unknown keys are errors, frozen once loaded."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """A key left empty in YAML (every entry commented out) means its default, not null."""
+        if not isinstance(data, dict):
+            return data
+        cleaned = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if value is None and field is not None and field.default_factory is not None:
+                del cleaned[key]
+        return cleaned
 
-class EvidenceRule(_Model):
+
+class EvidenceRule(ConfigModel):
     """One piece of evidence a mode (or an operator) asks for, checkable from the lane's facts.
 
     Kinds: ``artifact`` (kept artifacts), ``file`` (files in the worktree, or changed by the lane),
@@ -99,7 +114,7 @@ class EvidenceRule(_Model):
         return self.description or f"{self.kind} evidence {self.id!r}"
 
 
-class ModeSettings(_Model):
+class ModeSettings(ConfigModel):
     """Overrides for one mode under ``modes:``; an omitted key keeps the shipped default."""
 
     evidence: list[EvidenceRule] | None = Field(

@@ -29,7 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from spine.errors import UsageError
 from spine.ids import id_problem, parse_duration
-from spine.modes import EvidenceRule, Mode, ModeName
+from spine.modes import ConfigModel, EvidenceRule, Mode, ModeName
 
 Timebox = Annotated[
     float,
@@ -66,10 +66,6 @@ POINTER_FIELDS = frozenset(
 FAILURE_KINDS = ("timeout", "stall", "command_failed", "check_failed", "missing_evidence", "setup_failed")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _pointer_template(value: str | None) -> str | None:
     if value is None:
         return None
@@ -90,7 +86,7 @@ def _pointer_template(value: str | None) -> str | None:
 PointerTemplate = Annotated[str | None, BeforeValidator(_pointer_template)]
 
 
-class InputSpec(_Model):
+class InputSpec(ConfigModel):
     """One typed input of an operator."""
 
     type: Literal["string", "int", "float", "bool", "path", "choice"] = Field(
@@ -181,7 +177,7 @@ def _int_list(value: object) -> object:
     return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class AcceptanceCheck(_Model):
+class AcceptanceCheck(ConfigModel):
     """A check that decides whether an operator's run counts: PASS, WARN or FAIL."""
 
     name: str = Field(min_length=1, description="short name shown in results, e.g. 'rows'")
@@ -197,7 +193,7 @@ class AcceptanceCheck(_Model):
     )
 
 
-class FailurePaths(_Model):
+class FailurePaths(ConfigModel):
     """The next pointer to record for each kind of failure; placeholders: see POINTER_FIELDS."""
 
     timeout: PointerTemplate = Field(default=None, description="the timebox ran out")
@@ -218,7 +214,7 @@ def _operator_id(info: ValidationInfo) -> str:
     return repr(info.data.get("id", "?"))
 
 
-class OperatorSpec(_Model):
+class OperatorSpec(ConfigModel):
     """One operator under ``operators:``."""
 
     id: str = Field(description="stable id used with `spine run --op ID`, e.g. 'ingest-csv'")

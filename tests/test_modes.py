@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Spine, write_files
+from tests.conftest import Spine, write_files
 
 from spine.modes import (
     ArtifactFact,
@@ -182,7 +182,7 @@ PASSING_AND_FAILING: list[tuple[Mode, str, list[str], str, list[str], list[str]]
 
 
 def _tool_repo(repo: Path) -> None:
-    from conftest import git
+    from tests.conftest import git
 
     write_files(
         repo,

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import Spine, write_files
+from tests.conftest import Spine, write_files
 
 from spine.stall import StallWatch, worktree_fingerprint
 
@@ -63,7 +63,7 @@ def test_output_or_file_changes_count_as_progress(repo: Path, spine: Spine) -> N
 
 
 def test_fingerprint_changes_on_every_kind_of_progress(repo: Path) -> None:
-    from conftest import git
+    from tests.conftest import git
 
     first = worktree_fingerprint(repo)
     assert worktree_fingerprint(repo) == first
