@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tests.conftest import Spine, git, write_files
 
 NEEDS_FILE = 'test -f fixed.txt || { echo "looking for fixed.txt"; echo "fixed.txt is missing" >&2; exit 3; }'

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import Spine, write_files
 
 from spine.modes import (
     ArtifactFact,
@@ -23,6 +22,7 @@ from spine.modes import (
 )
 from spine.oprun import aggregate
 from spine.result import AcceptanceResult, Verdict
+from tests.conftest import Spine, write_files
 
 # --- classifier ----------------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import yaml
-from tests.conftest import Spine, write_files
 
 from spine.stall import StallWatch, worktree_fingerprint
+from tests.conftest import Spine, write_files
 
 SLEEPER = {
     "id": "slow",
