@@ -54,9 +54,9 @@ class GitWorktree:
 class Finding:
     """Something the reaper found, what it does about it, and (after applying) what happened."""
 
-    kind: str  # lane-worktree | orphan-worktree | stray-directory | gate-worktree | lock | branch | run
+    kind: str  # lane-worktree | orphan-worktree | stray-directory | gate-worktree | lock | branch | run | process
     subject: str
-    action: str  # remove | delete | keep | skip | close
+    action: str  # remove | delete | keep | skip | close | kill
     reason: str
     apply: Callable[[], str | None] | None = field(default=None, repr=False)
     run_id: str | None = None
@@ -301,6 +301,8 @@ class Reaper:
         target_sha = _ref_sha(ctx, run.target_ref) or ctx.refs.target_sha
         for lane_id, lane in run.lanes.items():
             expected = ctx.lane_worktree(run_id, lane_id)
+            if dead and lane.pgid and lane.worktree:
+                self._plan_orphan_processes(run_id, lane.pgid, Path(lane.worktree))
             if lane.worktree is not None and Path(lane.worktree) != expected:
                 continue  # an in-place lane ran in the user's own checkout: nothing of spine's to remove
             self._plan_lane_worktree(run_id, lane_id, lane.base_sha, expected, worktrees.get(expected), why)
@@ -332,6 +334,29 @@ class Reaper:
                     "run", run_id, "delete", f"older than the retention ({days:g} days)", delete_run, run_id
                 )
             )
+
+    def _plan_orphan_processes(self, run_id: str, pgid: int, worktree: Path) -> None:
+        """A dead driver's command may still run: its group is killed before its worktree goes."""
+        pids = orphan_group_members(pgid, worktree)
+        if not pids:
+            return
+
+        def kill() -> str:
+            from spine.process import kill_group
+
+            kill_group(pgid, grace=2.0)
+            return f"stopped process group {pgid} ({len(pids)} process{'es' if len(pids) > 1 else ''})"
+
+        self.add(
+            Finding(
+                "process",
+                f"process group {pgid}",
+                "kill",
+                f"the command of a lane whose driver died, still running in {worktree}",
+                kill,
+                run_id,
+            )
+        )
 
     def _promoted(self, run_id: str, lane_id: str) -> bool:
         path = self.ctx.state.result_file(run_id, lane_id)
@@ -526,6 +551,31 @@ class Reaper:
                 except (GitFailed, OSError) as exc:
                     finding.error = str(getattr(exc, "message", exc))
         return self.findings
+
+
+def orphan_group_members(pgid: int, worktree: Path) -> list[int]:
+    """Live processes of group ``pgid`` working inside ``worktree``.
+
+    A recorded group id may have been reused by an unrelated program since; requiring the process's
+    working directory to be inside the lane worktree rules that out.
+    """
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        return []
+    members = []
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] == b"Z":
+                continue
+            cwd = Path(os.readlink(entry / "cwd"))
+        except (OSError, IndexError, ValueError):
+            continue
+        if _under(cwd, worktree):
+            members.append(int(entry.name))
+    return members
 
 
 def _lane_dirs(ctx: ExecutionContext, run_id: str) -> list[str]:
