@@ -140,7 +140,8 @@ def merge_trees(ctx: ExecutionContext, into_sha: str, rev_sha: str) -> MergeResu
     if "unrelated histories" in err:
         raise UsageError(
             f"{rev_sha[:12]} and {into_sha[:12]} have no common history, so there is no merge to test",
-            "gate a revision that was branched from the target",
+            "gate a revision that was branched from the target; in CI, fetch the full history "
+            "(actions/checkout with fetch-depth: 0)",
         )
     if "unknown option" in err or "usage:" in err:
         raise EnvironmentProblem(

@@ -62,7 +62,8 @@ def command(
     from spine.gate_report import github_annotations, junit_xml, render_table, step_summary
     from spine.loop import sigterm_as_interrupt
 
-    ctx = resolve_context()
+    # An explicit --into also stands in for the configured refs, which a CI clone may not have locally.
+    ctx = resolve_context(base=into, target=into) if into else resolve_context()
     if lane_ref:
         if rev:
             raise UsageError("give either REV or --lane, not both", f"spine gate --lane {lane_ref}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import click
 
 
@@ -39,7 +41,7 @@ def command(
 
     from spine.context import resolve_context
     from spine.errors import UsageError
-    from spine.promote import promote
+    from spine.promote import Strategy, promote
     from spine.runs import load_result, parse_ref
 
     ctx = resolve_context()
@@ -48,7 +50,9 @@ def command(
         raise UsageError(
             f"promote needs RUN/LANE, got {lane_ref!r}", f"see the lanes with `spine show {run_id}`"
         )
-    landing = promote(ctx, run_id, lane_id, strategy, into=into, use_gate=use_gate, force=force)  # type: ignore[arg-type]
+    landing = promote(
+        ctx, run_id, lane_id, cast(Strategy, strategy), into=into, use_gate=use_gate, force=force
+    )
     if as_json:
         result = load_result(ctx, run_id, lane_id)
         payload = result.promotion.model_dump(mode="json", by_alias=True) if result.promotion else None
