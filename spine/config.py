@@ -14,6 +14,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from spine.errors import ConfigError
@@ -46,6 +47,21 @@ COMMIT_TEMPLATE_FIELDS = frozenset(
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """A key left empty in YAML (every entry commented out) means its default, not null."""
+        if not isinstance(data, dict):
+            return data
+        cleaned = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key) or next(
+                (f for f in cls.model_fields.values() if f.alias == key), None
+            )
+            if value is None and field is not None and field.default_factory is not None:
+                del cleaned[key]
+        return cleaned
 
 
 class CheckSpec(_Model):

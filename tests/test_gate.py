@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Spine, git, write_files
+from tests.conftest import Spine, git, write_files
 
 
 def commit_all(root: Path, message: str) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import Spine, git, write_files
+from tests.conftest import Spine, git, write_files
 
 
 def state(repo: Path) -> Path:

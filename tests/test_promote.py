@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Spine, git, write_files
+from tests.conftest import Spine, git, write_files
 
 
 def run_lane(spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work") -> dict[str, Any]:
