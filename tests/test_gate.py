@@ -285,3 +285,11 @@ def test_bad_input_exits_2(branched: Path, spine: Spine) -> None:
     proc = spine("gate", "feature", "--lane", "x/y", cwd=branched)
     assert proc.returncode == 2
     assert "give either REV or --lane" in proc.stderr
+
+
+def test_into_stands_in_for_configured_refs_a_ci_clone_lacks(branched: Path, spine: Spine) -> None:
+    configure(branched, "target: release\n")  # no local branch of that name, as in a fresh CI clone
+    plain = spine("gate", "feature", cwd=branched)
+    assert plain.returncode == 2 and "unknown target ref 'release'" in plain.stderr
+    verdict = spine.json("gate", "feature", "--into", "main", "--check", "true", "--json", cwd=branched)
+    assert verdict["passed"] is True and verdict["into"] == "main"

@@ -62,8 +62,16 @@ def command(
     from spine.gate_report import github_annotations, junit_xml, render_table, step_summary
     from spine.loop import sigterm_as_interrupt
 
-    # An explicit --into also stands in for the configured refs, which a CI clone may not have locally.
-    ctx = resolve_context(base=into, target=into) if into else resolve_context()
+    try:
+        ctx = resolve_context()
+    except UsageError as problem:
+        # A CI clone may lack the configured base/target branches; an explicit --into stands in.
+        if not into:
+            raise
+        try:
+            ctx = resolve_context(base=into, target=into)
+        except UsageError:
+            raise problem from None
     if lane_ref:
         if rev:
             raise UsageError("give either REV or --lane, not both", f"spine gate --lane {lane_ref}")
