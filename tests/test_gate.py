@@ -268,7 +268,7 @@ def test_interrupted_gate_removes_its_throwaway_worktree(branched: Path, sig: si
     assert started.exists(), "the check never started"
     assert len(worktree_paths(branched)) == 2
     os.kill(proc.pid, sig)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert worktree_paths(branched) == [str(branched)]
     gate_root = branched / ".git" / "spine" / "worktrees" / ".gate"
