@@ -379,6 +379,17 @@ class Reaper:
         ctx = self.ctx
         if registered is None and not path.exists():
             return
+        if path == ctx.workspace.current_worktree:
+            self.add(
+                Finding(
+                    "lane-worktree",
+                    str(path),
+                    "skip",
+                    "spine gc was started inside it; run it from another checkout to remove it",
+                    run_id=run_id,
+                )
+            )
+            return
         if registered is not None and registered.locked:
             self.add(
                 Finding(
@@ -465,6 +476,9 @@ class Reaper:
         for path, wt in worktrees.items():
             if not _under(path, root) or _under(path, gate_root) or path in self._claimed:
                 continue
+            if path == ctx.workspace.current_worktree:
+                self.add(Finding("orphan-worktree", str(path), "skip", "spine gc was started inside it"))
+                continue
             if wt.locked:
                 self.add(Finding("orphan-worktree", str(path), "skip", f"locked ({wt.locked})"))
                 continue
@@ -533,23 +547,34 @@ class Reaper:
 
     # -- applying
 
-    def apply(self) -> list[Finding]:
-        """Carry out the plan, one finding at a time; a failure is recorded and the rest goes on."""
+    def run(self, *, dry_run: bool = False) -> list[Finding]:
+        """Plan, and unless ``dry_run`` apply the plan, holding the lock lanes take to create worktrees.
+
+        Planning under the lock too means a lane worktree being created right now cannot be
+        mistaken for a stray directory.
+        """
+        if dry_run:
+            return self.plan()
         from filelock import FileLock
 
+        self.ctx.state.locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.ctx.state.lock_file("worktrees")), timeout=120):
+            self.plan()
+            return self.apply()
+
+    def apply(self) -> list[Finding]:
+        """Carry out the plan, one finding at a time; a failure is recorded and the rest goes on."""
         ctx = self.ctx
-        ctx.state.locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(ctx.state.lock_file("worktrees")), timeout=120):
-            for finding in self.findings:
-                if finding.apply is None:
-                    continue
-                if finding.run_id and run_is_driven(ctx.state.run_dir(finding.run_id)):
-                    finding.error = "a spine process started driving the run meanwhile; left alone"
-                    continue
-                try:
-                    finding.done = finding.apply() or "done"
-                except (GitFailed, OSError) as exc:
-                    finding.error = str(getattr(exc, "message", exc))
+        for finding in self.findings:
+            if finding.apply is None:
+                continue
+            if finding.run_id and run_is_driven(ctx.state.run_dir(finding.run_id)):
+                finding.error = "a spine process started driving the run meanwhile; left alone"
+                continue
+            try:
+                finding.done = finding.apply() or "done"
+            except (GitFailed, OSError) as exc:
+                finding.error = str(getattr(exc, "message", exc))
         return self.findings
 
 

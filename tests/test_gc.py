@@ -213,3 +213,14 @@ def test_a_half_created_worktree_is_cleared_through_the_reaper(repo: Path, spine
     assert git("show", f"{ref}:unexpected.txt", cwd=repo) == "keep me"
     # Only what differs from the base was saved: files a half-finished checkout lacks are not "deleted".
     assert git("diff", "--name-status", "HEAD", ref, cwd=repo) == "A\tunexpected.txt"
+
+
+def test_gc_started_inside_a_lane_worktree_does_not_remove_it(repo: Path, spine: Spine) -> None:
+    run_lane(spine, repo, "echo x > x.txt")
+    wt = lane_worktree(repo)
+    proc = spine("gc", cwd=wt)
+    assert proc.returncode == 0, proc.stderr
+    assert "spine gc was started inside it" in proc.stdout
+    assert wt.is_dir()
+    assert spine("gc", cwd=repo).returncode == 0
+    assert not wt.exists()

@@ -35,9 +35,7 @@ def command(dry_run: bool, prune_branches: bool, retention_days: float | None, a
     ctx = resolve_context()
     days = retention_days if retention_days is not None else ctx.config.gc.retention_days
     reaper = Reaper(ctx, prune_branches=prune_branches, retention_days=days)
-    findings = reaper.plan()
-    if not dry_run:
-        reaper.apply()
+    findings = reaper.run(dry_run=dry_run)
     failed = [f for f in findings if f.error]
     if as_json:
         click.echo(json.dumps({"dryRun": dry_run, "findings": [f.to_json() for f in findings]}, indent=2))
