@@ -127,6 +127,16 @@ class GateConfig(_Model):
     checks: list[CheckSpec] = Field(default_factory=list, description="checks run on the merge result")
 
 
+class GcConfig(_Model):
+    """Settings for ``spine gc``."""
+
+    retention_days: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="delete runs (state, worktrees, merged branches) older than this many days; null keeps them",
+    )
+
+
 class SpineConfig(_Model):
     """The whole ``.spine.yaml``."""
 
@@ -157,6 +167,7 @@ class SpineConfig(_Model):
     )
     checks: list[CheckSpec] = Field(default_factory=list, description="checks run after every lane's command")
     gate: GateConfig = Field(default_factory=GateConfig)
+    gc: GcConfig = Field(default_factory=GcConfig)
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-backend settings, keyed by backend name"
     )

@@ -148,6 +148,7 @@ def test_no_changes(spine: Spine, repo: Path) -> None:
     assert result["headSha"] == result["baseSha"]
     assert "no changes" in result["summary"]
     assert "nothing to review" in result["nextAction"]
+    assert "spine gc" in result["nextAction"]
 
 
 def test_no_git_identity(spine: Spine, repo: Path, isolated_git: Path) -> None:
