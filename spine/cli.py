@@ -24,6 +24,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("spine.commands.show", "Show the result of a run or a lane."),
     "score": ("spine.commands.score", "Grade result files for completeness and consistency."),
     "schema": ("spine.commands.schema", "Print the JSON Schema of the config or the result file."),
+    "gate": ("spine.commands.gate", "Test the merge of a revision into a branch; cache the verdict."),
+    "promote": ("spine.commands.promote", "Land a finished lane on its target branch."),
+    "gc": ("spine.commands.gc", "Clean up finished and dead lanes without losing uncommitted work."),
+    "hooks": ("spine.commands.hooks", "Install the git hooks that run the gate (pre-push)."),
+    "ops": ("spine.commands.ops", "List the operators (named lane recipes) configured in .spine.yaml."),
+    "classify": ("spine.commands.classify", "Show which mode an objective falls in, and why."),
+    "debug": ("spine.commands.debug", "Print the debug packet of a failed or stopped lane."),
 }
 
 

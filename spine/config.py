@@ -14,10 +14,13 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from spine.errors import ConfigError
 from spine.ids import parse_duration
+from spine.modes import Mode, ModeName, ModeSettings
+from spine.operators import OperatorSpec
 
 CONFIG_FILE = ".spine.yaml"
 
@@ -46,6 +49,21 @@ COMMIT_TEMPLATE_FIELDS = frozenset(
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """A key left empty in YAML (every entry commented out) means its default, not null."""
+        if not isinstance(data, dict):
+            return data
+        cleaned = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key) or next(
+                (f for f in cls.model_fields.values() if f.alias == key), None
+            )
+            if value is None and field is not None and field.default_factory is not None:
+                del cleaned[key]
+        return cleaned
 
 
 class CheckSpec(_Model):
@@ -135,6 +153,16 @@ class PoolConfig(_Model):
         return value
 
 
+class GcConfig(_Model):
+    """Settings for ``spine gc``."""
+
+    retention_days: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="delete runs (state, worktrees, merged branches) older than this many days; null keeps them",
+    )
+
+
 class SpineConfig(_Model):
     """The whole ``.spine.yaml``."""
 
@@ -150,6 +178,10 @@ class SpineConfig(_Model):
     idle_timeout: Duration | None = Field(
         default=None, description="stop a command that prints nothing this long"
     )
+    stall_timeout: Duration | None = Field(
+        default=None,
+        description="stop a command that neither prints nor changes a file in its worktree this long",
+    )
     env: dict[str, str] = Field(
         default_factory=dict, description="extra environment variables for the command"
     )
@@ -161,10 +193,36 @@ class SpineConfig(_Model):
     )
     checks: list[CheckSpec] = Field(default_factory=list, description="checks run after every lane's command")
     gate: GateConfig = Field(default_factory=GateConfig)
+    gc: GcConfig = Field(default_factory=GcConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-backend settings, keyed by backend name"
     )
+    operators: list[OperatorSpec] = Field(
+        default_factory=list,
+        description="named lane recipes run with `spine run --op ID` (docs/operators.md)",
+    )
+    modes: dict[ModeName, ModeSettings] = Field(
+        default_factory=dict,
+        description="per-mode overrides of the evidence pattern, classifier keywords and stop rule",
+    )
+
+    @field_validator("operators")
+    @classmethod
+    def _unique_operator_ids(cls, value: list[OperatorSpec]) -> list[OperatorSpec]:
+        seen: set[str] = set()
+        for op in value:
+            if op.id in seen:
+                raise ValueError(f"two operators have the id {op.id!r}; give each operator its own id")
+            seen.add(op.id)
+        return value
+
+    def operator(self, op_id: str) -> OperatorSpec | None:
+        """The operator with id ``op_id``, if configured."""
+        return next((op for op in self.operators if op.id == op_id), None)
+
+    def mode_settings(self) -> dict[Mode, ModeSettings]:
+        return dict(self.modes)
 
     @field_validator("checks")
     @classmethod

@@ -7,6 +7,7 @@ step caught mid-way by a crash is redone safely (each step is written to be re-r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -20,11 +21,14 @@ from typing import IO, Any, Literal
 
 from spine.backends.base import Sandbox, SandboxSpec
 from spine.context import ExecutionContext
+from spine.debug import write_debug_packet
 from spine.errors import EnvironmentProblem
 from spine.git import GitFailed, clean_env, git, git_out
 from spine.ids import format_duration
+from spine.oprun import ground_result, run_acceptance
 from spine.process import run_process
 from spine.result import Artifact, CheckStatus, Commit, DiffStat, LaneResult, LaneStatus, Validation
+from spine.stall import StallWatch
 from spine.state import LaneState, RunState, RunStore, atomic_write_text, now_iso
 
 Echo = Literal["none", "raw", "prefixed", "stderr"]
@@ -110,6 +114,8 @@ class LaneRuntime:
         """The environment the command and checks see: who they are, where they run."""
         env = clean_env()
         env.update(self.ctx.config.env)
+        if self.lane.spec.op is not None:
+            env.update(self.lane.spec.op.env)
         env.update(self.lane.spec.env)
         env.update(
             {
@@ -160,14 +166,20 @@ def create_worktree(rt: LaneRuntime) -> None:
         if (path / ".git").exists() and _branch_exists(rt, branch):
             pass  # a previous attempt got this far; keep what is there
         else:
+            from spine.reaper import clear_half_created, is_registered
+
+            label = f"{rt.run.run_id}/{rt.lane_id}"
             if path.exists():
-                # Half-created by a crash: move it aside instead of deleting anything.
-                path.rename(path.with_name(f"{path.name}.orphan-{os.getpid()}"))
-                git("worktree", "prune", cwd=rt.ctx.repo.primary_checkout)
+                # Half-created by a crash: the reaper saves anything unexpected, then clears it.
+                clear_half_created(rt.ctx, path, lane.base_sha, label)
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Try the common case (a new branch) first; probe for the branch only when that fails.
+            # Try the common case (a new branch) first; only when that fails, ask whether a crash
+            # left the path registered without its directory, or the branch exists already.
             args = ("worktree", "add", "--quiet", "-b", branch, str(path), lane.base_sha)
             added = git(*args, cwd=rt.ctx.repo.primary_checkout, check=False)
+            if added.returncode != 0 and is_registered(rt.ctx, path):
+                clear_half_created(rt.ctx, path, lane.base_sha, label)
+                added = git(*args, cwd=rt.ctx.repo.primary_checkout, check=False)
             if added.returncode != 0:
                 if not _branch_exists(rt, branch):
                     raise GitFailed(args, added.returncode, added.stderr)
@@ -282,26 +294,30 @@ def execute(rt: LaneRuntime) -> None:
         rt.lane.pgid = pgid
         rt.store.save(rt.run)
 
+    # The stall rule watches output and the worktree, and stops the command through a cancel event.
+    watch = StallWatch(rt.worktree, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
     try:
-        outcome = rt.backend.exec(
-            handle,
-            argv,
-            env=rt.lane_env(),
-            timeout=spec.timeout,
-            idle_timeout=spec.idle_timeout,
-            on_output=out,
-            cancel=rt.cancel,
-            on_start=remember_pgid,
-        )
+        with watch or contextlib.nullcontext():
+            outcome = rt.backend.exec(
+                handle,
+                argv,
+                env=rt.lane_env(),
+                timeout=spec.timeout,
+                idle_timeout=spec.idle_timeout,
+                on_output=watch.wrap(out) if watch else out,
+                cancel=watch.stop if watch else rt.cancel,
+                on_start=remember_pgid,
+            )
         rt.backend.collect(handle)
     finally:
         rt.backend.teardown(handle)
         out.close()
     rt.lane.pgid = None
+    stalled = watch is not None and watch.stalled and not rt.cancel.is_set() and outcome.timed_out is None
     rt.lane.facts["execute"] = {
         "exitCode": outcome.exit_code,
-        "timedOut": outcome.timed_out,
-        "canceled": outcome.canceled,
+        "timedOut": "stall" if stalled else outcome.timed_out,
+        "canceled": outcome.canceled and not stalled,
         "durationSeconds": round(outcome.duration, 3),
         "tail": outcome.tail[-20:],
         "startedAt": started,
@@ -460,6 +476,7 @@ def validate(rt: LaneRuntime) -> None:
     finally:
         out.close()
     rt.lane.facts["validate"] = results
+    run_acceptance(rt)
 
 
 # --- finalize ------------------------------------------------------------------------------------
@@ -472,6 +489,11 @@ def finalize(rt: LaneRuntime) -> None:
     result = _result_before_pool(rt, path) if worktree_gone else None
     if result is None:
         result = build_result(rt)
+        if result.status in (LaneStatus.FAILED, LaneStatus.CANCELED):
+            try:
+                result = write_debug_packet(rt, result)
+            except Exception as exc:  # the result file matters more than its debug packet
+                rt.store.event("debug-packet-failed", rt.lane_id, error=f"{type(exc).__name__}: {exc}")
         atomic_write_text(path, result.to_json())
     rt.lane.status = result.status
     rt.lane.facts["result"] = {
@@ -566,6 +588,10 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         status = LaneStatus.FAILED
         summary = f"command timed out{took} (wall-clock limit) and was stopped; {changes}"
         next_action = f"inspect the log at {log}; raise --timeout if the work needs longer"
+    elif ex.get("timedOut") == "stall":
+        status = LaneStatus.FAILED
+        summary = f"command showed no progress (no output, no file changes) for {format_duration(lane.spec.stall_timeout or 0)} and was stopped{took}; {changes}"
+        next_action = f"inspect the log at {log}; find what it waits on, or raise --stall-timeout"
     elif ex.get("timedOut") == "idle":
         status = LaneStatus.FAILED
         summary = f"command printed nothing for {format_duration(lane.spec.idle_timeout or 0)} and was stopped{took}; {changes}"
@@ -591,14 +617,15 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         summary = f"command succeeded{took}; {changes}; {verdict}"
         if commits and lane.branch:
             next_action = (
-                f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}) and merge it"
+                f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}), "
+                f"then land it with `spine promote {rt.run.run_id}/{rt.lane_id}`"
             )
         elif rt.backend.in_place:
             next_action = "review the changes in your checkout (git status)"
         else:
-            next_action = f"nothing to review: the command changed nothing; remove the worktree with `git worktree remove {lane.worktree}`"
+            next_action = "nothing to review: the command changed nothing; clean up the lane with `spine gc`"
 
-    return LaneResult(
+    result = LaneResult(
         run_id=rt.run.run_id,
         lane_id=rt.lane_id,
         objective=lane.spec.objective,
@@ -627,6 +654,7 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         started_at=ex.get("startedAt") or lane.step_started_at,
         completed_at=now_iso(),
     )
+    return ground_result(rt, result)
 
 
 def _describe_changes(

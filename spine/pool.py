@@ -124,18 +124,38 @@ def give_back(ctx: ExecutionContext, worktree: Path) -> bool:
     return True
 
 
-def trim(ctx: ExecutionContext, keep: int | None = None) -> list[Path]:
-    """Remove pooled worktrees beyond ``keep`` (default: the configured size; 0 empties the pool).
+def surplus(ctx: ExecutionContext, keep: int | None = None) -> list[Path]:
+    """The pooled worktrees beyond ``keep``, oldest last; all of them when the pool is switched off.
 
-    The oldest go first; a slot another process holds is skipped. Returns the removed paths.
+    ``keep`` defaults to the configured size.
     """
-    limit = ctx.config.pool.size if keep is None else max(0, keep)
-    removed = []
-    for path in pooled_worktrees(ctx)[limit:]:
-        with slot_lock(ctx, path.name) as held:
-            if held and path.exists():
-                _discard(ctx, path)
-                removed.append(path)
+    if keep is None:
+        keep = ctx.config.pool.size if ctx.config.pool.enabled else 0
+    return pooled_worktrees(ctx)[max(0, keep) :]
+
+
+def remove_pooled(ctx: ExecutionContext, path: Path) -> bool:
+    """Remove one pooled worktree unless another process holds its slot; True if it was removed.
+
+    A pooled worktree holds nothing of value (its lane's work is on the lane's branch), so it is
+    removed as it is.
+    """
+    if not is_pooled(ctx, path):
+        raise ValueError(f"{path} is not in the worktree pool")
+    with slot_lock(ctx, path.name) as held:
+        if not held or not path.exists():
+            return False
+        _discard(ctx, path)
+    return True
+
+
+def trim(ctx: ExecutionContext, keep: int | None = None) -> list[Path]:
+    """Remove pooled worktrees beyond ``keep`` (default: the configured size, or 0 when the pool is
+    off); the oldest go first and a slot another process holds is skipped. ``spine gc`` does this.
+
+    Returns the removed paths.
+    """
+    removed = [path for path in surplus(ctx, keep) if remove_pooled(ctx, path)]
     if ctx.state.pool.is_dir():
         for lock in ctx.state.pool.glob("*.lock"):
             slot = lock.name.removesuffix(".lock")
@@ -144,6 +164,24 @@ def trim(ctx: ExecutionContext, keep: int | None = None) -> list[Path]:
                     if held:
                         lock.unlink(missing_ok=True)
     return removed
+
+
+@contextlib.contextmanager
+def slot_lock(ctx: ExecutionContext, slot: str) -> Iterator[bool]:
+    """Try to lock one slot (a pooled worktree's directory name) without waiting; yields whether
+    this process now holds it. While held, no other process takes, trims or discards that worktree."""
+    ctx.state.pool.mkdir(parents=True, exist_ok=True)
+    fd = os.open(_lock_file(ctx, slot), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = False
+        else:
+            held = True
+        yield held
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 # --- internals -----------------------------------------------------------------------------------
@@ -188,24 +226,6 @@ def _discard(ctx: ExecutionContext, path: Path) -> None:
 
 def _lock_file(ctx: ExecutionContext, slot: str) -> Path:
     return ctx.state.pool / f"{slot}.lock"
-
-
-@contextlib.contextmanager
-def slot_lock(ctx: ExecutionContext, slot: str) -> Iterator[bool]:
-    """Try to lock one slot (a pooled worktree's directory name) without waiting; yields whether
-    this process now holds it. While held, no other process takes, trims or discards that worktree."""
-    ctx.state.pool.mkdir(parents=True, exist_ok=True)
-    fd = os.open(_lock_file(ctx, slot), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held = False
-        else:
-            held = True
-        yield held
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 @contextlib.contextmanager

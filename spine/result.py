@@ -36,6 +36,14 @@ class CheckStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+class Verdict(StrEnum):
+    """An acceptance check's (or an operator run's) outcome."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
 class _Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
@@ -64,10 +72,53 @@ class Validation(_Camel):
     duration_seconds: float | None = None
 
 
+class AcceptanceResult(_Camel):
+    """One acceptance check of an operator run."""
+
+    name: str
+    verdict: Verdict
+    command: str
+    summary: str
+    exit_code: int | None = None
+    expect_exit: list[int] = Field(default_factory=lambda: [0])
+    duration_seconds: float | None = None
+
+
+class EvidenceItem(_Camel):
+    """One rule of the lane's evidence pattern, and whether the lane's facts satisfy it."""
+
+    id: str
+    kind: str
+    description: str
+    required: bool = True
+    found: bool
+    detail: str
+    paths: list[str] = Field(default_factory=list)
+
+
 class DiffStat(_Camel):
     files_changed: int = 0
     insertions: int = 0
     deletions: int = 0
+
+
+class Promotion(_Camel):
+    """How a lane was landed on its target by ``spine promote``."""
+
+    strategy: Literal["merge", "squash", "rebase", "ff-only"]
+    target: str = Field(description="branch the lane was landed on")
+    target_before: str = Field(description="the target's commit before the promotion")
+    target_after: str = Field(description="the target's commit after the promotion")
+    lane_head: str = Field(description="the lane branch commit that was landed")
+    commits: list[str] = Field(default_factory=list, description="commits the promotion added to the target")
+    checkout: str | None = Field(
+        default=None, description="checkout updated in place, or null when only the ref moved"
+    )
+    gate: Literal["passed", "cached"] | None = Field(
+        default=None, description="gate verdict on the landed tree, when --gate was given"
+    )
+    forced: bool = False
+    promoted_at: str
 
 
 class LaneResult(_Camel):
@@ -92,12 +143,34 @@ class LaneResult(_Camel):
     validation: list[Validation] = Field(default_factory=list)
     exit_code: int | None = None
     timed_out: bool = False
-    timeout_kind: Literal["wall", "idle"] | None = None
+    timeout_kind: Literal["wall", "idle", "stall"] | None = Field(
+        default=None, description="wall: the timebox; idle: no output; stall: no output and no file changes"
+    )
     duration_seconds: float | None = None
     diff_stat: DiffStat | None = None
     output_tail: list[str] = Field(default_factory=list, description="last lines of the command's output")
     error: str | None = Field(
         default=None, description="why spine itself could not finish the lane, if it could not"
+    )
+    promotion: Promotion | None = Field(default=None, description="set once `spine promote` landed the lane")
+    operator: str | None = Field(default=None, description="the operator the lane ran, if any")
+    mode: str | None = Field(default=None, description="the lane's mode, when it has one")
+    mode_source: Literal["operator", "flag", "classifier"] | None = None
+    inputs: dict[str, str] | None = Field(default=None, description="the operator's resolved inputs")
+    acceptance: list[AcceptanceResult] = Field(
+        default_factory=list, description="the operator's acceptance checks, PASS/WARN/FAIL each"
+    )
+    evidence: list[EvidenceItem] = Field(
+        default_factory=list, description="the mode's evidence pattern, found or missing rule by rule"
+    )
+    verdict: Verdict | None = Field(
+        default=None, description="PASS/WARN/FAIL of a lane with a mode, grounded in acceptance and evidence"
+    )
+    next_pointer: str | None = Field(
+        default=None, description="one line: what to do next; for a lane with a mode, also its nextAction"
+    )
+    debug_packet: str | None = Field(
+        default=None, description="path of debug.json, written for every failed or stopped lane"
     )
     summary: str
     next_action: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import Spine, git
+from tests.conftest import Spine, git
 
 
 def run_lane(

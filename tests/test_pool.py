@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Spine, git, write_files
 
 from spine import pool
 from spine.context import ExecutionContext, resolve_context
+from tests.conftest import Spine, git, write_files
 
 # Every lane's command prints what it found in its worktree before it changes anything.
 INSPECT = "git status --porcelain --ignored --untracked-files=all; ls -a"
@@ -252,3 +252,21 @@ def test_a_keep_pattern_that_could_hurt_is_a_config_error(spine: Spine, repo: Pa
     proc = spine("context", cwd=repo)
     assert proc.returncode == 2, proc.stderr
     assert "pool.keep" in proc.stderr
+
+
+def test_gc_leaves_the_pool_alone_and_trims_it_when_switched_off(spine: Spine, repo: Path) -> None:
+    enable_pool(repo)
+    run_lane(spine, repo, "one", "echo one > one.txt")
+    [slot] = pool.pooled_worktrees(ctx_of(repo))
+    proc = spine("gc", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert slot.is_dir(), proc.stdout  # a pooled worktree is not an orphan
+
+    (repo / ".spine.yaml").unlink()
+    dry = spine("gc", "--dry-run", cwd=repo)
+    assert f"would remove pool-worktree {slot}" in dry.stdout
+    assert slot.is_dir()
+    proc = spine("gc", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert not slot.exists()
+    assert str(slot) not in git("worktree", "list", cwd=repo)
