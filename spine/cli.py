@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import tempfile
-import traceback
 from typing import Any
 
 import click
@@ -109,6 +107,10 @@ def run_cli(argv: list[str] | None = None) -> int:
 
 
 def _report_crash() -> int:
+    # Imported here, not at the top: they cost `spine --help` several milliseconds on every start.
+    import tempfile
+    import traceback
+
     from spine.errors import ExitCode
 
     fd, path = tempfile.mkstemp(prefix="spine-crash-", suffix=".log")

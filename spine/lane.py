@@ -21,7 +21,6 @@ from typing import IO, Any, Literal
 
 from spine.backends.base import Sandbox, SandboxSpec
 from spine.context import ExecutionContext
-from spine.debug import write_debug_packet
 from spine.errors import EnvironmentProblem
 from spine.git import GitFailed, clean_env, git, git_out
 from spine.ids import format_duration
@@ -490,6 +489,8 @@ def finalize(rt: LaneRuntime) -> None:
     if result is None:
         result = build_result(rt)
         if result.status in (LaneStatus.FAILED, LaneStatus.CANCELED):
+            from spine.debug import write_debug_packet  # its models are only needed on failure
+
             try:
                 result = write_debug_packet(rt, result)
             except Exception as exc:  # the result file matters more than its debug packet
