@@ -38,7 +38,7 @@ class Taken:
 
     path: Path
     slot: str
-    cleaned: bool
+    cleaned: bool  # untracked or ignored files had to be removed
     seconds: float
 
 
@@ -188,29 +188,24 @@ def slot_lock(ctx: ExecutionContext, slot: str) -> Iterator[bool]:
 
 
 def _make_pristine(ctx: ExecutionContext, path: Path, base_sha: str) -> bool:
-    """Clean ``path`` if needed, prove it pristine, then move it to ``base_sha``; True if it was dirty.
+    """Bring ``path`` to ``base_sha`` with nothing else in it but the keep-list; True if files had
+    to be removed. Raises ``NotPristine`` (or ``GitFailed``) when that cannot be shown.
 
-    Pristine means: HEAD detached, index and files equal to HEAD, and no untracked or ignored file
-    except those the keep-list names. From there a two-way ``reset --keep`` rewrites only the files
-    that differ between HEAD and the base, and refuses rather than overwrite anything.
+    A forced checkout makes HEAD, index and every tracked file equal to the base (it exits non-zero
+    otherwise), rewriting only the files whose stat data or content differs; ``clean`` removes every
+    untracked and ignored file except the keep-list, by git's own pattern rules. When it removed
+    anything, a dry run must then find nothing. See docs/adr/0050-worktree-pool.md.
     """
-    excludes = [f"--exclude={pattern}" for pattern in ctx.config.pool.keep]
-    status = git("status", "--porcelain=v2", "-z", "--branch", "--untracked-files=no", cwd=path).stdout
-    entries = [entry for entry in status.split("\0") if entry]
-    if "# branch.head (detached)" not in entries:
+    if git("symbolic-ref", "-q", "HEAD", cwd=path, check=False).returncode == 0:
+        # The pool leaves HEAD detached: a branch means someone used this worktree by hand.
         raise NotPristine(f"pooled worktree {path} has a branch checked out")
-    tracked_dirty = any(not entry.startswith("# ") for entry in entries)
-    if tracked_dirty:
-        git("reset", "-q", "--hard", cwd=path)
+    excludes = [f"--exclude={pattern}" for pattern in ctx.config.pool.keep]
+    git("checkout", "-q", "-f", "--detach", base_sha, cwd=path)
     clean = git("clean", "-ffdx", *excludes, cwd=path)
-    untracked_dirty = bool(clean.stdout.strip() or clean.stderr.strip())
-    # Prove that cleaning worked, checking again only what had to be cleaned.
-    if tracked_dirty and git("status", "--porcelain", "-z", "--untracked-files=no", cwd=path).stdout:
-        raise NotPristine(f"pooled worktree {path} still has changes after a hard reset")
-    if untracked_dirty and git("clean", "-n", "-ffdx", *excludes, cwd=path).stdout.strip():
+    removed = bool(clean.stdout.strip() or clean.stderr.strip())
+    if removed and git("clean", "-n", "-ffdx", *excludes, cwd=path).stdout.strip():
         raise NotPristine(f"pooled worktree {path} still has untracked files after cleaning")
-    git("reset", "-q", "--keep", base_sha, cwd=path)
-    return tracked_dirty or untracked_dirty
+    return removed
 
 
 def _discard(ctx: ExecutionContext, path: Path) -> None:
