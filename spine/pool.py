@@ -4,8 +4,8 @@ Checking out every file of a large repository is most of what a fresh ``git work
 A pooled worktree already has the files; moving it to a new base rewrites only those that differ.
 
 A pooled worktree waits in ``<worktree root>/.pool/<slot>`` with a detached HEAD. ``take`` locks a
-slot, proves the worktree pristine (cleaning it first when it is not), moves it to the lane's base,
-moves the directory to the lane's path and creates the lane's branch there. From then on it is out
+slot, moves the worktree to the lane's base and cleans it (proving both, or discarding it), moves
+the directory to the lane's path and creates the lane's branch there. From then on it is out
 of the pool: no other lane can see it. The slot lock (an ``flock``, released by the kernel if the
 process dies) covers the moments in between. ``give_back`` returns a worktree while the pool has
 room; ``trim`` removes the surplus (``spine gc`` calls it). See docs/adr/0050-worktree-pool.md.
