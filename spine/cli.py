@@ -23,6 +23,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "context": ("spine.commands.context", "Show the resolved execution context of this repository."),
     "show": ("spine.commands.show", "Show the result of a run or a lane."),
     "score": ("spine.commands.score", "Grade result files for completeness and consistency."),
+    "batch": (
+        "spine.commands.batch",
+        "Run many lanes from a YAML/JSON file, in parallel and in dependency order.",
+    ),
+    "resume": ("spine.commands.resume", "Continue a halted, interrupted or crashed run where it stopped."),
+    "step": ("spine.commands.step", "Fire exactly one ready step of a run, then stop."),
+    "status": ("spine.commands.status", "Show all runs, or one run's lanes with status and next action."),
+    "logs": ("spine.commands.logs", "Print (or follow) a lane's output log."),
+    "cancel": ("spine.commands.cancel", "Stop a run's lanes (or one lane) from any terminal."),
     "schema": ("spine.commands.schema", "Print the JSON Schema of the config or the result file."),
 }
 

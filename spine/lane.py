@@ -105,6 +105,11 @@ class LaneRuntime:
     def output(self) -> LaneOutput:
         return LaneOutput(self.log_path, self.lane_id, self.echo)
 
+    def remember_pgid(self, pgid: int) -> None:
+        """Record the running command's process group so ``spine cancel`` and a resume can stop it."""
+        self.lane.pgid = pgid
+        self.store.save(self.run)
+
     def lane_env(self) -> dict[str, str]:
         """The environment the command and checks see: who they are, where they run."""
         env = clean_env()
@@ -143,28 +148,53 @@ def create_worktree(rt: LaneRuntime) -> None:
 
     rt.ctx.state.locks.mkdir(parents=True, exist_ok=True)
     with FileLock(str(rt.ctx.state.lock_file("worktrees")), timeout=120):
-        if (path / ".git").exists() and _branch_exists(rt, branch):
-            pass  # a previous attempt got this far; keep what is there
-        else:
-            if path.exists():
-                # Half-created by a crash: move it aside instead of deleting anything.
-                path.rename(path.with_name(f"{path.name}.orphan-{os.getpid()}"))
-                git("worktree", "prune", cwd=rt.ctx.repo.primary_checkout)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if _branch_exists(rt, branch):
-                git("worktree", "add", "--quiet", str(path), branch, cwd=rt.ctx.repo.primary_checkout)
-            else:
-                git(
-                    "worktree",
-                    "add",
-                    "--quiet",
-                    "-b",
-                    branch,
-                    str(path),
-                    lane.base_sha,
-                    cwd=rt.ctx.repo.primary_checkout,
-                )
+        _reconcile_worktree(rt, path, branch)
     lane.worktree, lane.branch = str(path), branch
+
+
+def _reconcile_worktree(rt: LaneRuntime, path: Path, branch: str) -> None:
+    """Make ``path`` a complete worktree of ``branch``, whatever an interrupted attempt left.
+
+    This step only runs again when it was never recorded as done, so the lane's command has not run
+    in ``path`` yet: a half-made worktree (``git worktree add`` killed before it unlocked it) holds no
+    work and is removed and registered again. The branch is reused as it is, so it is never
+    duplicated and commits already on it are kept.
+    """
+    primary = rt.ctx.repo.primary_checkout
+    entry = _registered_worktrees(primary).get(os.path.realpath(path))
+    complete = (
+        entry is not None
+        and entry.get("branch") == f"refs/heads/{branch}"
+        and "locked" not in entry
+        and (path / ".git").is_file()
+    )
+    if complete:
+        return
+    if entry is not None:
+        git("worktree", "unlock", str(path), cwd=primary, check=False)
+        git("worktree", "remove", "--force", "--force", str(path), cwd=primary, check=False)
+    if path.exists():
+        shutil.rmtree(path)
+    git("worktree", "prune", cwd=primary)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _branch_exists(rt, branch):
+        git("worktree", "add", "--quiet", str(path), branch, cwd=primary)
+    else:
+        git("worktree", "add", "--quiet", "-b", branch, str(path), rt.lane.base_sha, cwd=primary)
+
+
+def _registered_worktrees(primary: Path) -> dict[str, dict[str, str]]:
+    """``git worktree list --porcelain`` as {real path: {attribute: value}}."""
+    listing = git("worktree", "list", "--porcelain", cwd=primary).stdout
+    found: dict[str, dict[str, str]] = {}
+    for block in listing.strip().split("\n\n"):
+        attrs: dict[str, str] = {}
+        for line in block.splitlines():
+            key, _, value = line.partition(" ")
+            attrs[key] = value
+        if "worktree" in attrs:
+            found[os.path.realpath(attrs["worktree"])] = attrs
+    return found
 
 
 def _branch_exists(rt: LaneRuntime, branch: str) -> bool:
@@ -200,7 +230,9 @@ def setup(rt: LaneRuntime) -> None:
                 timeout=rt.lane.spec.timeout,
                 on_output=out,
                 cancel=rt.cancel,
+                on_start=rt.remember_pgid,
             )
+            rt.lane.pgid = None
             commands.append({"command": command, "exitCode": outcome.exit_code})
             if not outcome.ok:
                 failed = {
@@ -269,10 +301,6 @@ def execute(rt: LaneRuntime) -> None:
         SandboxSpec(worktree=rt.worktree, run_id=rt.run.run_id, lane_id=rt.lane_id, settings=settings)
     )
 
-    def remember_pgid(pgid: int) -> None:
-        rt.lane.pgid = pgid
-        rt.store.save(rt.run)
-
     try:
         outcome = rt.backend.exec(
             handle,
@@ -282,7 +310,7 @@ def execute(rt: LaneRuntime) -> None:
             idle_timeout=spec.idle_timeout,
             on_output=out,
             cancel=rt.cancel,
-            on_start=remember_pgid,
+            on_start=rt.remember_pgid,
         )
         rt.backend.collect(handle)
     finally:
@@ -315,7 +343,8 @@ def commit(rt: LaneRuntime) -> None:
         }
         return
     wt = rt.worktree
-    made_by_command = set(_log_shas(wt, lane.base_sha))
+    # A commit carrying this lane's trailers is spine's own, even one made before a crash.
+    made_by_command = set(_log_shas(wt, lane.base_sha)) - _spine_commits(rt, wt)
     if git("status", "--porcelain", "--untracked-files=all", cwd=wt).stdout.strip():
         git("add", "-A", cwd=wt)
         message = _commit_message(rt)
@@ -336,6 +365,21 @@ def commit(rt: LaneRuntime) -> None:
 def _log_lines(wt: Path, base_sha: str) -> list[str]:
     out = git("log", "--reverse", "--format=%H%x00%s", f"{base_sha}..HEAD", cwd=wt).stdout
     return [line for line in out.splitlines() if line]
+
+
+def _spine_commits(rt: LaneRuntime, wt: Path) -> set[str]:
+    out = git(
+        "log",
+        "--format=%H%x00%(trailers:key=Spine-Run,valueonly,separator=%x2C)%x00%(trailers:key=Spine-Lane,valueonly,separator=%x2C)",
+        f"{rt.lane.base_sha}..HEAD",
+        cwd=wt,
+    ).stdout
+    shas = set()
+    for line in out.splitlines():
+        parts = line.split("\0")
+        if len(parts) == 3 and parts[1].strip() == rt.run.run_id and parts[2].strip() == rt.lane_id:
+            shas.add(parts[0])
+    return shas
 
 
 def _log_shas(wt: Path, base_sha: str) -> list[str]:
@@ -428,7 +472,9 @@ def validate(rt: LaneRuntime) -> None:
                 timeout=check.timeout,
                 on_output=out,
                 cancel=rt.cancel,
+                on_start=rt.remember_pgid,
             )
+            rt.lane.pgid = None
             if outcome.ok:
                 status, summary = CheckStatus.PASSED, "passed"
             elif outcome.timed_out:
@@ -514,11 +560,33 @@ def build_result(rt: LaneRuntime) -> LaneResult:
     changes = _describe_changes(stat, commits, lane.branch, rt.backend.in_place)
     where = f"cd {lane.worktree}" if lane.worktree else "the lane worktree"
 
-    if lane.error:
+    blocked: dict[str, Any] = facts.get("blocked") or {}
+    not_started: dict[str, Any] = facts.get("notStarted") or {}
+    if blocked:
+        status = LaneStatus.BLOCKED
+        summary, next_action = _blocked_text(rt.run.run_id, blocked)
+    elif not_started:
+        status = LaneStatus.CANCELED
+        if not_started.get("reason") == "fail-fast":
+            failed = not_started.get("after")
+            summary = (
+                f"not started: lane {failed} failed and the run stops after the first failure (--fail-fast)"
+            )
+            next_action = (
+                f"fix lane {failed} (see `spine show {rt.run.run_id}/{failed}`), then run this lane again"
+            )
+        else:
+            summary = "not started: canceled (spine cancel) before it began"
+            next_action = "run the lane again if it is still wanted"
+    elif lane.error:
         status = LaneStatus.FAILED
         summary = f"spine could not finish the lane: {lane.error}"
         next_action = f"fix the cause above, then continue with `spine resume {rt.run.run_id}`"
-    elif ex.get("canceled") or (rt.cancel.is_set() and not ex):
+    elif (
+        ex.get("canceled")
+        or (rt.cancel.is_set() and not ex)
+        or any(c.status == CheckStatus.SKIPPED and "canceled" in c.summary for c in checks)
+    ):
         status = LaneStatus.CANCELED
         summary = f"canceled{took}; {changes}"
         next_action = (
@@ -593,6 +661,21 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         started_at=ex.get("startedAt") or lane.step_started_at,
         completed_at=now_iso(),
     )
+
+
+def _blocked_text(run_id: str, blocked: dict[str, Any]) -> tuple[str, str]:
+    """Summary and next action of a lane that could not start because of its needs."""
+    needs: dict[str, str] = blocked.get("needs") or {}
+    root: dict[str, str] = blocked.get("root") or needs
+    said = {"failed": "failed", "canceled": "was canceled", "blocked": "was blocked"}
+    parts = [f"{need} {said.get(status, status)}" for need, status in needs.items()]
+    summary = f"not started: it needs {', '.join(needs)}, and {' and '.join(parts)}"
+    if set(root) != set(needs):
+        summary += f" (because {', '.join(f'{k} {said.get(v, v)}' for k, v in root.items())})"
+    first = next(iter(root), "")
+    fixes = " and ".join(f"lane {name} ({status})" for name, status in root.items())
+    next_action = f"fix {fixes} first (see `spine show {run_id}/{first}`), then run this lane again"
+    return summary, next_action
 
 
 def _describe_changes(
