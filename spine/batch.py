@@ -147,9 +147,10 @@ def graph_problems(batch: BatchFile, backends: list[str] | None = None) -> list[
                 problems.append(f"lane {lane.id!r} needs itself")
             elif need not in ids:
                 problems.append(f"lane {lane.id!r} needs {need!r}, which is not a lane of this batch")
-    cycle = find_cycle(
-        {lane.id: [n for n in lane.needs if n in ids and n != lane.id] for lane in batch.lanes}
-    )
+    graph: dict[str, list[str]] = {}
+    for lane in batch.lanes:
+        graph.setdefault(lane.id, []).extend(n for n in lane.needs if n in ids and n != lane.id)
+    cycle = find_cycle(graph)
     if cycle:
         problems.append(f"dependency cycle: {' -> '.join(cycle)}")
     return problems
