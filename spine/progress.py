@@ -22,9 +22,9 @@ from spine.state import RunState
 SPINNER = "|/-\\"
 MARKS = {
     LaneStatus.SUCCEEDED: ("ok", "green"),
-    LaneStatus.FAILED: ("xx", "red"),
-    LaneStatus.BLOCKED: ("--", "magenta"),
-    LaneStatus.CANCELED: ("!!", "yellow"),
+    LaneStatus.FAILED: ("no", "red"),
+    LaneStatus.BLOCKED: ("bl", "magenta"),
+    LaneStatus.CANCELED: ("cx", "yellow"),
 }
 
 
@@ -98,10 +98,10 @@ class LiveProgress:
         if lane.current_step is None and not lane.steps_done:
             waiting = [n for n in lane.spec.needs if not self.run.lanes[n].complete]
             return f" .. {name}  " + (f"waiting for {', '.join(waiting)}" if waiting else "planned")
-        spin = SPINNER[self._frame % len(SPINNER)]
+        spin = " " + SPINNER[self._frame % len(SPINNER)]
         since = time.monotonic() - self._since.get(lane_id, time.monotonic())
         step = lane.current_step or lane.next_step or ""
-        return f" {click.style(spin + spin, fg='cyan')} {name}  {step.replace('_', ' ')}  {format_duration(since)}"
+        return f" {click.style(spin, fg='cyan')} {name}  {step.replace('_', ' ')}  {format_duration(since)}"
 
     def _draw(self) -> None:
         columns, rows = shutil.get_terminal_size((100, 24))
@@ -130,11 +130,11 @@ class LiveProgress:
 
 
 def _clip(line: str, columns: int) -> str:
-    """Cut a line to the terminal width, counting only visible characters."""
+    """Cut a line to the terminal width (a wrapped line would break the redraw)."""
     visible = click.unstyle(line)
     if len(visible) < columns:
         return line
-    return visible[: max(0, columns - 2)] + "\u2026"
+    return visible[: max(0, columns - 4)] + "..."
 
 
 def progress_for(run: RunState, live: bool | None = None) -> PlainProgress | LiveProgress:

@@ -195,7 +195,7 @@ def test_a_second_driver_is_refused(spine: Any, repo: Path, tmp_path: Path, env:
         assert {entry["id"]: entry["status"] for entry in view["lanes"]} == {"hold": "running", "next": "planned"}
     finally:
         (tool_dir / "release").write_text("go")
-        out, err = driver.communicate(timeout=60)
+        _, err = driver.communicate(timeout=60)
     assert driver.returncode == 0, err
     assert runs_of(tool_dir, "hold") == 1
 
