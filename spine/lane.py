@@ -156,45 +156,28 @@ def _reconcile_worktree(rt: LaneRuntime, path: Path, branch: str) -> None:
     """Make ``path`` a complete worktree of ``branch``, whatever an interrupted attempt left.
 
     This step only runs again when it was never recorded as done, so the lane's command has not run
-    in ``path`` yet: a half-made worktree (``git worktree add`` killed before it unlocked it) holds no
-    work and is removed and registered again. The branch is reused as it is, so it is never
-    duplicated and commits already on it are kept.
+    in ``path`` yet. A worktree ``git worktree add`` completed (registered, on the lane branch, not
+    locked) is kept. Anything else - a worktree still locked "initializing" with a half checkout, a
+    directory git does not know - is cleared through the reaper (which saves unexpected files to a
+    recovery ref first) and added again. The branch is reused as it is, so it is never duplicated
+    and commits already on it are kept.
     """
+    from spine.reaper import clear_half_created, list_git_worktrees
+
     primary = rt.ctx.repo.primary_checkout
-    entry = _registered_worktrees(primary).get(os.path.realpath(path))
-    complete = (
-        entry is not None
-        and entry.get("branch") == f"refs/heads/{branch}"
-        and "locked" not in entry
-        and (path / ".git").is_file()
-    )
-    if complete:
+    real = os.path.realpath(path)
+    entry = next((wt for wt in list_git_worktrees(rt.ctx) if os.path.realpath(wt.path) == real), None)
+    if entry is not None and entry.branch == branch and not entry.locked and (path / ".git").is_file():
         return
-    if entry is not None:
+    if entry is not None and entry.locked:
         git("worktree", "unlock", str(path), cwd=primary, check=False)
-        git("worktree", "remove", "--force", "--force", str(path), cwd=primary, check=False)
-    if path.exists():
-        shutil.rmtree(path)
-    git("worktree", "prune", cwd=primary)
+    if entry is not None or path.exists():
+        clear_half_created(rt.ctx, path, rt.lane.base_sha, f"{rt.run.run_id}/{rt.lane_id}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if _branch_exists(rt, branch):
         git("worktree", "add", "--quiet", str(path), branch, cwd=primary)
     else:
         git("worktree", "add", "--quiet", "-b", branch, str(path), rt.lane.base_sha, cwd=primary)
-
-
-def _registered_worktrees(primary: Path) -> dict[str, dict[str, str]]:
-    """``git worktree list --porcelain`` as {real path: {attribute: value}}."""
-    listing = git("worktree", "list", "--porcelain", cwd=primary).stdout
-    found: dict[str, dict[str, str]] = {}
-    for block in listing.strip().split("\n\n"):
-        attrs: dict[str, str] = {}
-        for line in block.splitlines():
-            key, _, value = line.partition(" ")
-            attrs[key] = value
-        if "worktree" in attrs:
-            found[os.path.realpath(attrs["worktree"])] = attrs
-    return found
 
 
 def _branch_exists(rt: LaneRuntime, branch: str) -> bool:
@@ -625,12 +608,13 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         summary = f"command succeeded{took}; {changes}; {verdict}"
         if commits and lane.branch:
             next_action = (
-                f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}) and merge it"
+                f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}), "
+                f"then land it with `spine promote {rt.run.run_id}/{rt.lane_id}`"
             )
         elif rt.backend.in_place:
             next_action = "review the changes in your checkout (git status)"
         else:
-            next_action = f"nothing to review: the command changed nothing; remove the worktree with `git worktree remove {lane.worktree}`"
+            next_action = "nothing to review: the command changed nothing; clean up the lane with `spine gc`"
 
     return LaneResult(
         run_id=rt.run.run_id,

@@ -125,7 +125,7 @@ class Driver:
         """
         stale = []
         for lane_id, lane in self.run.lanes.items():
-            if lane.pgid is not None and stop_stale_group(lane.pgid, self.run.run_id, lane_id):
+            if lane.pgid is not None and stop_stale_group(lane.pgid, lane.worktree):
                 self.store.event("stray-processes-stopped", lane_id, pgid=lane.pgid)
             lane.pgid = None
             if lane.current_step is not None:

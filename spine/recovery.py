@@ -19,34 +19,17 @@ from pathlib import Path
 
 from spine.context import ExecutionContext
 from spine.process import kill_group
+from spine.reaper import orphan_group_members
 from spine.state import atomic_write_text, now_iso
 
 
-def lane_group_members(pgid: int, run_id: str, lane_id: str) -> list[int]:
-    """PIDs of live processes in group ``pgid`` that were started for this run's lane."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return []
-    wanted = {f"SPINE_RUN_ID={run_id}".encode(), f"SPINE_LANE_ID={lane_id}".encode()}
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
-            if int(fields[2]) != pgid or fields[0] == b"Z":
-                continue
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
-        except (OSError, IndexError, ValueError):
-            continue
-        if wanted <= environ:
-            members.append(int(entry.name))
-    return members
+def stop_stale_group(pgid: int | None, worktree: str | None) -> bool:
+    """Stop a lane's process group left behind by a dead driver; True if there was one.
 
-
-def stop_stale_group(pgid: int | None, run_id: str, lane_id: str) -> bool:
-    """Stop a lane's process group left behind by a dead driver; True if there was one."""
-    if not pgid or not lane_group_members(pgid, run_id, lane_id):
+    The group is only signalled while a live member works inside the lane's worktree (the reaper's
+    check), so a recycled group id that now belongs to another program is never touched.
+    """
+    if not pgid or not worktree or not orphan_group_members(pgid, Path(worktree)):
         return False
     kill_group(pgid, grace=2.0)
     return True

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanetool import git_lines, lane, result, run_json, runs_of, stamp, state_dir, write_batch
+
+from tests.lanetool import git_lines, lane, result, run_json, runs_of, stamp, state_dir, write_batch
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanetool import (
+
+from spine.process import group_alive
+from tests.lanetool import (
     TOOL,
     git_lines,
     lane,
@@ -21,8 +23,6 @@ from lanetool import (
     wait_for,
     write_batch,
 )
-
-from spine.process import group_alive
 
 
 @pytest.fixture

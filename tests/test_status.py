@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanetool import lane, spine_popen, state_dir, wait_for, write_batch
+
+from tests.lanetool import lane, spine_popen, state_dir, wait_for, write_batch
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanetool import lane, run_json, state_dir, write_batch
+
+from tests.lanetool import lane, run_json, state_dir, write_batch
 
 
 @pytest.fixture
