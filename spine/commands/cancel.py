@@ -29,10 +29,9 @@ def command(run_ref: str, lane: str | None, wait_seconds: float) -> int:
     from spine.context import resolve_context
     from spine.errors import EnvironmentProblem, UsageError
     from spine.ids import check_id
-    from spine.liveness import DriverLock, RunBusy
-    from spine.loop import Driver
+    from spine.liveness import RunBusy
     from spine.recovery import request_cancel
-    from spine.runs import parse_ref
+    from spine.runs import drive_run, parse_ref
     from spine.scheduler import OnlyLanes, scheduler_for
     from spine.state import RunStore
 
@@ -52,11 +51,8 @@ def command(run_ref: str, lane: str | None, wait_seconds: float) -> int:
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            with DriverLock(store.run_dir):
-                # No driver is alive: finish the canceled lanes here, through the same loop.
-                run = store.load()
-                driver = Driver(ctx, store, run, OnlyLanes(scheduler_for(run), set(targets)), echo="none")
-                driver.drive(jobs=max(1, len(targets)))
+            # No driver is alive: finish the canceled lanes here, through the same loop.
+            drive_run(ctx, store, run, scheduler=OnlyLanes(scheduler_for(run), set(targets)), echo="none")
             break
         except RunBusy:
             pass
