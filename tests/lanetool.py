@@ -7,6 +7,7 @@ from timestamps the commands themselves wrote:
     start            write <dir>/<lane>.start (a time.time() stamp) and count the run in <lane>.runs
     end              write <dir>/<lane>.end
     wait:NAME        wait until <dir>/NAME exists (up to 30 s)
+    wait-result:LANE wait until lane LANE of this run has its result file (up to 30 s)
     hang-once:NAME   the first time: write <dir>/NAME (the process group id) and hang for 60 s;
                      later times (a resumed run): go on at once
     touch:NAME       write <dir>/NAME
@@ -48,6 +49,11 @@ def main(argv: list[str]) -> int:
             if not (folder / arg).exists():
                 (folder / arg).write_text(str(os.getpgid(0)))
                 time.sleep(60)
+        elif name == "wait-result":
+            result = Path(os.environ["SPINE_LOG"]).parent.parent / arg / "result.json"
+            deadline = time.monotonic() + 30
+            while not result.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         elif name == "touch":
             (folder / arg).write_text("x")
         elif name == "sleep":

@@ -253,7 +253,7 @@ def test_fail_fast_starts_nothing_new_but_lets_running_lanes_finish(
         tmp_path / "lanes.json",
         [
             lane("bad", "start", "exit:1"),
-            lane("slow", "start", "wait:bad.start", "sleep:0.5", "end"),
+            lane("slow", "start", "wait-result:bad", "end"),
             lane("later", "start"),
             lane("dependent", "start", needs=["bad"]),
         ],
