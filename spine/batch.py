@@ -39,6 +39,9 @@ class BatchLane(BaseModel):
     idle_timeout: Duration | None = Field(
         default=None, description="stop the command after this long without output"
     )
+    stall_timeout: Duration | None = Field(
+        default=None, description="stop the command after this long without output and without file changes"
+    )
     env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
     checks: list[str | CheckSpec] = Field(
         default_factory=list, description="checks run after the command: shell commands or {name, command}"
@@ -207,6 +210,7 @@ def lane_specs(batch: BatchFile, config: SpineConfig) -> list[LaneSpec]:
                 backend=lane.backend,
                 timeout=lane.timeout if "timeout" in given else config.timeout,
                 idle_timeout=lane.idle_timeout if "idle_timeout" in given else config.idle_timeout,
+                stall_timeout=lane.stall_timeout if "stall_timeout" in given else config.stall_timeout,
                 env=dict(lane.env),
                 checks=checks,
                 artifacts=list(lane.artifacts),

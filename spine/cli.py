@@ -37,6 +37,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("spine.commands.promote", "Land a finished lane on its target branch."),
     "gc": ("spine.commands.gc", "Clean up finished and dead lanes without losing uncommitted work."),
     "hooks": ("spine.commands.hooks", "Install the git hooks that run the gate (pre-push)."),
+    "ops": ("spine.commands.ops", "List the operators (named lane recipes) configured in .spine.yaml."),
+    "classify": ("spine.commands.classify", "Show which mode an objective falls in, and why."),
+    "debug": ("spine.commands.debug", "Print the debug packet of a failed or stopped lane."),
 }
 
 

@@ -89,6 +89,12 @@ class StatePaths:
     def log_file(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "output.log"
 
+    def debug_file(self, run_id: str, lane_id: str) -> Path:
+        return self.lane_dir(run_id, lane_id) / "debug.json"
+
+    def debug_markdown(self, run_id: str, lane_id: str) -> Path:
+        return self.lane_dir(run_id, lane_id) / "debug.md"
+
     def lock_file(self, name: str) -> Path:
         return self.locks / f"{name}.lock"
 

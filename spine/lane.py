@@ -7,6 +7,7 @@ step caught mid-way by a crash is redone safely (each step is written to be re-r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,11 +20,14 @@ from typing import IO, Any, Literal
 
 from spine.backends.base import Sandbox, SandboxSpec
 from spine.context import ExecutionContext
+from spine.debug import write_debug_packet
 from spine.errors import EnvironmentProblem
 from spine.git import GitFailed, clean_env, git, git_out
 from spine.ids import format_duration
+from spine.oprun import ground_result, run_acceptance
 from spine.process import run_process
 from spine.result import Artifact, CheckStatus, Commit, DiffStat, LaneResult, LaneStatus, Validation
+from spine.stall import StallWatch
 from spine.state import LaneState, RunState, RunStore, atomic_write_text, now_iso
 
 Echo = Literal["none", "raw", "prefixed", "stderr"]
@@ -114,6 +118,8 @@ class LaneRuntime:
         """The environment the command and checks see: who they are, where they run."""
         env = clean_env()
         env.update(self.ctx.config.env)
+        if self.lane.spec.op is not None:
+            env.update(self.lane.spec.op.env)
         env.update(self.lane.spec.env)
         env.update(
             {
@@ -284,26 +290,30 @@ def execute(rt: LaneRuntime) -> None:
         SandboxSpec(worktree=rt.worktree, run_id=rt.run.run_id, lane_id=rt.lane_id, settings=settings)
     )
 
+    # The stall rule watches output and the worktree, and stops the command through a cancel event.
+    watch = StallWatch(rt.worktree, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
     try:
-        outcome = rt.backend.exec(
-            handle,
-            argv,
-            env=rt.lane_env(),
-            timeout=spec.timeout,
-            idle_timeout=spec.idle_timeout,
-            on_output=out,
-            cancel=rt.cancel,
-            on_start=rt.remember_pgid,
-        )
+        with watch or contextlib.nullcontext():
+            outcome = rt.backend.exec(
+                handle,
+                argv,
+                env=rt.lane_env(),
+                timeout=spec.timeout,
+                idle_timeout=spec.idle_timeout,
+                on_output=watch.wrap(out) if watch else out,
+                cancel=watch.stop if watch else rt.cancel,
+                on_start=rt.remember_pgid,
+            )
         rt.backend.collect(handle)
     finally:
         rt.backend.teardown(handle)
         out.close()
     rt.lane.pgid = None
+    stalled = watch is not None and watch.stalled and not rt.cancel.is_set() and outcome.timed_out is None
     rt.lane.facts["execute"] = {
         "exitCode": outcome.exit_code,
-        "timedOut": outcome.timed_out,
-        "canceled": outcome.canceled,
+        "timedOut": "stall" if stalled else outcome.timed_out,
+        "canceled": outcome.canceled and not stalled,
         "durationSeconds": round(outcome.duration, 3),
         "tail": outcome.tail[-20:],
         "startedAt": started,
@@ -481,6 +491,7 @@ def validate(rt: LaneRuntime) -> None:
     finally:
         out.close()
     rt.lane.facts["validate"] = results
+    run_acceptance(rt)
 
 
 # --- finalize ------------------------------------------------------------------------------------
@@ -489,6 +500,11 @@ def validate(rt: LaneRuntime) -> None:
 def finalize(rt: LaneRuntime) -> None:
     """Collect artifacts, decide the status, write result.json."""
     result = build_result(rt)
+    if result.status in (LaneStatus.FAILED, LaneStatus.CANCELED):
+        try:
+            result = write_debug_packet(rt, result)
+        except Exception as exc:  # the result file matters more than its debug packet
+            rt.store.event("debug-packet-failed", rt.lane_id, error=f"{type(exc).__name__}: {exc}")
     path = rt.ctx.state.result_file(rt.run.run_id, rt.lane_id)
     atomic_write_text(path, result.to_json())
     rt.lane.status = result.status
@@ -583,6 +599,10 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         status = LaneStatus.FAILED
         summary = f"command timed out{took} (wall-clock limit) and was stopped; {changes}"
         next_action = f"inspect the log at {log}; raise --timeout if the work needs longer"
+    elif ex.get("timedOut") == "stall":
+        status = LaneStatus.FAILED
+        summary = f"command showed no progress (no output, no file changes) for {format_duration(lane.spec.stall_timeout or 0)} and was stopped{took}; {changes}"
+        next_action = f"inspect the log at {log}; find what it waits on, or raise --stall-timeout"
     elif ex.get("timedOut") == "idle":
         status = LaneStatus.FAILED
         summary = f"command printed nothing for {format_duration(lane.spec.idle_timeout or 0)} and was stopped{took}; {changes}"
@@ -616,7 +636,7 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         else:
             next_action = "nothing to review: the command changed nothing; clean up the lane with `spine gc`"
 
-    return LaneResult(
+    result = LaneResult(
         run_id=rt.run.run_id,
         lane_id=rt.lane_id,
         objective=lane.spec.objective,
@@ -645,6 +665,7 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         started_at=ex.get("startedAt") or lane.step_started_at,
         completed_at=now_iso(),
     )
+    return ground_result(rt, result)
 
 
 def _blocked_text(run_id: str, blocked: dict[str, Any]) -> tuple[str, str]:

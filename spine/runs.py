@@ -174,11 +174,25 @@ def render_result(result: LaneResult, result_path: str | None = None) -> str:
         rows.append(("duration", format_duration(result.duration_seconds)))
     for check in result.validation:
         rows.append((f"check {check.name}", f"{check.status.value}: {check.summary}"))
+    if result.mode:
+        rows.append(("mode", f"{result.mode} ({result.mode_source})"))
+    if result.operator:
+        shown = ", ".join(f"{k}={v}" for k, v in (result.inputs or {}).items())
+        rows.append(("operator", result.operator + (f" ({shown})" if shown else "")))
+    for accepted in result.acceptance:
+        rows.append((f"accept {accepted.name}", f"{accepted.verdict.value}: {accepted.summary}"))
+    for item in result.evidence:
+        state = "found" if item.found else ("MISSING" if item.required else "missing (optional)")
+        rows.append((f"evidence {item.id}", f"{state}: {item.detail}"))
+    if result.verdict:
+        rows.append(("verdict", result.verdict.value))
     if result.artifacts:
         rows.append(("artifacts", ", ".join(a.path for a in result.artifacts)))
     rows += [("log", result.log_path)]
     if result_path:
         rows.append(("result", result_path))
+    if result.debug_packet:
+        rows.append(("debug", f"spine debug {result.run_id}/{result.lane_id}"))
     rows += [("summary", result.summary), ("next", result.next_action)]
     width = max(len(k) for k, _ in rows)
     return head + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
