@@ -9,11 +9,12 @@ once, as a usage error (exit 2), and nothing is created. See docs/batch.md.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spine.config import CheckSpec, Duration, SpineConfig, format_validation_error
 from spine.errors import UsageError
@@ -29,8 +30,17 @@ class BatchLane(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     id: str = Field(description="lane id: becomes the branch spine/<run>/<id>; letters, digits, . _ -")
-    objective: str = Field(min_length=1, description="what the lane should achieve, in a sentence")
-    command: str | list[str] = Field(description="a string run by /bin/sh -c, or a list run as argv")
+    objective: str | None = Field(
+        default=None, description="what the lane should achieve, in a sentence; optional with `op`"
+    )
+    command: str | list[str] | None = Field(
+        default=None, description="a string run by /bin/sh -c, or a list run as argv; or give `op`"
+    )
+    op: str | None = Field(
+        default=None, description="id of an operator from .spine.yaml to run instead of a command"
+    )
+    inputs: dict[str, Any] = Field(default_factory=dict, description="the operator's inputs, by name")
+    mode: str | None = Field(default=None, description="execution mode (or 'auto'); default: the operator's")
     base: str | None = Field(default=None, description="ref the lane starts from; default: the run's base")
     backend: str | None = Field(default=None, description="isolation backend; default: from .spine.yaml")
     timeout: Duration | None = Field(
@@ -53,17 +63,32 @@ class BatchLane(BaseModel):
 
     @field_validator("command")
     @classmethod
-    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+    def _not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
         if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
             raise ValueError("the command is empty")
         return value
 
     @field_validator("objective")
     @classmethod
-    def _objective_text(cls, value: str) -> str:
-        if not value.strip():
+    def _objective_text(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("the objective is empty")
-        return value.strip()
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _command_or_operator(self) -> BatchLane:
+        if self.op is None:
+            if self.command is None:
+                raise ValueError(f"lane {self.id!r} needs a `command` (or an operator with `op`)")
+            if self.objective is None:
+                raise ValueError(f"lane {self.id!r} needs an `objective`")
+        elif self.command is not None:
+            raise ValueError(
+                f"lane {self.id!r} gives both `command` and `op`; an operator brings its own command"
+            )
+        if (self.inputs or self.mode) and self.op is None:
+            raise ValueError(f"lane {self.id!r}: `inputs` and `mode` only apply to operator lanes (`op`)")
+        return self
 
 
 class BatchFile(BaseModel):
@@ -201,6 +226,39 @@ def lane_specs(batch: BatchFile, config: SpineConfig) -> list[LaneSpec]:
             else:
                 taken.add(check.name)
                 checks.append(check)
+        if lane.op is not None:
+            from spine.oprun import lane_spec_from_operator
+
+            try:
+                spec = lane_spec_from_operator(
+                    config,
+                    lane.op,
+                    lane.inputs,
+                    objective=lane.objective,
+                    lane_id=lane.id,
+                    mode=lane.mode,
+                    base=lane.base,
+                    backend=lane.backend,
+                    timeout=lane.timeout if "timeout" in given else None,
+                    idle_timeout=lane.idle_timeout if "idle_timeout" in given else config.idle_timeout,
+                    stall_timeout=lane.stall_timeout if "stall_timeout" in given else None,
+                    env=lane.env,
+                    checks=checks,
+                    artifacts=lane.artifacts,
+                    needs=lane.needs,
+                )
+            except UsageError as exc:
+                hint = exc.hint
+                if hint and "--input" in hint:
+                    hint = re.sub(
+                        r"pass it with --input (\w+)=VALUE",
+                        r"set it in the lane's `inputs:`, e.g. inputs: {\1: VALUE}",
+                        hint,
+                    )
+                raise UsageError(f"lane {lane.id!r}: {exc.message}", hint) from None
+            specs.append(spec)
+            continue
+        assert lane.command is not None and lane.objective is not None  # checked by the model
         specs.append(
             LaneSpec(
                 id=lane.id,
