@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("spine.commands.show", "Show the result of a run or a lane."),
     "score": ("spine.commands.score", "Grade result files for completeness and consistency."),
     "schema": ("spine.commands.schema", "Print the JSON Schema of the config or the result file."),
+    "backends": ("spine.commands.backends", "List isolation backends: usable here or why not."),
 }
 
 
