@@ -42,7 +42,9 @@ REMOTE_BASE_ENV = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
 
 # Extra life given to a remote sandbox beyond the lane's timebox, for upload, collect and teardown.
 LIFETIME_MARGIN = 600.0
-# How often a sandbox whose lane has no timebox is kept alive, and for how long each time.
+# The longest lifetime asked for at creation (providers cap it); keepalives extend it while the
+# command runs, so a sandbox whose spine died expires at most LIFETIME_MARGIN later.
+MAX_INITIAL_LIFETIME = 3600.0
 KEEPALIVE_EVERY = 60.0
 GRACE = 3.0
 
@@ -144,7 +146,8 @@ class RemoteSandbox:
         handle.data.update(driver=driver, spec=spec)
         if not spec.network and not self.blocks_network:
             handle.notices.append(f"{self.name} cannot block network access; the command has network")
-        lifetime = (spec.timeout or 0.0) + LIFETIME_MARGIN
+        cap = float(self.settings.get("max_lifetime", MAX_INITIAL_LIFETIME))
+        lifetime = min((spec.timeout or 0.0) + LIFETIME_MARGIN, cap)
         try:
             handle.provider_run_id = driver.open(spec, lifetime)
             files = tracked_and_untracked(spec.worktree)
@@ -248,7 +251,7 @@ class RemoteSandbox:
                 if timed_out or canceled:
                     self._stop(driver)
                     break
-                if timeout is None and now >= next_keepalive:
+                if now >= next_keepalive:
                     with contextlib.suppress(Exception):
                         driver.keepalive(LIFETIME_MARGIN)
                     next_keepalive = now + KEEPALIVE_EVERY
