@@ -51,9 +51,15 @@ class DockerSandbox:
     def unavailable_reason(self) -> str | None:
         if self._sdk is None and importlib.util.find_spec("docker") is None:
             return "the docker SDK is not installed: pip install 'git-spine[docker]'"
+        if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
+            return "no Docker engine reachable: /var/run/docker.sock does not exist and DOCKER_HOST is not set"
         try:
             self.client().ping()
         except Exception as exc:  # the SDK raises several kinds when no engine answers
+            client, self._client = self._client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
             return f"no Docker engine reachable ({type(exc).__name__}: {str(exc)[:160]}); start Docker or set DOCKER_HOST"
         return None
 

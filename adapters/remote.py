@@ -47,6 +47,8 @@ LIFETIME_MARGIN = 600.0
 MAX_INITIAL_LIFETIME = 3600.0
 KEEPALIVE_EVERY = 60.0
 GRACE = 3.0
+# How long a remote command has between SIGTERM and SIGKILL (zombies keep a group "alive", so short).
+STOP_GRACE = 1.0
 
 
 class RemoteDriver(Protocol):
@@ -294,9 +296,13 @@ class RemoteSandbox:
     def _stop(self, driver: RemoteDriver) -> None:
         """Stop the running command: its process group first, then the provider's own kill."""
         pidfile = _q(driver.root + "/pgid")
+        polls = int(STOP_GRACE / 0.1)
         script = (
             f"p=$(cat {pidfile} 2>/dev/null) || exit 0; "
-            f'kill -TERM -- "-$p" "$p" 2>/dev/null; sleep {GRACE:g}; kill -KILL -- "-$p" "$p" 2>/dev/null; exit 0'
+            # no "--": dash's kill takes a negative pid after the signal but rejects "--"
+            f'kill -TERM "-$p" "$p" 2>/dev/null; i=0; '
+            f'while [ $i -lt {polls} ] && kill -0 "-$p" 2>/dev/null; do sleep 0.1; i=$((i+1)); done; '
+            f'kill -KILL "-$p" "$p" 2>/dev/null; exit 0'
         )
         with contextlib.suppress(Exception):
             driver.run(script, env={}, timeout=GRACE * 4, on_output=None)
