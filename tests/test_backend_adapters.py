@@ -277,7 +277,11 @@ def test_vercel_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path) 
 
 def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path) -> None:
     _sdk_or_skip("docker", "docker")
+    from docker.models import containers
     from docker.models.containers import RUN_CREATE_KWARGS, RUN_HOST_CONFIG_KWARGS
+
+    # create() turns its "volumes" mapping into binds itself rather than listing it with the others
+    assert "kwargs.pop('volumes'" in inspect.getsource(containers._create_container_args)
 
     docker_fake.log.calls.clear()
     drive(DockerSandbox(sdk=docker_fake), lane(repo, tmp_path), repo, timeout=30)  # type: ignore[arg-type]
@@ -294,7 +298,7 @@ def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path) 
             "Container.kill": ("docker.models.containers", "Container.kill"),
             "Container.remove": (api, "ContainerApiMixin.remove_container"),
         },
-        extra_kwargs={"ContainerCollection.create": {*RUN_CREATE_KWARGS, *RUN_HOST_CONFIG_KWARGS}},
+        extra_kwargs={"ContainerCollection.create": {*RUN_CREATE_KWARGS, *RUN_HOST_CONFIG_KWARGS, "volumes"}},
     )
 
 
