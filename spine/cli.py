@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("spine.commands.score", "Grade result files for completeness and consistency."),
     "schema": ("spine.commands.schema", "Print the JSON Schema of the config or the result file."),
     "backends": ("spine.commands.backends", "List isolation backends: usable here or why not."),
+    "gate": ("spine.commands.gate", "Test the merge of a revision into a branch; cache the verdict."),
+    "promote": ("spine.commands.promote", "Land a finished lane on its target branch."),
+    "gc": ("spine.commands.gc", "Clean up finished and dead lanes without losing uncommitted work."),
+    "hooks": ("spine.commands.hooks", "Install the git hooks that run the gate (pre-push)."),
 }
 
 

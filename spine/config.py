@@ -14,6 +14,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from spine.errors import ConfigError
@@ -46,6 +47,21 @@ COMMIT_TEMPLATE_FIELDS = frozenset(
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """A key left empty in YAML (every entry commented out) means its default, not null."""
+        if not isinstance(data, dict):
+            return data
+        cleaned = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key) or next(
+                (f for f in cls.model_fields.values() if f.alias == key), None
+            )
+            if value is None and field is not None and field.default_factory is not None:
+                del cleaned[key]
+        return cleaned
 
 
 class CheckSpec(_Model):
@@ -109,6 +125,16 @@ class GateConfig(_Model):
     checks: list[CheckSpec] = Field(default_factory=list, description="checks run on the merge result")
 
 
+class GcConfig(_Model):
+    """Settings for ``spine gc``."""
+
+    retention_days: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="delete runs (state, worktrees, merged branches) older than this many days; null keeps them",
+    )
+
+
 class SpineConfig(_Model):
     """The whole ``.spine.yaml``."""
 
@@ -144,6 +170,7 @@ class SpineConfig(_Model):
     )
     checks: list[CheckSpec] = Field(default_factory=list, description="checks run after every lane's command")
     gate: GateConfig = Field(default_factory=GateConfig)
+    gc: GcConfig = Field(default_factory=GcConfig)
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-backend settings, keyed by backend name"
     )

@@ -159,10 +159,11 @@ def create_worktree(rt: LaneRuntime) -> None:
         if (path / ".git").exists() and _branch_exists(rt, branch):
             pass  # a previous attempt got this far; keep what is there
         else:
-            if path.exists():
-                # Half-created by a crash: move it aside instead of deleting anything.
-                path.rename(path.with_name(f"{path.name}.orphan-{os.getpid()}"))
-                git("worktree", "prune", cwd=rt.ctx.repo.primary_checkout)
+            from spine.reaper import clear_half_created, is_registered
+
+            if path.exists() or is_registered(rt.ctx, path):
+                # Half-created by a crash: the reaper saves anything unexpected, then clears it.
+                clear_half_created(rt.ctx, path, lane.base_sha, f"{rt.run.run_id}/{rt.lane_id}")
             path.parent.mkdir(parents=True, exist_ok=True)
             if _branch_exists(rt, branch):
                 git("worktree", "add", "--quiet", str(path), branch, cwd=rt.ctx.repo.primary_checkout)
@@ -587,12 +588,13 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         summary = f"command succeeded{took}; {changes}; {verdict}"
         if commits and lane.branch:
             next_action = (
-                f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}) and merge it"
+                f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}), "
+                f"then land it with `spine promote {rt.run.run_id}/{rt.lane_id}`"
             )
         elif rt.backend.in_place:
             next_action = "review the changes in your checkout (git status)"
         else:
-            next_action = f"nothing to review: the command changed nothing; remove the worktree with `git worktree remove {lane.worktree}`"
+            next_action = "nothing to review: the command changed nothing; clean up the lane with `spine gc`"
 
     return LaneResult(
         run_id=rt.run.run_id,

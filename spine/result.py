@@ -70,6 +70,25 @@ class DiffStat(_Camel):
     deletions: int = 0
 
 
+class Promotion(_Camel):
+    """How a lane was landed on its target by ``spine promote``."""
+
+    strategy: Literal["merge", "squash", "rebase", "ff-only"]
+    target: str = Field(description="branch the lane was landed on")
+    target_before: str = Field(description="the target's commit before the promotion")
+    target_after: str = Field(description="the target's commit after the promotion")
+    lane_head: str = Field(description="the lane branch commit that was landed")
+    commits: list[str] = Field(default_factory=list, description="commits the promotion added to the target")
+    checkout: str | None = Field(
+        default=None, description="checkout updated in place, or null when only the ref moved"
+    )
+    gate: Literal["passed", "cached"] | None = Field(
+        default=None, description="gate verdict on the landed tree, when --gate was given"
+    )
+    forced: bool = False
+    promoted_at: str
+
+
 class LaneResult(_Camel):
     """One lane's outcome: what happened, where it is, and what to do next."""
 
@@ -99,6 +118,7 @@ class LaneResult(_Camel):
     error: str | None = Field(
         default=None, description="why spine itself could not finish the lane, if it could not"
     )
+    promotion: Promotion | None = Field(default=None, description="set once `spine promote` landed the lane")
     summary: str
     next_action: str
     started_at: str | None = None

@@ -1,0 +1,55 @@
+"""``spine gc``: the one reaper, from the command line."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("gc")
+@click.option("-n", "--dry-run", is_flag=True, help="Only list what would be done.")
+@click.option(
+    "--prune-branches", is_flag=True, help="Also delete lane branches whose commits are not in the target."
+)
+@click.option(
+    "--retention-days",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="DAYS",
+    help="Delete runs older than this (default: gc.retention_days in .spine.yaml).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was found and done as JSON.")
+def command(dry_run: bool, prune_branches: bool, retention_days: float | None, as_json: bool) -> int:
+    """Clean up what finished or dead runs left behind, without ever losing uncommitted work.
+
+    \b
+    Removes lane worktrees of finished runs and of runs whose driver died, worktrees and directories
+    under spine's worktree root that no run claims, throwaway worktrees of killed gates, stale git
+    lock files, and runs older than the retention. A dirty worktree's changes are first committed to
+    refs/spine/recovered/...; lane branches with commits not in the target are kept unless
+    --prune-branches. Runs being driven are never touched.
+    """
+    import json
+
+    from spine.context import resolve_context
+    from spine.reaper import Reaper
+
+    ctx = resolve_context()
+    days = retention_days if retention_days is not None else ctx.config.gc.retention_days
+    reaper = Reaper(ctx, prune_branches=prune_branches, retention_days=days)
+    findings = reaper.run(dry_run=dry_run)
+    failed = [f for f in findings if f.error]
+    if as_json:
+        click.echo(json.dumps({"dryRun": dry_run, "findings": [f.to_json() for f in findings]}, indent=2))
+        return 3 if failed else 0
+    if not findings:
+        click.echo("nothing to clean up")
+        return 0
+    for f in findings:
+        if f.error:
+            click.echo(f"error    {f.kind} {f.subject}: {f.error}")
+        elif f.apply is None:
+            click.echo(f"{f.action:<8} {f.kind} {f.subject}: {f.reason}")
+        elif dry_run:
+            click.echo(f"would {f.action} {f.kind} {f.subject} ({f.reason})")
+        else:
+            click.echo(f"{f.done} ({f.reason})")
+    return 3 if failed else 0

@@ -1,0 +1,51 @@
+"""Every bad input: exit 2, a message that says what was wrong and what to do, no traceback, nothing created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Spine, git
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "objective only"], ["no command given", "--"]),
+        (["run", "  ", "--", "true"], ["objective is empty"]),
+        (["run", "--lane", "bad/id", "x", "--", "true"], ["invalid lane id 'bad/id'"]),
+        (["run", "--lane", "-dash", "x", "--", "true"], ["invalid lane id"]),
+        (["run", "--run-id", "a..b", "x", "--", "true"], ["invalid run id", ".."]),
+        (["run", "--backend", "local-worktre", "x", "--", "true"], ["unknown backend 'local-worktre'",
+                                                                    "did you mean 'local-worktree'"]),
+        (["run", "--env", "NOEQUALS", "x", "--", "true"], ["KEY=VALUE"]),
+        (["run", "--idle-timeout", "5q", "x", "--", "true"], ["not a duration"]),
+        (["show", "nope-run"], ["no run 'nope-run'"]),
+        (["score", "missing.json"], ["no result file"]),
+        (["schema", "other"], ["Invalid value"]),
+        (["frobnicate"], ["No such command"]),
+    ],
+)
+def test_bad_input(spine: Spine, repo: Path, args: list[str], words: list[str]) -> None:
+    proc = spine(*args, cwd=repo)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+    assert not (repo / ".git" / "spine" / "runs").exists() or not any((repo / ".git" / "spine" / "runs").iterdir())
+    assert git("branch", "--list", "spine/*", cwd=repo) == ""
+
+
+def test_unknown_command_is_not_a_crash(spine: Spine, repo: Path) -> None:
+    proc = spine("run", "x", "--", "definitely-not-a-program-xyz", cwd=repo)
+    assert proc.returncode == 1
+    assert "cannot start" in proc.stdout + proc.stderr
+
+
+def test_help_and_version(spine: Spine, repo: Path) -> None:
+    proc = spine("--help", cwd=repo)
+    assert proc.returncode == 0 and "run" in proc.stdout and "Exit codes" in proc.stdout
+    assert spine("--version", cwd=repo).stdout.startswith("spine, version")
+    assert spine("-C", str(repo / "src"), "context", cwd=Path("/")).returncode == 0
+    assert spine("-C", "/no/such/dir", "context", cwd=repo).returncode == 2

@@ -1,0 +1,45 @@
+"""The code itself: ruff and mypy --strict are clean, and the package installs as documented."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_ruff_lint_is_clean() -> None:
+    proc = _run("ruff", "check", "spine", "adapters")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    proc = _run("ruff", "format", "--check", "spine", "adapters")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict_is_clean() -> None:
+    proc = _run("mypy", "spine", "adapters")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_adapters_install_under_the_spine_namespace() -> None:
+    import spine.adapters
+
+    assert Path(spine.adapters.__file__).parent.name == "adapters"
+    proc = subprocess.run([sys.executable, "-c", "import adapters"], cwd="/", capture_output=True, text=True, check=False)
+    assert proc.returncode != 0, "adapters must not be importable as a top-level module"
+
+
+def test_help_does_not_import_the_heavy_modules() -> None:
+    code = (
+        "import sys; from spine.cli import run_cli; run_cli(['--help']); "
+        "print('LOADED=' + ','.join(m for m in ('pydantic', 'yaml', 'filelock', 'spine.lane') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED=", proc.stdout
