@@ -52,7 +52,9 @@ class DockerSandbox:
         if self._sdk is None and importlib.util.find_spec("docker") is None:
             return "the docker SDK is not installed: pip install 'git-spine[docker]'"
         if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
-            return "no Docker engine reachable: /var/run/docker.sock does not exist and DOCKER_HOST is not set"
+            return (
+                "no Docker engine reachable: /var/run/docker.sock does not exist and DOCKER_HOST is not set"
+            )
         try:
             self.client().ping()
         except Exception as exc:  # the SDK raises several kinds when no engine answers
