@@ -155,7 +155,6 @@ class RemoteSandbox:
             files = tracked_and_untracked(spec.worktree)
             root = driver.root
             driver.write_file(f"{root}/in.tar", pack(spec.worktree, files))
-            driver.write_file(f"{root}/files", b"".join(f.encode() + b"\0" for f in files))
             lines: deque[str] = deque(maxlen=20)
             code = driver.run(
                 self._baseline_script(root),
@@ -184,8 +183,8 @@ class RemoteSandbox:
                 "git init -q",
                 "git config user.name spine && git config user.email spine@localhost",
                 "git config core.autocrlf false && git config commit.gpgsign false",
-                # -f: tracked files that a .gitignore matches are part of the baseline too
-                f"git add -f --pathspec-from-file={_q(root + '/files')} --pathspec-file-nul",
+                # The copy holds exactly the files sent; -f keeps tracked files a .gitignore matches.
+                "git add -A -f .",
                 "git commit -q --no-verify --allow-empty -m 'spine baseline'",
                 f"git rev-parse HEAD > {_q(root + '/base')}",
             ]

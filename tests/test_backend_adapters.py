@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git
-from fakes import docker_fake, e2b_fake, vercel_fake
-from fakes.cloudflare_bridge import FakeBridge
-from fakes.common import CallLog
-
 from spine.adapters.cloudflare_sandbox import CloudflareSandbox
 from spine.adapters.docker import DockerSandbox
 from spine.adapters.e2b import E2BSandbox
 from spine.adapters.vercel_sandbox import VercelSandbox
+
 from spine.backends.base import Sandbox, SandboxSpec
+from tests.conftest import git
+from tests.fakes import docker_fake, e2b_fake, vercel_fake
+from tests.fakes.cloudflare_bridge import FakeBridge
+from tests.fakes.common import CallLog
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,9 @@ def lane(repo: Path, tmp_path: Path) -> Path:
     return path
 
 
-def drive(backend: Sandbox, worktree: Path, repo: Path, *, timeout: float | None, network: bool = False) -> Any:
+def drive(
+    backend: Sandbox, worktree: Path, repo: Path, *, timeout: float | None, network: bool = False
+) -> Any:
     spec = SandboxSpec(
         worktree=worktree,
         run_id="run",
@@ -150,7 +152,9 @@ def test_cloudflare_bridge_protocol(repo: Path, tmp_path: Path, monkeypatch: pyt
         bridge.close()
 
 
-def test_cloudflare_wrong_key_is_an_environment_error(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cloudflare_wrong_key_is_an_environment_error(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from spine.errors import EnvironmentProblem
 
     bridge = FakeBridge(tmp_path, key="right-key-123456")
@@ -207,10 +211,14 @@ def _sdk_or_skip(module: str, extra: str) -> None:
     except ModuleNotFoundError:
         found = False
     if not found:
-        pytest.skip(f"the {module} SDK is not installed (pip install 'git-spine[{extra}]'); its signature check needs it")
+        pytest.skip(
+            f"the {module} SDK is not installed (pip install 'git-spine[{extra}]'); its signature check needs it"
+        )
 
 
-def _check(log: CallLog, where: dict[str, tuple[str, str]], extra_kwargs: dict[str, set[str]] | None = None) -> None:
+def _check(
+    log: CallLog, where: dict[str, tuple[str, str]], extra_kwargs: dict[str, set[str]] | None = None
+) -> None:
     used = log.used()
     assert used, "the fake recorded no calls; run the adapter first"
     for name, kwargs in used.items():
@@ -252,7 +260,12 @@ def test_e2b_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path) -> 
 def test_vercel_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path) -> None:
     _sdk_or_skip("vercel.sandbox.sync", "vercel")
     vercel_fake.log.calls.clear()
-    drive(VercelSandbox({"root": str(tmp_path / "sbx")}, sdk=vercel_fake), lane(repo, tmp_path), repo, timeout=30)  # type: ignore[arg-type]
+    drive(
+        VercelSandbox({"root": str(tmp_path / "sbx")}, sdk=vercel_fake),
+        lane(repo, tmp_path),
+        repo,
+        timeout=30,
+    )  # type: ignore[arg-type]
     sync = "vercel.sandbox.sync"
     _check(
         vercel_fake.log,
@@ -307,7 +320,11 @@ def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("backend_cls", "needs"),
-    [(E2BSandbox, "E2B_API_KEY"), (VercelSandbox, "VERCEL_TOKEN or VERCEL_OIDC_TOKEN"), (CloudflareSandbox, "SANDBOX_WORKER_URL and SANDBOX_API_KEY")],
+    [
+        (E2BSandbox, "E2B_API_KEY"),
+        (VercelSandbox, "VERCEL_TOKEN or VERCEL_OIDC_TOKEN"),
+        (CloudflareSandbox, "SANDBOX_WORKER_URL and SANDBOX_API_KEY"),
+    ],
 )
 def test_cloud_smoke(backend_cls: type[Any], needs: str, repo: Path, tmp_path: Path) -> None:
     backend = backend_cls({})

@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git, write_files
-from fakes import docker_fake, e2b_fake, vercel_fake
-from fakes.cloudflare_bridge import FakeBridge
 from spine.adapters.bubblewrap import Bubblewrap
 from spine.adapters.cloudflare_sandbox import CloudflareSandbox
 from spine.adapters.docker import DockerSandbox
@@ -29,6 +26,9 @@ from spine.adapters.vercel_sandbox import VercelSandbox
 
 from spine.backends.base import Sandbox, SandboxHandle, SandboxSpec
 from spine.backends.local import LocalWorktree, NoIsolation
+from tests.conftest import git, write_files
+from tests.fakes import docker_fake, e2b_fake, vercel_fake
+from tests.fakes.cloudflare_bridge import FakeBridge
 
 
 @dataclass

@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Spine, git
-
 from spine.adapters.bubblewrap import Bubblewrap
+
+from tests.conftest import Spine, git
 
 NO_CREDENTIALS = {"E2B_API_KEY": "", "VERCEL_TOKEN": "", "VERCEL_OIDC_TOKEN": "", "SANDBOX_WORKER_URL": ""}
 
@@ -24,7 +24,16 @@ def test_backends_lists_every_backend_and_why_it_is_unusable(spine: Spine, repo:
     data = spine.json("backends", "--json", cwd=repo, env=_env())
     rows = {row["name"]: row for row in data["backends"]}
     assert data["default"] == "local-worktree"
-    expected = {"local-worktree", "none", "bubblewrap", "docker", "local-remote", "e2b", "vercel-sandbox", "cloudflare-sandbox"}
+    expected = {
+        "local-worktree",
+        "none",
+        "bubblewrap",
+        "docker",
+        "local-remote",
+        "e2b",
+        "vercel-sandbox",
+        "cloudflare-sandbox",
+    }
     assert expected <= set(rows)
     assert rows["local-worktree"]["usable"] and rows["local-remote"]["usable"]
     assert rows["e2b"] == {**rows["e2b"], "usable": False, "source": "built-in"}
@@ -74,8 +83,12 @@ def _plugin(tmp_path: Path, module_source: str, target: str) -> dict[str, str]:
     site = tmp_path / "site"
     (site / "fancy_backend-0.1.dist-info").mkdir(parents=True)
     (site / "fancy_backend.py").write_text(textwrap.dedent(module_source))
-    (site / "fancy_backend-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: fancy-backend\nVersion: 0.1\n")
-    (site / "fancy_backend-0.1.dist-info" / "entry_points.txt").write_text(f"[spine.backends]\nfancy = {target}\n")
+    (site / "fancy_backend-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fancy-backend\nVersion: 0.1\n"
+    )
+    (site / "fancy_backend-0.1.dist-info" / "entry_points.txt").write_text(
+        f"[spine.backends]\nfancy = {target}\n"
+    )
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     return _env({"PYTHONPATH": path})
 
@@ -101,7 +114,19 @@ def test_third_party_backend_through_the_entry_point(spine: Spine, repo: Path, t
     rows = {r["name"]: r for r in spine.json("backends", "--json", cwd=repo, env=env)["backends"]}
     assert rows["fancy"]["source"] == "plugin" and rows["fancy"]["usable"]
     assert rows["fancy"]["description"] == "Fancy local lanes from a separate package."
-    result = spine.json("run", "--json", "--backend", "fancy", "plug", "--", "sh", "-c", 'echo "$FANCY" > f.txt', cwd=repo, env=env)
+    result = spine.json(
+        "run",
+        "--json",
+        "--backend",
+        "fancy",
+        "plug",
+        "--",
+        "sh",
+        "-c",
+        'echo "$FANCY" > f.txt',
+        cwd=repo,
+        env=env,
+    )
     assert result["sandboxBackend"] == "fancy" and result["status"] == "succeeded"
     assert git("show", f"{result['branch']}:f.txt", cwd=repo) == "yes"
 
@@ -118,7 +143,9 @@ def test_broken_plugin_is_reported_not_raised(spine: Spine, repo: Path, tmp_path
 
 def test_a_lane_on_local_remote_comes_back_as_a_commit(spine: Spine, repo: Path) -> None:
     script = "git mv src/other.txt src/moved.txt 2>/dev/null || mv src/other.txt src/moved.txt; printf '\\000\\377' > b.bin; chmod +x README.md"
-    result = spine.json("run", "--json", "--backend", "local-remote", "remote", "--", "sh", "-c", script, cwd=repo, env=_env())
+    result = spine.json(
+        "run", "--json", "--backend", "local-remote", "remote", "--", "sh", "-c", script, cwd=repo, env=_env()
+    )
     assert result["status"] == "succeeded", result
     assert result["providerRunId"].startswith("local-spine-remote-")
     shown = git("show", "--summary", "--format=", result["branch"], cwd=repo)
@@ -132,7 +159,9 @@ def test_a_lane_on_bubblewrap_is_committed_outside_the_sandbox(spine: Spine, rep
     if reason:
         pytest.skip(f"bubblewrap cannot run here: {reason}")
     script = "echo made > made.txt; git status --short; git log --oneline | wc -l"
-    result = spine.json("run", "--json", "--backend", "bubblewrap", "bw", "--", "sh", "-c", script, cwd=repo, env=_env())
+    result = spine.json(
+        "run", "--json", "--backend", "bubblewrap", "bw", "--", "sh", "-c", script, cwd=repo, env=_env()
+    )
     assert result["status"] == "succeeded", result
     assert result["sandboxBackend"] == "bubblewrap"
     assert result["outputTail"] == ["?? made.txt", "2"]  # git works read-only inside

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Spine, git
-
 from spine.adapters.bubblewrap import Bubblewrap
+
+from tests.conftest import Spine, git
 
 _REASON = Bubblewrap().unavailable_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"bubblewrap cannot run here: {_REASON}")
@@ -22,7 +22,19 @@ pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"bubblewrap cannot 
 
 def bw(spine: Spine, repo: Path, script: str, *args: str, **kw: Any) -> dict[str, Any]:
     result: dict[str, Any] = spine.json(
-        "run", "--json", "--backend", "bubblewrap", *args, "probe", "--", "sh", "-c", script, cwd=repo, expect=None, **kw
+        "run",
+        "--json",
+        "--backend",
+        "bubblewrap",
+        *args,
+        "probe",
+        "--",
+        "sh",
+        "-c",
+        script,
+        cwd=repo,
+        expect=None,
+        **kw,
     )
     return result
 
@@ -114,17 +126,29 @@ def test_no_network_unless_allowed(spine: Spine, repo: Path, listener: tuple[int
     assert got == [b"hello\n"]
 
 
-def test_network_allowed_by_configuration(spine: Spine, repo: Path, listener: tuple[int, list[bytes]]) -> None:
+def test_network_allowed_by_configuration(
+    spine: Spine, repo: Path, listener: tuple[int, list[bytes]]
+) -> None:
     port, got = listener
     (repo / ".spine.yaml").write_text("network: true\n")
     result = bw(spine, repo, f"bash -c '{CONNECT.format(port=port)}'")
     assert result["outputTail"][-1] == "connected" and got == [b"hello\n"]
 
 
-def test_only_declared_variables_pass_and_secrets_stay_out_of_log_and_result(spine: Spine, repo: Path) -> None:
-    env = {"DEPLOY_PASSWORD": "pass-from-shell-42", "GITHUB_TOKEN": "ghp_notpassedthrough99", "PLAIN": "visible"}
-    script = 'echo "pw=$DEPLOY_PASSWORD gh=${GITHUB_TOKEN-unset} plain=${PLAIN-unset} key=$MY_API_KEY"; exit 3'
-    result = bw(spine, repo, script, "--pass-env", "DEPLOY_PASSWORD", "--env", "MY_API_KEY=key-on-cli-77", env=env)
+def test_only_declared_variables_pass_and_secrets_stay_out_of_log_and_result(
+    spine: Spine, repo: Path
+) -> None:
+    env = {
+        "DEPLOY_PASSWORD": "pass-from-shell-42",
+        "GITHUB_TOKEN": "ghp_notpassedthrough99",
+        "PLAIN": "visible",
+    }
+    script = (
+        'echo "pw=$DEPLOY_PASSWORD gh=${GITHUB_TOKEN-unset} plain=${PLAIN-unset} key=$MY_API_KEY"; exit 3'
+    )
+    result = bw(
+        spine, repo, script, "--pass-env", "DEPLOY_PASSWORD", "--env", "MY_API_KEY=key-on-cli-77", env=env
+    )
     assert result["status"] == "failed" and result["exitCode"] == 3
     line = result["outputTail"][-1]
     assert line == "pw=[REDACTED] gh=unset plain=unset key=[REDACTED]"

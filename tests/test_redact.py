@@ -7,27 +7,43 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Spine
 
 from spine.redact import MASK, Redactor, StreamRedactor, looks_secret
+from tests.conftest import Spine
 
 
 @pytest.mark.parametrize(
     "name",
-    ["GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "OPENAI_API_KEY", "E2B_API_KEY", "SSH_KEY",
-     "npm_config__authToken", "VERCEL_OIDC_TOKEN", "SANDBOX_API_KEY", "PGPASSWD", "SENTRY_DSN", "GH_PAT"],
+    [
+        "GITHUB_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "DB_PASSWORD",
+        "OPENAI_API_KEY",
+        "E2B_API_KEY",
+        "SSH_KEY",
+        "npm_config__authToken",
+        "VERCEL_OIDC_TOKEN",
+        "SANDBOX_API_KEY",
+        "PGPASSWD",
+        "SENTRY_DSN",
+        "GH_PAT",
+    ],
 )
 def test_secret_looking_names(name: str) -> None:
     assert looks_secret(name)
 
 
-@pytest.mark.parametrize("name", ["PATH", "HOME", "GIT_AUTHOR_NAME", "KEYBOARD", "MONKEY", "LANG", "SPINE_LANE_ID"])
+@pytest.mark.parametrize(
+    "name", ["PATH", "HOME", "GIT_AUTHOR_NAME", "KEYBOARD", "MONKEY", "LANG", "SPINE_LANE_ID"]
+)
 def test_ordinary_names(name: str) -> None:
     assert not looks_secret(name)
 
 
 def test_redactor_masks_values_and_ignores_trivial_ones() -> None:
-    redactor = Redactor.from_env({"API_TOKEN": "abc123xyz", "FLAG_SECRET": "true", "SHORT_KEY": "ab", "PATH": "/usr/bin"})
+    redactor = Redactor.from_env(
+        {"API_TOKEN": "abc123xyz", "FLAG_SECRET": "true", "SHORT_KEY": "ab", "PATH": "/usr/bin"}
+    )
     assert redactor.redact(b"x abc123xyz y abc123xyz") == b"x " + MASK + b" y " + MASK
     assert redactor.redact(b"true ab /usr/bin") == b"true ab /usr/bin"
     quoted = Redactor(['pa"ss\\word'])
@@ -44,11 +60,27 @@ def test_stream_redactor_catches_secrets_split_across_chunks() -> None:
 def test_secrets_are_masked_for_a_local_lane(spine: Spine, repo: Path) -> None:
     (repo / ".spine.yaml").write_text("env:\n  SERVICE_TOKEN: tok-from-config-314\n")
     script = 'echo "config=$SERVICE_TOKEN shell=$SHELL_PASSWORD"; echo "$SHELL_PASSWORD" >&2; exit 1'
-    proc = spine("run", "--json", "leak", "--", "sh", "-c", script, cwd=repo, env={"SHELL_PASSWORD": "pw-from-shell-271"})
+    proc = spine(
+        "run",
+        "--json",
+        "leak",
+        "--",
+        "sh",
+        "-c",
+        script,
+        cwd=repo,
+        env={"SHELL_PASSWORD": "pw-from-shell-271"},
+    )
     assert proc.returncode == 1
     result = json.loads(proc.stdout)
     run_json = (Path(result["logPath"]).parents[2] / "run.json").read_text()
-    for text in (proc.stdout, proc.stderr, Path(result["logPath"]).read_text(), json.dumps(result), run_json.split('"facts"', 1)[1]):
+    for text in (
+        proc.stdout,
+        proc.stderr,
+        Path(result["logPath"]).read_text(),
+        json.dumps(result),
+        run_json.split('"facts"', 1)[1],
+    ):
         assert "pw-from-shell-271" not in text
         assert "tok-from-config-314" not in text
     assert "config=[REDACTED] shell=[REDACTED]" in result["outputTail"]

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from fakes.common import CallLog, LocalProcess
+from tests.fakes.common import CallLog, LocalProcess
 
 ROUTE = re.compile(r"^/v1/sandbox(?:/(?P<id>[a-z2-7]+)(?P<rest>/.*)?)?$")
 

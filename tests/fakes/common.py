@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -107,7 +108,5 @@ class LocalProcess:
 
     def kill(self) -> None:
         # A provider's kill ends the process, not necessarily its children; spine stops the group itself.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -11,7 +11,7 @@ import queue
 from collections.abc import Iterator
 from typing import Any
 
-from fakes.common import CallLog, LocalProcess
+from tests.fakes.common import CallLog, LocalProcess
 
 log = CallLog()
 _ids = itertools.count(1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from fakes.common import CallLog, LocalProcess
+from tests.fakes.common import CallLog, LocalProcess
 
 log = CallLog()
 _ids = itertools.count(1)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TextIO
 
-from fakes.common import CallLog, LocalProcess
+from tests.fakes.common import CallLog, LocalProcess
 
 log = CallLog()
 _ids = itertools.count(1)
