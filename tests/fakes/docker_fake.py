@@ -6,6 +6,7 @@ attach, start, wait, kill, remove). Real containers are tested when an engine is
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 from collections.abc import Iterator
@@ -61,10 +62,9 @@ class Container:
             import os
             import signal as signals
 
-            try:  # a container's kill ends everything in its PID namespace: here, the process group
+            # a container's kill ends everything in its PID namespace: here, the process group
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signals.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     @log.recorded("Container.remove")
     def remove(self, **kwargs: Any) -> None:
