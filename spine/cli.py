@@ -23,12 +23,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "context": ("spine.commands.context", "Show the resolved execution context of this repository."),
     "show": ("spine.commands.show", "Show the result of a run or a lane."),
     "score": ("spine.commands.score", "Grade result files for completeness and consistency."),
+    "batch": (
+        "spine.commands.batch",
+        "Run many lanes from a YAML/JSON file, in parallel and in dependency order.",
+    ),
+    "resume": ("spine.commands.resume", "Continue a halted, interrupted or crashed run where it stopped."),
+    "step": ("spine.commands.step", "Fire exactly one ready step of a run, then stop."),
+    "status": ("spine.commands.status", "Show all runs, or one run's lanes with status and next action."),
+    "logs": ("spine.commands.logs", "Print (or follow) a lane's output log."),
+    "cancel": ("spine.commands.cancel", "Stop a run's lanes (or one lane) from any terminal."),
     "schema": ("spine.commands.schema", "Print the JSON Schema of the config or the result file."),
     "backends": ("spine.commands.backends", "List isolation backends: usable here or why not."),
     "gate": ("spine.commands.gate", "Test the merge of a revision into a branch; cache the verdict."),
     "promote": ("spine.commands.promote", "Land a finished lane on its target branch."),
     "gc": ("spine.commands.gc", "Clean up finished and dead lanes without losing uncommitted work."),
     "hooks": ("spine.commands.hooks", "Install the git hooks that run the gate (pre-push)."),
+    "ops": ("spine.commands.ops", "List the operators (named lane recipes) configured in .spine.yaml."),
+    "classify": ("spine.commands.classify", "Show which mode an objective falls in, and why."),
+    "debug": ("spine.commands.debug", "Print the debug packet of a failed or stopped lane."),
 }
 
 

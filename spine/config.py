@@ -19,6 +19,8 @@ from pydantic import (
 
 from spine.errors import ConfigError
 from spine.ids import parse_duration
+from spine.modes import Mode, ModeName, ModeSettings
+from spine.operators import OperatorSpec
 
 CONFIG_FILE = ".spine.yaml"
 
@@ -150,6 +152,10 @@ class SpineConfig(_Model):
     idle_timeout: Duration | None = Field(
         default=None, description="stop a command that prints nothing this long"
     )
+    stall_timeout: Duration | None = Field(
+        default=None,
+        description="stop a command that neither prints nor changes a file in its worktree this long",
+    )
     env: dict[str, str] = Field(
         default_factory=dict, description="extra environment variables for the command"
     )
@@ -174,6 +180,31 @@ class SpineConfig(_Model):
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-backend settings, keyed by backend name"
     )
+    operators: list[OperatorSpec] = Field(
+        default_factory=list,
+        description="named lane recipes run with `spine run --op ID` (docs/operators.md)",
+    )
+    modes: dict[ModeName, ModeSettings] = Field(
+        default_factory=dict,
+        description="per-mode overrides of the evidence pattern, classifier keywords and stop rule",
+    )
+
+    @field_validator("operators")
+    @classmethod
+    def _unique_operator_ids(cls, value: list[OperatorSpec]) -> list[OperatorSpec]:
+        seen: set[str] = set()
+        for op in value:
+            if op.id in seen:
+                raise ValueError(f"two operators have the id {op.id!r}; give each operator its own id")
+            seen.add(op.id)
+        return value
+
+    def operator(self, op_id: str) -> OperatorSpec | None:
+        """The operator with id ``op_id``, if configured."""
+        return next((op for op in self.operators if op.id == op_id), None)
+
+    def mode_settings(self) -> dict[Mode, ModeSettings]:
+        return dict(self.modes)
 
     @field_validator("checks")
     @classmethod

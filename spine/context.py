@@ -89,8 +89,22 @@ class StatePaths:
     def log_file(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "output.log"
 
+    def debug_file(self, run_id: str, lane_id: str) -> Path:
+        return self.lane_dir(run_id, lane_id) / "debug.json"
+
+    def debug_markdown(self, run_id: str, lane_id: str) -> Path:
+        return self.lane_dir(run_id, lane_id) / "debug.md"
+
     def lock_file(self, name: str) -> Path:
         return self.locks / f"{name}.lock"
+
+    def cancel_dir(self, run_id: str) -> Path:
+        """Where ``spine cancel`` leaves requests for the run's driver: one file per lane."""
+        return self.runs / run_id / "cancel"
+
+    def cancel_all_file(self, run_id: str) -> Path:
+        """A request to cancel every lane of the run."""
+        return self.runs / run_id / "cancel-all"
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,14 @@ def slugify(text: str, limit: int = 40) -> str:
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id: UTC timestamp plus random suffix, e.g. 20261121-193012-a3f9."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    """A sortable, unique run id: UTC time plus four hex digits, e.g. 20261121-193012-a3f9.
+
+    The first two hex digits are the fraction of the second (in 1/256ths), so ids of runs started
+    within the same second still sort by start time; the last two are random.
+    """
+    now = time.time()
+    fraction = int((now % 1) * 256)
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"-{fraction:02x}{secrets.token_hex(1)}"
 
 
 def parse_duration(value: str | int | float) -> float:

@@ -7,6 +7,7 @@ step caught mid-way by a crash is redone safely (each step is written to be re-r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,12 +20,15 @@ from typing import IO, Any, Literal
 
 from spine.backends.base import Sandbox, SandboxSpec
 from spine.context import ExecutionContext
+from spine.debug import write_debug_packet
 from spine.errors import EnvironmentProblem
 from spine.git import GitFailed, clean_env, git, git_out
 from spine.ids import format_duration
+from spine.oprun import ground_result, run_acceptance
 from spine.process import run_process
 from spine.redact import Redactor, StreamRedactor
 from spine.result import Artifact, CheckStatus, Commit, DiffStat, LaneResult, LaneStatus, Validation
+from spine.stall import StallWatch
 from spine.state import LaneState, RunState, RunStore, atomic_write_text, now_iso
 
 Echo = Literal["none", "raw", "prefixed", "stderr"]
@@ -118,10 +122,17 @@ class LaneRuntime:
         """Masks the values of every secret-looking variable the lane's commands could see."""
         return Redactor.from_env({**clean_env(), **self.ctx.config.env, **self.lane.spec.env})
 
+    def remember_pgid(self, pgid: int) -> None:
+        """Record the running command's process group so ``spine cancel`` and a resume can stop it."""
+        self.lane.pgid = pgid
+        self.store.save(self.run)
+
     def lane_env(self) -> dict[str, str]:
         """The environment the command and checks see: who they are, where they run."""
         env = clean_env()
         env.update(self.ctx.config.env)
+        if self.lane.spec.op is not None:
+            env.update(self.lane.spec.op.env)
         env.update(self.lane.spec.env)
         env.update(
             {
@@ -156,29 +167,36 @@ def create_worktree(rt: LaneRuntime) -> None:
 
     rt.ctx.state.locks.mkdir(parents=True, exist_ok=True)
     with FileLock(str(rt.ctx.state.lock_file("worktrees")), timeout=120):
-        if (path / ".git").exists() and _branch_exists(rt, branch):
-            pass  # a previous attempt got this far; keep what is there
-        else:
-            from spine.reaper import clear_half_created, is_registered
-
-            if path.exists() or is_registered(rt.ctx, path):
-                # Half-created by a crash: the reaper saves anything unexpected, then clears it.
-                clear_half_created(rt.ctx, path, lane.base_sha, f"{rt.run.run_id}/{rt.lane_id}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if _branch_exists(rt, branch):
-                git("worktree", "add", "--quiet", str(path), branch, cwd=rt.ctx.repo.primary_checkout)
-            else:
-                git(
-                    "worktree",
-                    "add",
-                    "--quiet",
-                    "-b",
-                    branch,
-                    str(path),
-                    lane.base_sha,
-                    cwd=rt.ctx.repo.primary_checkout,
-                )
+        _reconcile_worktree(rt, path, branch)
     lane.worktree, lane.branch = str(path), branch
+
+
+def _reconcile_worktree(rt: LaneRuntime, path: Path, branch: str) -> None:
+    """Make ``path`` a complete worktree of ``branch``, whatever an interrupted attempt left.
+
+    This step only runs again when it was never recorded as done, so the lane's command has not run
+    in ``path`` yet. A worktree ``git worktree add`` completed (registered, on the lane branch, not
+    locked) is kept. Anything else - a worktree still locked "initializing" with a half checkout, a
+    directory git does not know - is cleared through the reaper (which saves unexpected files to a
+    recovery ref first) and added again. The branch is reused as it is, so it is never duplicated
+    and commits already on it are kept.
+    """
+    from spine.reaper import clear_half_created, list_git_worktrees
+
+    primary = rt.ctx.repo.primary_checkout
+    real = os.path.realpath(path)
+    entry = next((wt for wt in list_git_worktrees(rt.ctx) if os.path.realpath(wt.path) == real), None)
+    if entry is not None and entry.branch == branch and not entry.locked and (path / ".git").is_file():
+        return
+    if entry is not None and entry.locked:
+        git("worktree", "unlock", str(path), cwd=primary, check=False)
+    if entry is not None or path.exists():
+        clear_half_created(rt.ctx, path, rt.lane.base_sha, f"{rt.run.run_id}/{rt.lane_id}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _branch_exists(rt, branch):
+        git("worktree", "add", "--quiet", str(path), branch, cwd=primary)
+    else:
+        git("worktree", "add", "--quiet", "-b", branch, str(path), rt.lane.base_sha, cwd=primary)
 
 
 def _branch_exists(rt: LaneRuntime, branch: str) -> bool:
@@ -214,7 +232,9 @@ def setup(rt: LaneRuntime) -> None:
                 timeout=rt.lane.spec.timeout,
                 on_output=out,
                 cancel=rt.cancel,
+                on_start=rt.remember_pgid,
             )
+            rt.lane.pgid = None
             commands.append({"command": command, "exitCode": outcome.exit_code})
             if not outcome.ok:
                 failed = {
@@ -283,30 +303,30 @@ def execute(rt: LaneRuntime) -> None:
     for notice in handle.notices:
         out.note(notice)
 
-    def remember_pgid(pgid: int) -> None:
-        rt.lane.pgid = pgid
-        rt.store.save(rt.run)
-
+    # The stall rule watches output and the worktree, and stops the command through a cancel event.
+    watch = StallWatch(rt.worktree, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
     try:
-        outcome = rt.backend.exec(
-            handle,
-            argv,
-            env=rt.lane_env(),
-            timeout=spec.timeout,
-            idle_timeout=spec.idle_timeout,
-            on_output=out,
-            cancel=rt.cancel,
-            on_start=remember_pgid,
-        )
+        with watch or contextlib.nullcontext():
+            outcome = rt.backend.exec(
+                handle,
+                argv,
+                env=rt.lane_env(),
+                timeout=spec.timeout,
+                idle_timeout=spec.idle_timeout,
+                on_output=watch.wrap(out) if watch else out,
+                cancel=watch.stop if watch else rt.cancel,
+                on_start=rt.remember_pgid,
+            )
         rt.backend.collect(handle)
     finally:
         rt.backend.teardown(handle)
         out.close()
     rt.lane.pgid = None
+    stalled = watch is not None and watch.stalled and not rt.cancel.is_set() and outcome.timed_out is None
     rt.lane.facts["execute"] = {
         "exitCode": outcome.exit_code,
-        "timedOut": outcome.timed_out,
-        "canceled": outcome.canceled,
+        "timedOut": "stall" if stalled else outcome.timed_out,
+        "canceled": outcome.canceled and not stalled,
         "durationSeconds": round(outcome.duration, 3),
         "tail": [rt.redactor().redact_text(line) for line in outcome.tail[-20:]],
         "startedAt": started,
@@ -346,7 +366,8 @@ def commit(rt: LaneRuntime) -> None:
         }
         return
     wt = rt.worktree
-    made_by_command = set(_log_shas(wt, lane.base_sha))
+    # A commit carrying this lane's trailers is spine's own, even one made before a crash.
+    made_by_command = set(_log_shas(wt, lane.base_sha)) - _spine_commits(rt, wt)
     if git("status", "--porcelain", "--untracked-files=all", cwd=wt).stdout.strip():
         git("add", "-A", cwd=wt)
         message = _commit_message(rt)
@@ -367,6 +388,21 @@ def commit(rt: LaneRuntime) -> None:
 def _log_lines(wt: Path, base_sha: str) -> list[str]:
     out = git("log", "--reverse", "--format=%H%x00%s", f"{base_sha}..HEAD", cwd=wt).stdout
     return [line for line in out.splitlines() if line]
+
+
+def _spine_commits(rt: LaneRuntime, wt: Path) -> set[str]:
+    out = git(
+        "log",
+        "--format=%H%x00%(trailers:key=Spine-Run,valueonly,separator=%x2C)%x00%(trailers:key=Spine-Lane,valueonly,separator=%x2C)",
+        f"{rt.lane.base_sha}..HEAD",
+        cwd=wt,
+    ).stdout
+    shas = set()
+    for line in out.splitlines():
+        parts = line.split("\0")
+        if len(parts) == 3 and parts[1].strip() == rt.run.run_id and parts[2].strip() == rt.lane_id:
+            shas.add(parts[0])
+    return shas
 
 
 def _log_shas(wt: Path, base_sha: str) -> list[str]:
@@ -459,7 +495,9 @@ def validate(rt: LaneRuntime) -> None:
                 timeout=check.timeout,
                 on_output=out,
                 cancel=rt.cancel,
+                on_start=rt.remember_pgid,
             )
+            rt.lane.pgid = None
             if outcome.ok:
                 status, summary = CheckStatus.PASSED, "passed"
             elif outcome.timed_out:
@@ -483,6 +521,7 @@ def validate(rt: LaneRuntime) -> None:
     finally:
         out.close()
     rt.lane.facts["validate"] = results
+    run_acceptance(rt)
 
 
 # --- finalize ------------------------------------------------------------------------------------
@@ -491,6 +530,11 @@ def validate(rt: LaneRuntime) -> None:
 def finalize(rt: LaneRuntime) -> None:
     """Collect artifacts, decide the status, write result.json."""
     result = build_result(rt)
+    if result.status in (LaneStatus.FAILED, LaneStatus.CANCELED):
+        try:
+            result = write_debug_packet(rt, result)
+        except Exception as exc:  # the result file matters more than its debug packet
+            rt.store.event("debug-packet-failed", rt.lane_id, error=f"{type(exc).__name__}: {exc}")
     path = rt.ctx.state.result_file(rt.run.run_id, rt.lane_id)
     atomic_write_text(path, rt.redactor().redact_text(result.to_json()))
     rt.lane.status = result.status
@@ -545,11 +589,33 @@ def build_result(rt: LaneRuntime) -> LaneResult:
     changes = _describe_changes(stat, commits, lane.branch, rt.backend.in_place)
     where = f"cd {lane.worktree}" if lane.worktree else "the lane worktree"
 
-    if lane.error:
+    blocked: dict[str, Any] = facts.get("blocked") or {}
+    not_started: dict[str, Any] = facts.get("notStarted") or {}
+    if blocked:
+        status = LaneStatus.BLOCKED
+        summary, next_action = _blocked_text(rt.run.run_id, blocked)
+    elif not_started:
+        status = LaneStatus.CANCELED
+        if not_started.get("reason") == "fail-fast":
+            failed = not_started.get("after")
+            summary = (
+                f"not started: lane {failed} failed and the run stops after the first failure (--fail-fast)"
+            )
+            next_action = (
+                f"fix lane {failed} (see `spine show {rt.run.run_id}/{failed}`), then run this lane again"
+            )
+        else:
+            summary = "not started: canceled (spine cancel) before it began"
+            next_action = "run the lane again if it is still wanted"
+    elif lane.error:
         status = LaneStatus.FAILED
         summary = f"spine could not finish the lane: {lane.error}"
         next_action = f"fix the cause above, then continue with `spine resume {rt.run.run_id}`"
-    elif ex.get("canceled") or (rt.cancel.is_set() and not ex):
+    elif (
+        ex.get("canceled")
+        or (rt.cancel.is_set() and not ex)
+        or any(c.status == CheckStatus.SKIPPED and "canceled" in c.summary for c in checks)
+    ):
         status = LaneStatus.CANCELED
         summary = f"canceled{took}; {changes}"
         next_action = (
@@ -563,6 +629,10 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         status = LaneStatus.FAILED
         summary = f"command timed out{took} (wall-clock limit) and was stopped; {changes}"
         next_action = f"inspect the log at {log}; raise --timeout if the work needs longer"
+    elif ex.get("timedOut") == "stall":
+        status = LaneStatus.FAILED
+        summary = f"command showed no progress (no output, no file changes) for {format_duration(lane.spec.stall_timeout or 0)} and was stopped{took}; {changes}"
+        next_action = f"inspect the log at {log}; find what it waits on, or raise --stall-timeout"
     elif ex.get("timedOut") == "idle":
         status = LaneStatus.FAILED
         summary = f"command printed nothing for {format_duration(lane.spec.idle_timeout or 0)} and was stopped{took}; {changes}"
@@ -596,7 +666,7 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         else:
             next_action = "nothing to review: the command changed nothing; clean up the lane with `spine gc`"
 
-    return LaneResult(
+    result = LaneResult(
         run_id=rt.run.run_id,
         lane_id=rt.lane_id,
         objective=lane.spec.objective,
@@ -625,6 +695,22 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         started_at=ex.get("startedAt") or lane.step_started_at,
         completed_at=now_iso(),
     )
+    return ground_result(rt, result)
+
+
+def _blocked_text(run_id: str, blocked: dict[str, Any]) -> tuple[str, str]:
+    """Summary and next action of a lane that could not start because of its needs."""
+    needs: dict[str, str] = blocked.get("needs") or {}
+    root: dict[str, str] = blocked.get("root") or needs
+    said = {"failed": "failed", "canceled": "was canceled", "blocked": "was blocked"}
+    parts = [f"{need} {said.get(status, status)}" for need, status in needs.items()]
+    summary = f"not started: it needs {', '.join(needs)}, and {' and '.join(parts)}"
+    if set(root) != set(needs):
+        summary += f" (because {', '.join(f'{k} {said.get(v, v)}' for k, v in root.items())})"
+    first = next(iter(root), "")
+    fixes = " and ".join(f"lane {name} ({status})" for name, status in root.items())
+    next_action = f"fix {fixes} first (see `spine show {run_id}/{first}`), then run this lane again"
+    return summary, next_action
 
 
 def _describe_changes(

@@ -36,6 +36,14 @@ class CheckStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+class Verdict(StrEnum):
+    """An acceptance check's (or an operator run's) outcome."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
 class _Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
@@ -62,6 +70,30 @@ class Validation(_Camel):
     summary: str
     exit_code: int | None = None
     duration_seconds: float | None = None
+
+
+class AcceptanceResult(_Camel):
+    """One acceptance check of an operator run."""
+
+    name: str
+    verdict: Verdict
+    command: str
+    summary: str
+    exit_code: int | None = None
+    expect_exit: list[int] = Field(default_factory=lambda: [0])
+    duration_seconds: float | None = None
+
+
+class EvidenceItem(_Camel):
+    """One rule of the lane's evidence pattern, and whether the lane's facts satisfy it."""
+
+    id: str
+    kind: str
+    description: str
+    required: bool = True
+    found: bool
+    detail: str
+    paths: list[str] = Field(default_factory=list)
 
 
 class DiffStat(_Camel):
@@ -111,7 +143,9 @@ class LaneResult(_Camel):
     validation: list[Validation] = Field(default_factory=list)
     exit_code: int | None = None
     timed_out: bool = False
-    timeout_kind: Literal["wall", "idle"] | None = None
+    timeout_kind: Literal["wall", "idle", "stall"] | None = Field(
+        default=None, description="wall: the timebox; idle: no output; stall: no output and no file changes"
+    )
     duration_seconds: float | None = None
     diff_stat: DiffStat | None = None
     output_tail: list[str] = Field(default_factory=list, description="last lines of the command's output")
@@ -119,6 +153,25 @@ class LaneResult(_Camel):
         default=None, description="why spine itself could not finish the lane, if it could not"
     )
     promotion: Promotion | None = Field(default=None, description="set once `spine promote` landed the lane")
+    operator: str | None = Field(default=None, description="the operator the lane ran, if any")
+    mode: str | None = Field(default=None, description="the lane's mode, when it has one")
+    mode_source: Literal["operator", "flag", "classifier"] | None = None
+    inputs: dict[str, str] | None = Field(default=None, description="the operator's resolved inputs")
+    acceptance: list[AcceptanceResult] = Field(
+        default_factory=list, description="the operator's acceptance checks, PASS/WARN/FAIL each"
+    )
+    evidence: list[EvidenceItem] = Field(
+        default_factory=list, description="the mode's evidence pattern, found or missing rule by rule"
+    )
+    verdict: Verdict | None = Field(
+        default=None, description="PASS/WARN/FAIL of a lane with a mode, grounded in acceptance and evidence"
+    )
+    next_pointer: str | None = Field(
+        default=None, description="one line: what to do next; for a lane with a mode, also its nextAction"
+    )
+    debug_packet: str | None = Field(
+        default=None, description="path of debug.json, written for every failed or stopped lane"
+    )
     summary: str
     next_action: str
     started_at: str | None = None

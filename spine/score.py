@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from spine.result import CheckStatus, LaneResult, LaneStatus
+from spine.result import CheckStatus, LaneResult, LaneStatus, Verdict
 
 
 @dataclass
@@ -33,7 +33,7 @@ def grade(result: LaneResult) -> Grade:
             "worktreePath is missing",
         ),
         (bool(result.log_path), "logPath is missing"),
-        (bool(result.validation), "no validation was recorded (configure checks)"),
+        (bool(result.validation) or bool(result.acceptance), "no validation was recorded (configure checks)"),
         (len(result.summary.split()) >= 3, "summary is not a sentence"),
         (len(result.next_action.split()) >= 3, "nextAction is not a sentence"),
         (bool(result.started_at) and bool(result.completed_at), "startedAt or completedAt is missing"),
@@ -43,6 +43,8 @@ def grade(result: LaneResult) -> Grade:
 
     contradictions: list[str] = []
     failed_checks = [c.name for c in result.validation if c.status == CheckStatus.FAILED]
+    failed_checks += [a.name for a in result.acceptance if a.verdict == Verdict.FAIL]
+    missing_evidence = [e.id for e in result.evidence if e.required and not e.found]
     if result.status == LaneStatus.SUCCEEDED:
         if failed_checks:
             contradictions.append(f"status is succeeded but check(s) {', '.join(failed_checks)} failed")
@@ -52,9 +54,24 @@ def grade(result: LaneResult) -> Grade:
             contradictions.append("status is succeeded but the command timed out")
         if result.error:
             contradictions.append("status is succeeded but an error is recorded")
+        if missing_evidence:
+            contradictions.append(
+                f"status is succeeded but evidence {', '.join(missing_evidence)} is missing"
+            )
+        if result.verdict == Verdict.FAIL:
+            contradictions.append("status is succeeded but the verdict is FAIL")
+    if result.mode and not (result.next_pointer or "").strip():
+        contradictions.append("the lane has a mode but no next pointer")
     if (
         result.status == LaneStatus.FAILED
-        and not (failed_checks or result.exit_code not in (0, None) or result.timed_out or result.error)
+        and not (
+            failed_checks
+            or missing_evidence
+            or result.verdict == Verdict.FAIL
+            or result.exit_code not in (0, None)
+            or result.timed_out
+            or result.error
+        )
         and "setup" not in result.summary
     ):
         contradictions.append("status is failed but nothing in the result failed")

@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from spine.config import CheckSpec
 from spine.errors import UsageError
+from spine.operators import OpBinding
 from spine.result import LaneStatus
 
 STEPS: tuple[str, ...] = ("create_worktree", "setup", "execute", "commit", "validate", "finalize")
@@ -61,6 +62,7 @@ class LaneSpec(_Camel):
     backend: str | None = None
     timeout: float | None = None
     idle_timeout: float | None = None
+    stall_timeout: float | None = None
     env: dict[str, str] = Field(default_factory=dict)
     env_passthrough: list[str] = Field(default_factory=list)
     network: bool | None = None
@@ -68,6 +70,9 @@ class LaneSpec(_Camel):
     artifacts: list[str] = Field(default_factory=list)
     needs: list[str] = Field(default_factory=list)
     commit_in_place: bool = False
+    op: OpBinding | None = Field(
+        default=None, description="the operator and mode the lane runs under (see docs/operators.md)"
+    )
 
     def argv(self) -> list[str]:
         if isinstance(self.command, str):

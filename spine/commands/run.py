@@ -10,7 +10,7 @@ from spine.commands.options import DURATION, check_name, parse_env_pairs
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
-@click.argument("objective")
+@click.argument("objective", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--lane", "lane_id", metavar="ID", help="Lane id (default: derived from the objective).")
 @click.option("--run-id", metavar="ID", help="Run id (default: a timestamp plus a random suffix).")
@@ -20,6 +20,25 @@ from spine.commands.options import DURATION, check_name, parse_env_pairs
 @click.option("--backend", metavar="NAME", help="Isolation backend (default: config, else local-worktree).")
 @click.option("--timeout", type=DURATION, help="Wall-clock limit: seconds, 90s, 10m, 1h, or 'none'.")
 @click.option("--idle-timeout", type=DURATION, help="Stop the command after this long without output.")
+@click.option(
+    "--stall-timeout",
+    type=DURATION,
+    help="Stop the command after this long without output and without file changes.",
+)
+@click.option("--op", "op_id", metavar="ID", help="Run the operator ID from .spine.yaml (no COMMAND needed).")
+@click.option(
+    "--input",
+    "input_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An input of the operator (repeatable).",
+)
+@click.option(
+    "--mode",
+    metavar="MODE",
+    help="The lane's mode (PIPELINE, TOOLSMITH, SERVICE, CONTRACT, GOVERNANCE, CONTACT) or 'auto'; "
+    "its evidence pattern decides whether the lane counts.",
+)
 @click.option(
     "--check", "checks", multiple=True, metavar="CMD", help="A check to run after the command (repeatable)."
 )
@@ -52,7 +71,7 @@ from spine.commands.options import DURATION, check_name, parse_env_pairs
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the command's output (it is still logged).")
 def command(
-    objective: str,
+    objective: str | None,
     command: tuple[str, ...],
     lane_id: str | None,
     run_id: str | None,
@@ -60,6 +79,10 @@ def command(
     backend: str | None,
     timeout: float | None,
     idle_timeout: float | None,
+    stall_timeout: float | None,
+    op_id: str | None,
+    input_pairs: tuple[str, ...],
+    mode: str | None,
     checks: tuple[str, ...],
     artifacts: tuple[str, ...],
     env_pairs: tuple[str, ...],
@@ -72,8 +95,9 @@ def command(
     """Run COMMAND for OBJECTIVE in a new worktree and branch, commit what it leaves, run the checks.
 
     \b
-    Example:
+    Examples:
       spine run "make the greeting friendlier" -- ./tools/agent.sh --task greeting
+      spine run --op ingest-csv --input source=data/in.csv "ingest the March export"
 
     The result file is written under the repository's git directory; its path, a summary and the
     next action are printed at the end. Exit 0 when the lane succeeded, 1 when it failed.
@@ -83,10 +107,38 @@ def command(
     from spine.errors import UsageError
     from spine.ids import check_id, new_run_id, slugify
     from spine.lane import Echo
+    from spine.oprun import mode_binding
     from spine.runs import create_run, drive_run, exit_code_for, print_lane_result
     from spine.state import LaneSpec
 
-    if not objective.strip():
+    if op_id is not None:
+        if command:
+            raise UsageError(
+                f"operator {op_id!r} brings its own command; do not give one after --",
+                f'run it as: spine run --op {op_id} --input NAME=VALUE "OBJECTIVE"',
+            )
+        return _run_operator(
+            op_id,
+            objective,
+            input_pairs=input_pairs,
+            mode=mode,
+            lane_id=lane_id,
+            run_id=run_id,
+            base=base,
+            backend=backend,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            stall_timeout=stall_timeout,
+            checks=checks,
+            artifacts=artifacts,
+            env_pairs=env_pairs,
+            commit_in_place=commit_in_place,
+            as_json=as_json,
+            quiet=quiet,
+        )
+    if input_pairs:
+        raise UsageError("--input is given without --op", "inputs belong to an operator: add --op ID")
+    if objective is None or not objective.strip():
         raise UsageError(
             "the objective is empty", 'say what the lane should achieve: spine run "fix the parser" -- CMD'
         )
@@ -116,6 +168,10 @@ def command(
         checks=[CheckSpec(name=check_name(c, taken), command=c) for c in checks],
         artifacts=list(artifacts),
         commit_in_place=commit_in_place,
+        stall_timeout=stall_timeout
+        if stall_timeout is not None or _given("stall_timeout")
+        else ctx.config.stall_timeout,
+        op=mode_binding(ctx.config, objective.strip(), mode) if mode else None,
     )
     store, run = create_run(ctx, rid, [spec], kind="run")
     echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
@@ -129,3 +185,57 @@ def _given(name: str) -> bool:
     ctx = click.get_current_context()
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
+
+
+def _run_operator(
+    op_id: str,
+    objective: str | None,
+    *,
+    input_pairs: tuple[str, ...],
+    mode: str | None,
+    lane_id: str | None,
+    run_id: str | None,
+    base: str | None,
+    backend: str | None,
+    timeout: float | None,
+    idle_timeout: float | None,
+    stall_timeout: float | None,
+    checks: tuple[str, ...],
+    artifacts: tuple[str, ...],
+    env_pairs: tuple[str, ...],
+    commit_in_place: bool,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    """``spine run --op ID``: build the lane from the operator, then drive it like any other."""
+    from spine.config import CheckSpec
+    from spine.context import resolve_context
+    from spine.ids import check_id, new_run_id
+    from spine.lane import Echo
+    from spine.operators import parse_input_pairs
+    from spine.oprun import lane_spec_from_operator
+    from spine.runs import create_run, drive_run, exit_code_for, print_lane_result
+
+    ctx = resolve_context(base=base, backend=backend)
+    taken = {c.name for c in ctx.config.checks}
+    spec = lane_spec_from_operator(
+        ctx.config,
+        op_id,
+        parse_input_pairs(input_pairs),
+        objective=objective,
+        lane_id=check_id("lane id", lane_id) if lane_id else None,
+        mode=mode,
+        timeout=timeout,
+        idle_timeout=idle_timeout,
+        stall_timeout=stall_timeout,
+        env=parse_env_pairs(env_pairs),
+        checks=[CheckSpec(name=check_name(c, taken), command=c) for c in checks],
+        artifacts=artifacts,
+        commit_in_place=commit_in_place,
+    )
+    rid = check_id("run id", run_id) if run_id else new_run_id()
+    store, run = create_run(ctx, rid, [spec], kind="run")
+    echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
+    run = drive_run(ctx, store, run, jobs=1, echo=echo)
+    result = print_lane_result(ctx, run, spec.id, as_json=as_json)
+    return exit_code_for([result.status])

@@ -1,0 +1,49 @@
+"""``spine classify "OBJECTIVE" [--json]``: which mode the keyword classifier picks, and why."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from spine.config import SpineConfig
+
+
+@click.command("classify")
+@click.argument("objective")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: mode, reason and matched keywords.")
+def command(objective: str, as_json: bool) -> int:
+    """Classify OBJECTIVE into a mode by keywords (the defaults, or modes.*.keywords in .spine.yaml).
+
+    Exit 0 when a mode was found, 1 when no keyword matched.
+    """
+    from spine.errors import ExitCode, UsageError
+    from spine.modes import classify
+
+    if not objective.strip():
+        raise UsageError("the objective is empty", 'e.g. spine classify "backfill the March export to csv"')
+    config = _config_here()
+    found = classify(objective, config.mode_settings())
+    if as_json:
+        click.echo(json.dumps({"objective": objective, **found.to_json()}, indent=2))
+    else:
+        click.echo(found.mode.value if found.mode else "no mode")
+        click.echo(f"  why: {found.reason}")
+        for mode, words in found.matches.items():
+            if mode != found.mode:
+                click.echo(f"  also: {mode.value} ({', '.join(words)})")
+    return ExitCode.OK if found.mode else ExitCode.FAILED
+
+
+def _config_here() -> SpineConfig:
+    """The repository's config when run inside one; outside a repository the shipped defaults apply."""
+    from spine.config import SpineConfig
+    from spine.context import resolve_context
+    from spine.errors import NotARepository
+
+    try:
+        return resolve_context().config
+    except NotARepository:
+        return SpineConfig()
