@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("spine.commands.logs", "Print (or follow) a lane's output log."),
     "cancel": ("spine.commands.cancel", "Stop a run's lanes (or one lane) from any terminal."),
     "schema": ("spine.commands.schema", "Print the JSON Schema of the config or the result file."),
+    "backends": ("spine.commands.backends", "List isolation backends: usable here or why not."),
     "gate": ("spine.commands.gate", "Test the merge of a revision into a branch; cache the verdict."),
     "promote": ("spine.commands.promote", "Land a finished lane on its target branch."),
     "gc": ("spine.commands.gc", "Clean up finished and dead lanes without losing uncommitted work."),

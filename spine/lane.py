@@ -26,6 +26,7 @@ from spine.git import GitFailed, clean_env, git, git_out
 from spine.ids import format_duration
 from spine.oprun import ground_result, run_acceptance
 from spine.process import run_process
+from spine.redact import Redactor, StreamRedactor
 from spine.result import Artifact, CheckStatus, Commit, DiffStat, LaneResult, LaneStatus, Validation
 from spine.stall import StallWatch
 from spine.state import LaneState, RunState, RunStore, atomic_write_text, now_iso
@@ -37,18 +38,24 @@ FALLBACK_EMAIL = "spine@localhost"
 
 
 class LaneOutput:
-    """Tees a lane's output to its log file and, optionally, the terminal."""
+    """Tees a lane's output to its log file and, optionally, the terminal, with secrets masked."""
 
-    def __init__(self, log_path: Path, lane_id: str, echo: Echo) -> None:
+    def __init__(self, log_path: Path, lane_id: str, echo: Echo, redactor: Redactor | None = None) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed by close()
         self._lane = lane_id
         self._echo = echo
         self._lock = threading.Lock()
         self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self._redactor = redactor or Redactor()
+        self._streams = {name: StreamRedactor(self._redactor) for name in ("stdout", "stderr")}
 
     def __call__(self, stream: str, chunk: bytes) -> None:
         with self._lock:
+            self._write(stream, self._streams[stream].feed(chunk))
+
+    def _write(self, stream: str, chunk: bytes) -> None:
+        if chunk:
             self._log.write(chunk)
             self._log.flush()
             if self._echo == "none":
@@ -67,11 +74,13 @@ class LaneOutput:
     def note(self, text: str) -> None:
         """Write a spine line (a section header) into the log only."""
         with self._lock:
-            self._log.write(f"\n==> spine: {text}\n".encode())
+            self._log.write(f"\n==> spine: {self._redactor.redact_text(text)}\n".encode())
             self._log.flush()
 
     def close(self) -> None:
         with self._lock:
+            for name, stream in self._streams.items():
+                self._write(name, stream.flush())
             if self._echo == "prefixed":
                 prefix = f"[{self._lane}] ".encode()
                 for rest in self._pending.values():
@@ -107,7 +116,11 @@ class LaneRuntime:
         return Path(self.lane.worktree)
 
     def output(self) -> LaneOutput:
-        return LaneOutput(self.log_path, self.lane_id, self.echo)
+        return LaneOutput(self.log_path, self.lane_id, self.echo, self.redactor())
+
+    def redactor(self) -> Redactor:
+        """Masks the values of every secret-looking variable the lane's commands could see."""
+        return Redactor.from_env({**clean_env(), **self.ctx.config.env, **self.lane.spec.env})
 
     def remember_pgid(self, pgid: int) -> None:
         """Record the running command's process group so ``spine cancel`` and a resume can stop it."""
@@ -286,9 +299,9 @@ def execute(rt: LaneRuntime) -> None:
     argv = spec.argv()
     out.note(f"command: {' '.join(argv)}")
     started = now_iso()
-    handle = rt.backend.prepare(
-        SandboxSpec(worktree=rt.worktree, run_id=rt.run.run_id, lane_id=rt.lane_id, settings=settings)
-    )
+    handle = rt.backend.prepare(sandbox_spec(rt, settings))
+    for notice in handle.notices:
+        out.note(notice)
 
     # The stall rule watches output and the worktree, and stops the command through a cancel event.
     watch = StallWatch(rt.worktree, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
@@ -315,10 +328,27 @@ def execute(rt: LaneRuntime) -> None:
         "timedOut": "stall" if stalled else outcome.timed_out,
         "canceled": outcome.canceled and not stalled,
         "durationSeconds": round(outcome.duration, 3),
-        "tail": outcome.tail[-20:],
+        "tail": [rt.redactor().redact_text(line) for line in outcome.tail[-20:]],
         "startedAt": started,
         "providerRunId": handle.provider_run_id,
     }
+
+
+def sandbox_spec(rt: LaneRuntime, settings: dict[str, Any]) -> SandboxSpec:
+    """What the lane asks of its backend: network, the variables it declared, where git lives."""
+    cfg, spec = rt.ctx.config, rt.lane.spec
+    declared = {*cfg.env, *spec.env, *cfg.env_passthrough, *spec.env_passthrough}
+    return SandboxSpec(
+        worktree=rt.worktree,
+        run_id=rt.run.run_id,
+        lane_id=rt.lane_id,
+        network=cfg.network if spec.network is None else spec.network,
+        env_passthrough=tuple(sorted(declared)),
+        settings=settings,
+        git_dir=rt.ctx.repo.git_common_dir,
+        state_dir=rt.ctx.state.root,
+        timeout=spec.timeout,
+    )
 
 
 # --- commit --------------------------------------------------------------------------------------
@@ -506,7 +536,7 @@ def finalize(rt: LaneRuntime) -> None:
         except Exception as exc:  # the result file matters more than its debug packet
             rt.store.event("debug-packet-failed", rt.lane_id, error=f"{type(exc).__name__}: {exc}")
     path = rt.ctx.state.result_file(rt.run.run_id, rt.lane_id)
-    atomic_write_text(path, result.to_json())
+    atomic_write_text(path, rt.redactor().redact_text(result.to_json()))
     rt.lane.status = result.status
     rt.lane.facts["result"] = {
         "path": str(path),
