@@ -185,6 +185,15 @@ class SpineConfig(_Model):
     env: dict[str, str] = Field(
         default_factory=dict, description="extra environment variables for the command"
     )
+    env_passthrough: list[str] = Field(
+        default_factory=list,
+        description="names of variables passed from the invoking environment into isolating backends "
+        "(bubblewrap, docker, remote sandboxes), which otherwise see only PATH, locale, SPINE_* and 'env'",
+    )
+    network: bool = Field(
+        default=False,
+        description="allow network access in backends that can block it (bubblewrap, docker, e2b, vercel-sandbox)",
+    )
     setup: SetupConfig = Field(default_factory=SetupConfig)
     commit: CommitConfig = Field(default_factory=CommitConfig)
     artifacts: list[str] = Field(

@@ -103,6 +103,14 @@ class StatePaths:
     def lock_file(self, name: str) -> Path:
         return self.locks / f"{name}.lock"
 
+    def cancel_dir(self, run_id: str) -> Path:
+        """Where ``spine cancel`` leaves requests for the run's driver: one file per lane."""
+        return self.runs / run_id / "cancel"
+
+    def cancel_all_file(self, run_id: str) -> Path:
+        """A request to cancel every lane of the run."""
+        return self.runs / run_id / "cancel-all"
+
 
 @dataclass(frozen=True)
 class ExecutionContext:

@@ -90,3 +90,26 @@ def git(
 def git_out(*args: str, cwd: Path | str, env: Mapping[str, str] | None = None) -> str:
     """Run git and return its stdout without the trailing newline."""
     return git(*args, cwd=cwd, env=env).stdout.rstrip("\n")
+
+
+def git_binary(
+    *args: str, cwd: Path | str, input: bytes | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git ARGS`` with bytes in and out (binary patches); the caller checks the exit code."""
+    run_env = clean_env()
+    if env:
+        run_env.update(env)
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=run_env,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise EnvironmentProblem(
+            "git is not installed or not on PATH", "install git (2.38 or newer) and try again"
+        ) from exc

@@ -26,6 +26,7 @@ from spine.git import GitFailed, clean_env, git, git_out
 from spine.ids import format_duration
 from spine.oprun import ground_result, run_acceptance
 from spine.process import run_process
+from spine.redact import Redactor, StreamRedactor
 from spine.result import Artifact, CheckStatus, Commit, DiffStat, LaneResult, LaneStatus, Validation
 from spine.stall import StallWatch
 from spine.state import LaneState, RunState, RunStore, atomic_write_text, now_iso
@@ -37,18 +38,24 @@ FALLBACK_EMAIL = "spine@localhost"
 
 
 class LaneOutput:
-    """Tees a lane's output to its log file and, optionally, the terminal."""
+    """Tees a lane's output to its log file and, optionally, the terminal, with secrets masked."""
 
-    def __init__(self, log_path: Path, lane_id: str, echo: Echo) -> None:
+    def __init__(self, log_path: Path, lane_id: str, echo: Echo, redactor: Redactor | None = None) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed by close()
         self._lane = lane_id
         self._echo = echo
         self._lock = threading.Lock()
         self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self._redactor = redactor or Redactor()
+        self._streams = {name: StreamRedactor(self._redactor) for name in ("stdout", "stderr")}
 
     def __call__(self, stream: str, chunk: bytes) -> None:
         with self._lock:
+            self._write(stream, self._streams[stream].feed(chunk))
+
+    def _write(self, stream: str, chunk: bytes) -> None:
+        if chunk:
             self._log.write(chunk)
             self._log.flush()
             if self._echo == "none":
@@ -67,11 +74,13 @@ class LaneOutput:
     def note(self, text: str) -> None:
         """Write a spine line (a section header) into the log only."""
         with self._lock:
-            self._log.write(f"\n==> spine: {text}\n".encode())
+            self._log.write(f"\n==> spine: {self._redactor.redact_text(text)}\n".encode())
             self._log.flush()
 
     def close(self) -> None:
         with self._lock:
+            for name, stream in self._streams.items():
+                self._write(name, stream.flush())
             if self._echo == "prefixed":
                 prefix = f"[{self._lane}] ".encode()
                 for rest in self._pending.values():
@@ -107,7 +116,16 @@ class LaneRuntime:
         return Path(self.lane.worktree)
 
     def output(self) -> LaneOutput:
-        return LaneOutput(self.log_path, self.lane_id, self.echo)
+        return LaneOutput(self.log_path, self.lane_id, self.echo, self.redactor())
+
+    def redactor(self) -> Redactor:
+        """Masks the values of every secret-looking variable the lane's commands could see."""
+        return Redactor.from_env({**clean_env(), **self.ctx.config.env, **self.lane.spec.env})
+
+    def remember_pgid(self, pgid: int) -> None:
+        """Record the running command's process group so ``spine cancel`` and a resume can stop it."""
+        self.lane.pgid = pgid
+        self.store.save(self.run)
 
     def lane_env(self) -> dict[str, str]:
         """The environment the command and checks see: who they are, where they run."""
@@ -162,29 +180,47 @@ def create_worktree(rt: LaneRuntime) -> None:
 
     rt.ctx.state.locks.mkdir(parents=True, exist_ok=True)
     with FileLock(str(rt.ctx.state.lock_file("worktrees")), timeout=120):
-        if (path / ".git").exists() and _branch_exists(rt, branch):
-            pass  # a previous attempt got this far; keep what is there
-        else:
-            from spine.reaper import clear_half_created, is_registered
-
-            label = f"{rt.run.run_id}/{rt.lane_id}"
-            if path.exists():
-                # Half-created by a crash: the reaper saves anything unexpected, then clears it.
-                clear_half_created(rt.ctx, path, lane.base_sha, label)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Try the common case (a new branch) first; only when that fails, ask whether a crash
-            # left the path registered without its directory, or the branch exists already.
-            args = ("worktree", "add", "--quiet", "-b", branch, str(path), lane.base_sha)
-            added = git(*args, cwd=rt.ctx.repo.primary_checkout, check=False)
-            if added.returncode != 0 and is_registered(rt.ctx, path):
-                clear_half_created(rt.ctx, path, lane.base_sha, label)
-                added = git(*args, cwd=rt.ctx.repo.primary_checkout, check=False)
-            if added.returncode != 0:
-                if not _branch_exists(rt, branch):
-                    raise GitFailed(args, added.returncode, added.stderr)
-                git("worktree", "add", "--quiet", str(path), branch, cwd=rt.ctx.repo.primary_checkout)
+        # The common case first: a new branch in a path nothing claims, one git process. Anything
+        # an interrupted attempt left behind makes that fail, and is then reconciled.
+        if path.exists() or not _add_new_worktree(rt, path, branch):
+            _reconcile_worktree(rt, path, branch)
     lane.worktree, lane.branch = str(path), branch
     lane.facts["create_worktree"] = {"source": "fresh", "seconds": round(time.perf_counter() - started, 4)}
+
+
+def _add_new_worktree(rt: LaneRuntime, path: Path, branch: str) -> bool:
+    """``git worktree add -b``; False (and nothing to undo that reconciling cannot) when it fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = ("worktree", "add", "--quiet", "-b", branch, str(path), rt.lane.base_sha)
+    return git(*args, cwd=rt.ctx.repo.primary_checkout, check=False).returncode == 0
+
+
+def _reconcile_worktree(rt: LaneRuntime, path: Path, branch: str) -> None:
+    """Make ``path`` a complete worktree of ``branch``, whatever an interrupted attempt left.
+
+    This step only runs again when it was never recorded as done, so the lane's command has not run
+    in ``path`` yet. A worktree ``git worktree add`` completed (registered, on the lane branch, not
+    locked) is kept. Anything else - a worktree still locked "initializing" with a half checkout, a
+    directory git does not know - is cleared through the reaper (which saves unexpected files to a
+    recovery ref first) and added again. The branch is reused as it is, so it is never duplicated
+    and commits already on it are kept.
+    """
+    from spine.reaper import clear_half_created, list_git_worktrees
+
+    primary = rt.ctx.repo.primary_checkout
+    real = os.path.realpath(path)
+    entry = next((wt for wt in list_git_worktrees(rt.ctx) if os.path.realpath(wt.path) == real), None)
+    if entry is not None and entry.branch == branch and not entry.locked and (path / ".git").is_file():
+        return
+    if entry is not None and entry.locked:
+        git("worktree", "unlock", str(path), cwd=primary, check=False)
+    if entry is not None or path.exists():
+        clear_half_created(rt.ctx, path, rt.lane.base_sha, f"{rt.run.run_id}/{rt.lane_id}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _branch_exists(rt, branch):
+        git("worktree", "add", "--quiet", str(path), branch, cwd=primary)
+    else:
+        git("worktree", "add", "--quiet", "-b", branch, str(path), rt.lane.base_sha, cwd=primary)
 
 
 def _branch_exists(rt: LaneRuntime, branch: str) -> bool:
@@ -220,7 +256,9 @@ def setup(rt: LaneRuntime) -> None:
                 timeout=rt.lane.spec.timeout,
                 on_output=out,
                 cancel=rt.cancel,
+                on_start=rt.remember_pgid,
             )
+            rt.lane.pgid = None
             commands.append({"command": command, "exitCode": outcome.exit_code})
             if not outcome.ok:
                 failed = {
@@ -285,13 +323,9 @@ def execute(rt: LaneRuntime) -> None:
     argv = spec.argv()
     out.note(f"command: {' '.join(argv)}")
     started = now_iso()
-    handle = rt.backend.prepare(
-        SandboxSpec(worktree=rt.worktree, run_id=rt.run.run_id, lane_id=rt.lane_id, settings=settings)
-    )
-
-    def remember_pgid(pgid: int) -> None:
-        rt.lane.pgid = pgid
-        rt.store.save(rt.run)
+    handle = rt.backend.prepare(sandbox_spec(rt, settings))
+    for notice in handle.notices:
+        out.note(notice)
 
     # The stall rule watches output and the worktree, and stops the command through a cancel event.
     watch = StallWatch(rt.worktree, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
@@ -305,7 +339,7 @@ def execute(rt: LaneRuntime) -> None:
                 idle_timeout=spec.idle_timeout,
                 on_output=watch.wrap(out) if watch else out,
                 cancel=watch.stop if watch else rt.cancel,
-                on_start=remember_pgid,
+                on_start=rt.remember_pgid,
             )
         rt.backend.collect(handle)
     finally:
@@ -318,10 +352,27 @@ def execute(rt: LaneRuntime) -> None:
         "timedOut": "stall" if stalled else outcome.timed_out,
         "canceled": outcome.canceled and not stalled,
         "durationSeconds": round(outcome.duration, 3),
-        "tail": outcome.tail[-20:],
+        "tail": [rt.redactor().redact_text(line) for line in outcome.tail[-20:]],
         "startedAt": started,
         "providerRunId": handle.provider_run_id,
     }
+
+
+def sandbox_spec(rt: LaneRuntime, settings: dict[str, Any]) -> SandboxSpec:
+    """What the lane asks of its backend: network, the variables it declared, where git lives."""
+    cfg, spec = rt.ctx.config, rt.lane.spec
+    declared = {*cfg.env, *spec.env, *cfg.env_passthrough, *spec.env_passthrough}
+    return SandboxSpec(
+        worktree=rt.worktree,
+        run_id=rt.run.run_id,
+        lane_id=rt.lane_id,
+        network=cfg.network if spec.network is None else spec.network,
+        env_passthrough=tuple(sorted(declared)),
+        settings=settings,
+        git_dir=rt.ctx.repo.git_common_dir,
+        state_dir=rt.ctx.state.root,
+        timeout=spec.timeout,
+    )
 
 
 # --- commit --------------------------------------------------------------------------------------
@@ -348,21 +399,33 @@ def commit(rt: LaneRuntime) -> None:
     if staged.returncode == 1:
         _git_commit(rt, wt, _commit_message(rt))
     commits = []
-    for sha, subject, run_trailer in _log_entries(wt, lane.base_sha):
-        made_by: Literal["command", "spine"] = (
-            "spine" if rt.run.run_id in run_trailer.split(",") else "command"
-        )
+    for sha, subject, by_spine in _log_entries(rt, wt):
+        made_by: Literal["command", "spine"] = "spine" if by_spine else "command"
         commits.append(Commit(sha=sha, subject=subject, made_by=made_by).model_dump(by_alias=True))
     head = commits[-1]["sha"] if commits else git_out("rev-parse", "HEAD", cwd=wt)
     stat = _diff_stat(wt, lane.base_sha, head)
     lane.facts["commit"] = {"commits": commits, "headSha": head, "diffStat": stat.model_dump(by_alias=True)}
 
 
-def _log_entries(wt: Path, base_sha: str) -> list[tuple[str, str, str]]:
-    """(sha, subject, Spine-Run trailer values) of every commit on the lane, oldest first, HEAD last."""
-    fmt = "--format=%H%x00%s%x00%(trailers:key=Spine-Run,valueonly,separator=%x2C)"
-    fields = git("log", "--reverse", "-z", fmt, f"{base_sha}..HEAD", cwd=wt).stdout.split("\0")
-    return [(fields[i], fields[i + 1], fields[i + 2].strip()) for i in range(0, len(fields) - 2, 3)]
+def _log_entries(rt: LaneRuntime, wt: Path) -> list[tuple[str, str, bool]]:
+    """(sha, subject, made by spine) of every commit on the lane, oldest first, HEAD last.
+
+    A commit carrying this run's and this lane's trailers is spine's own, even one made before a
+    crash; everything else the command made.
+    """
+    fmt = (
+        "--format=%H%x00%s%x00%(trailers:key=Spine-Run,valueonly,separator=%x2C)"
+        "%x00%(trailers:key=Spine-Lane,valueonly,separator=%x2C)"
+    )
+    fields = git("log", "--reverse", "-z", fmt, f"{rt.lane.base_sha}..HEAD", cwd=wt).stdout.split("\0")
+    return [
+        (
+            fields[i],
+            fields[i + 1],
+            fields[i + 2].strip() == rt.run.run_id and fields[i + 3].strip() == rt.lane_id,
+        )
+        for i in range(0, len(fields) - 3, 4)
+    ]
 
 
 def _commit_message(rt: LaneRuntime) -> str:
@@ -451,7 +514,9 @@ def validate(rt: LaneRuntime) -> None:
                 timeout=check.timeout,
                 on_output=out,
                 cancel=rt.cancel,
+                on_start=rt.remember_pgid,
             )
+            rt.lane.pgid = None
             if outcome.ok:
                 status, summary = CheckStatus.PASSED, "passed"
             elif outcome.timed_out:
@@ -495,7 +560,7 @@ def finalize(rt: LaneRuntime) -> None:
                 result = write_debug_packet(rt, result)
             except Exception as exc:  # the result file matters more than its debug packet
                 rt.store.event("debug-packet-failed", rt.lane_id, error=f"{type(exc).__name__}: {exc}")
-        atomic_write_text(path, result.to_json())
+        atomic_write_text(path, rt.redactor().redact_text(result.to_json()))
     rt.lane.status = result.status
     rt.lane.facts["result"] = {
         "path": str(path),
@@ -571,11 +636,33 @@ def build_result(rt: LaneRuntime) -> LaneResult:
     changes = _describe_changes(stat, commits, lane.branch, rt.backend.in_place)
     where = f"cd {lane.worktree}" if lane.worktree else "the lane worktree"
 
-    if lane.error:
+    blocked: dict[str, Any] = facts.get("blocked") or {}
+    not_started: dict[str, Any] = facts.get("notStarted") or {}
+    if blocked:
+        status = LaneStatus.BLOCKED
+        summary, next_action = _blocked_text(rt.run.run_id, blocked)
+    elif not_started:
+        status = LaneStatus.CANCELED
+        if not_started.get("reason") == "fail-fast":
+            failed = not_started.get("after")
+            summary = (
+                f"not started: lane {failed} failed and the run stops after the first failure (--fail-fast)"
+            )
+            next_action = (
+                f"fix lane {failed} (see `spine show {rt.run.run_id}/{failed}`), then run this lane again"
+            )
+        else:
+            summary = "not started: canceled (spine cancel) before it began"
+            next_action = "run the lane again if it is still wanted"
+    elif lane.error:
         status = LaneStatus.FAILED
         summary = f"spine could not finish the lane: {lane.error}"
         next_action = f"fix the cause above, then continue with `spine resume {rt.run.run_id}`"
-    elif ex.get("canceled") or (rt.cancel.is_set() and not ex):
+    elif (
+        ex.get("canceled")
+        or (rt.cancel.is_set() and not ex)
+        or any(c.status == CheckStatus.SKIPPED and "canceled" in c.summary for c in checks)
+    ):
         status = LaneStatus.CANCELED
         summary = f"canceled{took}; {changes}"
         next_action = (
@@ -656,6 +743,21 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         completed_at=now_iso(),
     )
     return ground_result(rt, result)
+
+
+def _blocked_text(run_id: str, blocked: dict[str, Any]) -> tuple[str, str]:
+    """Summary and next action of a lane that could not start because of its needs."""
+    needs: dict[str, str] = blocked.get("needs") or {}
+    root: dict[str, str] = blocked.get("root") or needs
+    said = {"failed": "failed", "canceled": "was canceled", "blocked": "was blocked"}
+    parts = [f"{need} {said.get(status, status)}" for need, status in needs.items()]
+    summary = f"not started: it needs {', '.join(needs)}, and {' and '.join(parts)}"
+    if set(root) != set(needs):
+        summary += f" (because {', '.join(f'{k} {said.get(v, v)}' for k, v in root.items())})"
+    first = next(iter(root), "")
+    fixes = " and ".join(f"lane {name} ({status})" for name, status in root.items())
+    next_action = f"fix {fixes} first (see `spine show {run_id}/{first}`), then run this lane again"
+    return summary, next_action
 
 
 def _describe_changes(

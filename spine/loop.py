@@ -2,11 +2,23 @@
 
 run.json is the loop's state. Before a step starts, the lane's ``currentStep`` is recorded; when it
 ends, the step is added to ``stepsDone`` (or, if it raised, the lane is halted with the reason and
-its state is left unadvanced). ``spine run`` and ``spine batch`` both use this loop.
+its state is left unadvanced). ``spine run``, ``spine batch``, ``spine resume`` and ``spine step`` all
+use this loop; only the scheduler and ``max_steps`` differ.
+
+The caller holds the run's driver lock (``spine.liveness.DriverLock``), so when ``drive`` starts,
+any step still recorded as in flight belongs to a driver that died: ``recover`` stops what that
+driver left running and the step is redone. Cancel requests left by ``spine cancel`` are polled
+between steps and recorded in run.json, so they survive a crash too.
+
+Crash points for tests: ``SPINE_CRASH_AT=[LANE/]STEP[:PHASE]`` makes the driver SIGKILL itself at
+PHASE of STEP (``begin``: the step is recorded as started; ``effects``: the step's work is done but
+not recorded; ``done``: the step is recorded as done, the default). It exists so that tests can
+crash the driver at an exact point no lane command can observe, e.g. between commit and result.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import types
@@ -19,9 +31,12 @@ from spine.backends.registry import require_usable
 from spine.context import ExecutionContext
 from spine.errors import SpineError
 from spine.lane import STEP_FUNCTIONS, Echo, LaneRuntime, finalize
+from spine.recovery import clear_cancel_requests, pending_cancel_requests, stop_stale_group
 from spine.result import LaneStatus
-from spine.scheduler import Scheduler
+from spine.scheduler import BLOCK, PSEUDO_STEPS, Scheduler, first_failure, started, unmet_needs
 from spine.state import STEPS, RunState, RunStore, now_iso
+
+CRASH_ENV = "SPINE_CRASH_AT"
 
 StepListener = Callable[[str, str, str], None]
 """Called with (lane id, step, "start" | "done" | "halted") for progress display."""
@@ -70,6 +85,7 @@ class Driver:
         self._backends: dict[str, Sandbox] = {}
         self._runtimes: dict[str, LaneRuntime] = {}
         self._cancel_all = threading.Event()
+        self._crash_at = _parse_crash_point(os.environ.get(CRASH_ENV, ""))
 
     def backend_for(self, name: str) -> Sandbox:
         if name not in self._backends:
@@ -87,7 +103,7 @@ class Driver:
                 backend=self.backend_for(lane.backend),
                 echo=self.echo,
             )
-            if self._cancel_all.is_set():
+            if self._cancel_all.is_set() or lane.facts.get("cancel"):
                 rt.cancel.set()
             self._runtimes[lane_id] = rt
         return self._runtimes[lane_id]
@@ -102,8 +118,68 @@ class Driver:
         for rt in targets:
             rt.cancel.set()
 
+    def recover(self) -> list[str]:
+        """Reset steps left in flight by a dead driver so they are redone; return those lanes.
+
+        Only call this while holding the run's driver lock: then nothing else can be running them.
+        """
+        stale = []
+        for lane_id, lane in self.run.lanes.items():
+            if lane.pgid is not None and stop_stale_group(lane.pgid, lane.worktree):
+                self.store.event("stray-processes-stopped", lane_id, pgid=lane.pgid)
+            lane.pgid = None
+            if lane.current_step is not None:
+                stale.append(lane_id)
+                self.store.event("step-interrupted", lane_id, step=lane.current_step)
+                lane.current_step = None
+        self.run.halted = False
+        self.store.save(self.run)
+        return stale
+
+    def absorb_cancel_requests(self) -> None:
+        """Record cancel requests left by ``spine cancel`` and tell the lanes' steps to stop."""
+        everything, requested = pending_cancel_requests(self.ctx, self.run.run_id)
+        if not everything and not requested:
+            return
+        targets = [
+            lane_id
+            for lane_id, lane in self.run.lanes.items()
+            if not lane.complete and (everything or lane_id in requested)
+        ]
+        for lane_id in targets:
+            self.run.lanes[lane_id].facts.setdefault("cancel", {"requestedAt": now_iso()})
+        self.store.save(self.run)
+        self.store.event("cancel-requested", lanes=targets)
+        clear_cancel_requests(self.ctx, self.run.run_id, everything, requested)
+        for lane_id in targets:
+            if lane_id in self._runtimes:
+                self._runtimes[lane_id].cancel.set()
+
+    def _fire_pseudo(self, lane_id: str, step: str) -> None:
+        """Record why a lane that never started will not run, then write its result."""
+        lane = self.run.lanes[lane_id]
+        if step == BLOCK:
+            causes = unmet_needs(self.run, lane)
+            root: dict[str, str] = {}
+            for need, status in causes.items():
+                if status == LaneStatus.BLOCKED:
+                    root.update((self.run.lanes[need].facts.get("blocked") or {}).get("root") or {})
+                else:
+                    root[need] = status.value
+            lane.facts["blocked"] = {"needs": {k: v.value for k, v in causes.items()}, "root": root}
+        elif lane.facts.get("cancel"):
+            lane.facts["notStarted"] = {"reason": "canceled"}
+        else:
+            lane.facts["notStarted"] = {"reason": "fail-fast", "after": first_failure(self.run)}
+        self.runtime(lane_id)  # the result needs the lane's backend
+        lane.current_step = "finalize"
+        self.fire(lane_id, "finalize")
+
     def fire(self, lane_id: str, step: str) -> None:
         """Run one step of one lane and record its outcome in run.json and the journal."""
+        if step in PSEUDO_STEPS:
+            self._fire_pseudo(lane_id, step)
+            return
         rt = self.runtime(lane_id)
         lane = rt.lane
         ran = bool((lane.facts.get("execute") or {}).get("startedAt"))
@@ -119,6 +195,7 @@ class Driver:
             return
         try:
             STEP_FUNCTIONS[step](rt)
+            self._crash_point(lane_id, step, "effects")
         except Exception as exc:  # a step that cannot execute halts its lane, state unadvanced
             message = exc.message if isinstance(exc, SpineError) else f"{type(exc).__name__}: {exc}"
             lane.current_step = None
@@ -145,6 +222,7 @@ class Driver:
             event["status"] = lane.status.value
         self.store.event("step-done", lane_id, **event)
         self.store.save(self.run)
+        self._crash_point(lane_id, step, "done")
         if self.listener:
             self.listener(lane_id, step, "done")
 
@@ -152,45 +230,80 @@ class Driver:
         lane = self.run.lanes[lane_id]
         lane.current_step = step
         lane.step_started_at = now_iso()
-        if lane.status == LaneStatus.PLANNED:
+        if lane.status == LaneStatus.PLANNED and step not in PSEUDO_STEPS:
             lane.status = LaneStatus.RUNNING
+            lane.facts.setdefault("startedAt", lane.step_started_at)
         self.store.save(self.run)
         self.store.event("step-started", lane_id, step=step)
+        self._crash_point(lane_id, step, "begin")
         if self.listener:
             self.listener(lane_id, step, "start")
+
+    def _crash_point(self, lane_id: str, step: str, phase: str) -> None:
+        if self._crash_at is None:
+            return
+        want_lane, want_step, want_phase = self._crash_at
+        if step == want_step and phase == want_phase and want_lane in (None, lane_id):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def drive(self, jobs: int = 1, max_steps: int | None = None) -> RunState:
         """Fire ready steps until none are left (or ``max_steps`` have fired); return the run.
 
-        Ctrl-C or SIGTERM cancels every running lane; the lanes finish as ``canceled`` and
-        ``Interrupted`` is raised once they are recorded.
+        Ctrl-C or SIGTERM cancels every running lane; the lanes finish as ``canceled``, lanes that
+        had not started stay planned (``spine resume`` runs them), and ``Interrupted`` is raised.
         """
+        self.recover()
+        self.absorb_cancel_requests()
+        order = {lane_id: index for index, lane_id in enumerate(self.run.lanes)}
         fired = 0
         interrupted = False
         futures: dict[Future[None], tuple[str, str]] = {}
         with sigterm_as_interrupt(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             while True:
                 try:
-                    if max_steps is None or fired < max_steps:
-                        for lane_id, step in sorted(self.scheduler.ready(self.run)):
-                            if max_steps is not None and fired >= max_steps:
-                                break
-                            if any(key == (lane_id, step) for key in futures.values()):
-                                continue
-                            self._begin(lane_id, step)
-                            futures[pool.submit(self.fire, lane_id, step)] = (lane_id, step)
-                            fired += 1
+                    busy = {lane_id for lane_id, _ in futures.values()}
+                    fired_before = fired
+                    ready = sorted(self.scheduler.ready(self.run), key=lambda p: (order[p[0]], p[1]))
+                    for lane_id, step in ready:
+                        if max_steps is not None and fired >= max_steps:
+                            break
+                        if lane_id in busy:
+                            continue  # its previous step is still recording its outcome
+                        if interrupted and not started(self.run.lanes[lane_id]):
+                            continue
+                        self._begin(lane_id, step)
+                        fired += 1
+                        if step in PSEUDO_STEPS:
+                            self.fire(lane_id, step)  # no command runs; record it right away
+                            continue
+                        futures[pool.submit(self.fire, lane_id, step)] = (lane_id, step)
+                        busy.add(lane_id)
                     if not futures:
+                        if fired > fired_before and (max_steps is None or fired < max_steps):
+                            continue  # pseudo-steps may have made more lanes ready
                         break
                     done, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
                     for future in done:
                         futures.pop(future)
                         future.result()
+                    self.absorb_cancel_requests()
                 except KeyboardInterrupt:
                     if interrupted:
                         raise
                     interrupted = True
                     self.cancel()
         if interrupted:
+            self.run.halted = True
+            self.store.save(self.run)
             raise Interrupted()
         return self.run
+
+
+def _parse_crash_point(value: str) -> tuple[str | None, str, str] | None:
+    """Parse ``[LANE/]STEP[:PHASE]`` (see the module docstring); empty means no crash point."""
+    value = value.strip()
+    if not value:
+        return None
+    lane, _, rest = value.rpartition("/")
+    step, _, phase = rest.partition(":")
+    return (lane or None, step, phase or "done")

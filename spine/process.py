@@ -63,6 +63,9 @@ class _Tail:
             return out[-self._lines.maxlen :] if self._lines.maxlen else out
 
 
+OutputTail = _Tail
+
+
 def kill_group(pgid: int, grace: float = 3.0, leader: subprocess.Popen[bytes] | None = None) -> None:
     """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL what is left.
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,9 +14,19 @@ from spine.lane import Echo
 from spine.result import LaneResult, LaneStatus
 from spine.state import LaneSpec, LaneState, RunState, RunStore, driver_info, now_iso
 
+if TYPE_CHECKING:
+    from spine.loop import StepListener
+    from spine.scheduler import Scheduler
+
 
 def create_run(
-    ctx: ExecutionContext, run_id: str, specs: list[LaneSpec], kind: str = "run"
+    ctx: ExecutionContext,
+    run_id: str,
+    specs: list[LaneSpec],
+    kind: str = "run",
+    *,
+    jobs: int = 1,
+    fail_fast: bool = False,
 ) -> tuple[RunStore, RunState]:
     """Record a new run with ``specs`` as its planned lanes; nothing else is created yet."""
     from spine.backends.registry import require_usable
@@ -47,6 +58,8 @@ def create_run(
         run_id=run_id,
         created_at=now_iso(),
         kind=kind,
+        jobs=max(1, jobs),
+        fail_fast=fail_fast,
         base_ref=ctx.refs.base_ref,
         base_sha=ctx.refs.base_sha,
         target_ref=ctx.refs.target_ref,
@@ -59,19 +72,36 @@ def create_run(
 
 
 def drive_run(
-    ctx: ExecutionContext, store: RunStore, run: RunState, *, jobs: int = 1, echo: Echo = "raw"
+    ctx: ExecutionContext,
+    store: RunStore,
+    run: RunState,
+    *,
+    jobs: int | None = None,
+    echo: Echo = "raw",
+    scheduler: Scheduler | None = None,
+    listen: Callable[[RunState], StepListener] | None = None,
+    max_steps: int | None = None,
 ) -> RunState:
-    """Drive ``run`` with the linear scheduler; Ctrl-C cancels and raises KeyboardInterrupt."""
+    """Take the run's driver lock and drive it with its scheduler (or ``scheduler``); return it.
+
+    Raises ``RunBusy`` (exit 3) when another process drives the run, and KeyboardInterrupt when
+    interrupted. ``jobs`` overrides (and records) the run's parallelism; ``max_steps`` stops early.
+    ``listen`` is given the run being driven and returns the listener for its step events.
+    """
     from spine.liveness import DriverLock
     from spine.loop import Driver, Interrupted
-    from spine.scheduler import LinearScheduler
+    from spine.scheduler import scheduler_for
 
     with DriverLock(store.run_dir):
+        run = store.load()  # another driver may have advanced it before we got the lock
+        if jobs is not None:
+            run.jobs = max(1, jobs)
         run.driver = driver_info()
         store.save(run)
-        driver = Driver(ctx, store, run, LinearScheduler(), echo=echo)
+        listener = listen(run) if listen else None
+        driver = Driver(ctx, store, run, scheduler or scheduler_for(run), echo=echo, listener=listener)
         try:
-            driver.drive(jobs=jobs)
+            driver.drive(jobs=run.jobs, max_steps=max_steps)
         except Interrupted:
             raise KeyboardInterrupt from None
         finally:
@@ -81,10 +111,12 @@ def drive_run(
 
 
 def exit_code_for(statuses: Iterable[LaneStatus]) -> int:
-    """0 when every lane succeeded, 130 when any was canceled, else 1."""
+    """0 when every lane succeeded, 1 when one failed or was blocked, 130 when lanes were canceled."""
     statuses = list(statuses)
     if all(s == LaneStatus.SUCCEEDED for s in statuses):
         return ExitCode.OK
+    if any(s in (LaneStatus.FAILED, LaneStatus.BLOCKED) for s in statuses):
+        return ExitCode.FAILED
     if any(s == LaneStatus.CANCELED for s in statuses):
         return ExitCode.INTERRUPTED
     return ExitCode.FAILED

@@ -64,6 +64,8 @@ class LaneSpec(_Camel):
     idle_timeout: float | None = None
     stall_timeout: float | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    env_passthrough: list[str] = Field(default_factory=list)
+    network: bool | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
     artifacts: list[str] = Field(default_factory=list)
     needs: list[str] = Field(default_factory=list)

@@ -270,3 +270,49 @@ def test_the_documented_configs_are_valid() -> None:
     example = (root / ".spine.yaml.example").read_text()
     for key in ("stall_timeout:", "operators:", "modes:", "acceptance:", "timebox:", "failure_paths:", "expect_exit:"):
         assert key in example
+
+
+# --- operators in batch lanes --------------------------------------------------------------------
+
+
+def test_batch_lanes_can_run_operators(spine: Spine, repo: Path) -> None:
+    configure(repo, [INGEST])
+    with_csv(repo)
+    batch = {
+        "lanes": [
+            {"id": "first", "op": "ingest", "inputs": {"source": "data/in.csv", "rows": 2}},
+            {"id": "plain", "objective": "a plain lane", "command": "true", "needs": ["first"]},
+        ]
+    }
+    (repo.parent / "lanes.yaml").write_text(yaml.safe_dump(batch))
+    summary = spine.json("batch", str(repo.parent / "lanes.yaml"), "--json", cwd=repo)
+    assert summary is not None
+    run_id = sorted(p.name for p in (repo / ".git" / "spine" / "runs").iterdir())[-1]
+    result = spine.json("show", f"{run_id}/first", "--json", cwd=repo)
+    assert result["status"] == "succeeded"
+    assert result["operator"] == "ingest" and result["mode"] == "PIPELINE"
+    assert git("show", f"{result['branch']}:out/data.csv", cwd=repo) == "a,b\n1,2"
+    assert spine.json("show", f"{run_id}/plain", "--json", cwd=repo)["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("lane", "words"),
+    [
+        ({"id": "x", "op": "ingest", "inputs": {"source": "a.csv", "rows": "many"}}, ["lane 'x'", "rows"]),
+        ({"id": "x", "op": "ingest"}, ["lane 'x'", "needs input 'source'", "`inputs:`"]),
+        ({"id": "x", "op": "nope"}, ["lane 'x'", "nope"]),
+        ({"id": "x", "op": "ingest", "command": "true"}, ["both `command` and `op`"]),
+        ({"id": "x", "objective": "o"}, ["needs a `command`"]),
+        ({"id": "x", "objective": "o", "command": "true", "inputs": {"a": 1}}, ["only apply to operator lanes"]),
+    ],
+)
+def test_bad_operator_lanes_are_rejected_before_anything_runs(
+    spine: Spine, repo: Path, lane: dict[str, Any], words: list[str]
+) -> None:
+    configure(repo, [INGEST])
+    (repo.parent / "bad.yaml").write_text(yaml.safe_dump({"lanes": [lane]}))
+    proc = spine("batch", str(repo.parent / "bad.yaml"), cwd=repo)
+    assert proc.returncode == 2, proc.stderr
+    for word in words:
+        assert word in proc.stderr
+    assert not (repo / ".git" / "spine" / "runs").exists() or not any((repo / ".git" / "spine" / "runs").iterdir())

@@ -9,34 +9,53 @@ way for every backend. See docs/backends.md for how to write one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from spine.process import OutputSink, ProcessOutcome
 
+# Variables an isolating backend keeps from the lane environment without being asked: enough for a
+# shell and a locale, nothing that identifies the user or carries credentials.
+BASE_ENV: tuple[str, ...] = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
+
 
 @dataclass
 class SandboxSpec:
-    """What a lane asks of its sandbox."""
+    """What a lane asks of its sandbox.
+
+    ``env_passthrough`` names the variables the lane declared (set in the configuration or on the
+    command line, or listed to pass through from the invoking environment); isolating backends give
+    the command only those, the ``SPINE_*`` variables and ``BASE_ENV``. ``git_dir`` is the
+    repository's git common dir and ``state_dir`` spine's state under it, for backends that mount
+    them. ``timeout`` is the lane's wall-clock timebox, so a remote sandbox can outlive it.
+    """
 
     worktree: Path
     run_id: str
     lane_id: str
-    network: bool = True
+    network: bool = False
     env_passthrough: tuple[str, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
+    git_dir: Path | None = None
+    state_dir: Path | None = None
+    timeout: float | None = None
 
 
 @dataclass
 class SandboxHandle:
-    """A prepared sandbox; ``data`` is the backend's own bookkeeping."""
+    """A prepared sandbox; ``data`` is the backend's own bookkeeping.
+
+    ``provider_run_id`` is the provider's id of the sandbox (or container), recorded in the result.
+    ``notices`` are lines spine writes into the lane log (e.g. an isolation the backend cannot give).
+    """
 
     backend: str
     worktree: Path
     provider_run_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
     torn_down: bool = False
 
 
@@ -80,3 +99,15 @@ class Sandbox(Protocol):
     def teardown(self, handle: SandboxHandle) -> None:
         """Release everything ``prepare`` created. Idempotent; never raises."""
         ...
+
+
+def declared_env(env: Mapping[str, str], spec: SandboxSpec, keep: Iterable[str] = BASE_ENV) -> dict[str, str]:
+    """The part of ``env`` an isolating backend passes in: ``keep``, ``SPINE_*`` and declared names."""
+    allowed = {*keep, *spec.env_passthrough}
+    return {k: v for k, v in env.items() if k in allowed or k.startswith("SPINE_")}
+
+
+def describe(backend: Sandbox) -> str:
+    """The first line of a backend's docstring: what it is, for listings."""
+    doc = (type(backend).__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""

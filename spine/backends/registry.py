@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from spine.backends.base import Sandbox
+from spine.backends.base import Sandbox, describe
 from spine.errors import EnvironmentProblem, UsageError
 
 ENTRY_POINT_GROUP = "spine.backends"
@@ -19,6 +20,12 @@ ENTRY_POINT_GROUP = "spine.backends"
 BUILTIN: dict[str, str] = {
     "local-worktree": "spine.backends.local:LocalWorktree",
     "none": "spine.backends.local:NoIsolation",
+    "bubblewrap": "spine.adapters.bubblewrap:Bubblewrap",
+    "docker": "spine.adapters.docker:DockerSandbox",
+    "local-remote": "spine.adapters.local_remote:LocalRemote",
+    "e2b": "spine.adapters.e2b:E2BSandbox",
+    "vercel-sandbox": "spine.adapters.vercel_sandbox:VercelSandbox",
+    "cloudflare-sandbox": "spine.adapters.cloudflare_sandbox:CloudflareSandbox",
 }
 
 
@@ -66,3 +73,43 @@ def require_usable(name: str, settings: Mapping[str, Any] | None = None) -> Sand
             f"backend {name!r} is not usable here: {reason}", "choose another with --backend"
         )
     return backend
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One row of ``spine backends``."""
+
+    name: str
+    source: str
+    target: str
+    usable: bool
+    reason: str | None
+    description: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "target": self.target,
+            "usable": self.usable,
+            "reason": self.reason,
+            "description": self.description,
+        }
+
+
+def backend_info(name: str, settings: Mapping[str, Any] | None = None) -> BackendInfo:
+    """Whether backend ``name`` is usable here and, if not, why; a broken plugin is reported, not raised."""
+    target = backend_target(name)
+    source = "built-in" if name in BUILTIN else "plugin"
+    try:
+        backend = load_backend(name, settings)
+        reason = backend.unavailable_reason()
+        description = describe(backend)
+    except Exception as exc:  # a third-party backend may fail in any way; report it instead
+        text = (
+            exc.message
+            if isinstance(exc, EnvironmentProblem)
+            else f"cannot be loaded: {type(exc).__name__}: {exc}"
+        )
+        return BackendInfo(name, source, target, False, text, "")
+    return BackendInfo(name, source, target, reason is None, reason, description)

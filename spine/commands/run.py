@@ -49,6 +49,18 @@ from spine.commands.options import DURATION, check_name, parse_env_pairs
     "--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Extra environment variable (repeatable)."
 )
 @click.option(
+    "--pass-env",
+    "pass_env",
+    multiple=True,
+    metavar="NAME",
+    help="Pass this variable from your environment into an isolating backend (repeatable).",
+)
+@click.option(
+    "--network/--no-network",
+    default=None,
+    help="Allow (or block) network access in backends that can block it (default: config, else blocked).",
+)
+@click.option(
     "--commit/--no-commit",
     "commit_in_place",
     default=False,
@@ -74,6 +86,8 @@ def command(
     checks: tuple[str, ...],
     artifacts: tuple[str, ...],
     env_pairs: tuple[str, ...],
+    pass_env: tuple[str, ...],
+    network: bool | None,
     commit_in_place: bool,
     as_json: bool,
     quiet: bool,
@@ -149,6 +163,8 @@ def command(
         if idle_timeout is not None or _given("idle_timeout")
         else ctx.config.idle_timeout,
         env=parse_env_pairs(env_pairs),
+        env_passthrough=list(pass_env),
+        network=network,
         checks=[CheckSpec(name=check_name(c, taken), command=c) for c in checks],
         artifacts=list(artifacts),
         commit_in_place=commit_in_place,

@@ -8,14 +8,19 @@ import click
 
 
 @click.command("schema")
-@click.argument("which", type=click.Choice(["config", "result"]))
+@click.argument("which", type=click.Choice(["config", "result", "batch"]))
 def command(which: str) -> int:
-    """Print the JSON Schema of .spine.yaml (config) or of result.json (result)."""
+    """Print the JSON Schema of .spine.yaml (config), result.json (result) or a batch file (batch)."""
     if which == "config":
         from spine.config import SpineConfig
 
         schema = SpineConfig.model_json_schema(by_alias=True)
         schema["title"] = "spine configuration (.spine.yaml)"
+    elif which == "batch":
+        from spine.batch import BatchFile
+
+        schema = BatchFile.model_json_schema(by_alias=True)
+        schema["title"] = "spine batch file"
     else:
         from spine.result import LaneResult
 

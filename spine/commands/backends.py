@@ -1,0 +1,53 @@
+"""``spine backends``: every backend spine knows, whether it is usable here and, if not, why."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("backends")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
+def command(names: tuple[str, ...], as_json: bool) -> int:
+    """List the isolation backends: built-in ones first, then installed plugins.
+
+    \b
+    With NAMEs, list only those and exit 3 when one of them is not usable here
+    (2 when a name is unknown), so a script can check before starting lanes:
+      spine backends bubblewrap && spine run --backend bubblewrap "..." -- make test
+    """
+    from spine.backends.registry import backend_info, backend_target, known_backend_names
+    from spine.context import resolve_context
+    from spine.errors import ExitCode, NotARepository
+
+    settings: dict[str, dict[str, object]] = {}
+    default = "local-worktree"
+    try:
+        ctx = resolve_context()
+        settings, default = dict(ctx.config.backends), ctx.backend
+    except NotARepository:
+        pass  # outside a repository the defaults apply; listing still works
+    for name in names:
+        backend_target(name)  # unknown names are a usage error
+    infos = [backend_info(name, settings.get(name, {})) for name in (names or known_backend_names())]
+    if as_json:
+        payload = {"default": default, "backends": [info.to_json() for info in infos]}
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        width = max(len(info.name) for info in infos)
+        for info in infos:
+            mark = "*" if info.name == default else " "
+            state = click.style("usable", fg="green") if info.usable else click.style("unusable", fg="red")
+            detail = info.description if info.usable else (info.reason or "")
+            plugin = " (plugin)" if info.source == "plugin" else ""
+            click.echo(
+                f"{mark} {info.name.ljust(width)}  {state.ljust(8 + len(state) - len(click.unstyle(state)))}  {detail}{plugin}"
+            )
+        click.echo(
+            f"\n* default backend ({default}); choose one with --backend NAME or 'backend:' in .spine.yaml"
+        )
+    if names and not all(info.usable for info in infos):
+        return ExitCode.ENVIRONMENT
+    return ExitCode.OK

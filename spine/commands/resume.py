@@ -1,0 +1,39 @@
+"""``spine resume RUN``: continue a halted, interrupted or crashed run where it stopped."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("resume")
+@click.argument("run_ref", metavar="RUN")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Lanes at work at once (default: as the run was started).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+@click.option("-v", "--verbose", is_flag=True, help="Echo lane output to stderr, prefixed with the lane id.")
+def command(run_ref: str, jobs: int | None, as_json: bool, verbose: bool) -> int:
+    """Drive RUN to the end again.
+
+    Lanes with a result never run again. A step that was in flight when its driver died is redone
+    (what the dead driver left running is stopped first; the lane's branch and the commits on it are
+    kept). Only one process drives a run at a time: if another one does, this exits 3.
+    """
+    from spine.commands.driving import drive_with_progress
+    from spine.context import resolve_context
+    from spine.errors import UsageError
+    from spine.runs import parse_ref
+    from spine.state import RunStore
+
+    ctx = resolve_context()
+    run_id, lane_id = parse_ref(ctx, run_ref)
+    if lane_id:
+        raise UsageError("resume takes a run, not a lane", f"resume the whole run: spine resume {run_id}")
+    store = RunStore(ctx.state.run_dir(run_id))
+    run = store.load()
+    if all(lane.complete for lane in run.lanes.values()) and not as_json:
+        click.echo(f"run {run_id} is complete: every lane has a result; nothing to resume", err=True)
+    return drive_with_progress(ctx, store, run, jobs=jobs, as_json=as_json, verbose=verbose)
