@@ -270,3 +270,25 @@ def test_gc_leaves_the_pool_alone_and_trims_it_when_switched_off(spine: Spine, r
     assert proc.returncode == 0, proc.stderr
     assert not slot.exists()
     assert str(slot) not in git("worktree", "list", cwd=repo)
+
+
+def test_lanes_of_a_batch_share_a_small_pool_without_seeing_each_others_files(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    enable_pool(repo, size=1)
+    lanes = ["lanes:"]
+    for i in range(6):
+        lanes += [f"  - id: l{i}", f"    objective: lane {i}", f"    command: 'ls; echo {i} > f{i}.txt'"]
+    batch = tmp_path / "lanes.yaml"
+    batch.write_text("\n".join(lanes) + "\n")
+    proc = spine("batch", str(batch), "--jobs", "2", "--run-id", "b", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((repo / ".git" / "spine" / "runs" / "b" / "run.json").read_text())
+    sources = [lane["facts"]["create_worktree"]["source"] for lane in run["lanes"].values()]
+    assert "pool" in sources
+    assert len(pool.pooled_worktrees(ctx_of(repo))) == 1
+    for i in range(6):
+        log = (repo / ".git" / "spine" / "runs" / "b" / "lanes" / f"l{i}" / "output.log").read_text()
+        assert not re.search(r"^f\d\.txt$", log, re.MULTILINE), log  # nothing from an earlier lane
+        head = run["lanes"][f"l{i}"]["facts"]["commit"]["headSha"]
+        assert git("show", "--name-only", "--format=", head, cwd=repo) == f"f{i}.txt"
