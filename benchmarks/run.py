@@ -11,9 +11,10 @@ For each repository size it generates a repository with real history (``repogen.
 - the same lane with the worktree pool enabled, and the lane setup (the ``create_worktree`` step as
   recorded in run.json) against a fresh ``git worktree add``;
 - the git processes spine starts for one lane, counted by a ``git`` shim on PATH;
-- the driver's peak memory (``ru_maxrss`` of the spine process itself, not of git);
+- the driver's peak memory (VmHWM of the spine process itself, not of the git processes it starts);
 - a batch of 50 lanes with ``spine batch FILE --jobs 2`` against 50 by-hand lanes two at a time
-  (on ``--batch-size`` only, default 5000);
+  (on ``--batch-size`` only, default 5000; ``--batch-repeat`` samples, default 1), and the same
+  batch with the worktree pool;
 - ``spine gate`` cold (``--no-cache``) against cached, and against a by-hand merge-and-check.
 
 Start-up (``spine --help``, ``spine status``, ``spine show``) is measured once against
@@ -110,9 +111,12 @@ class Measure:
 class Bench:
     """Shared state of one benchmark run: the environment, the spine to measure, the results."""
 
-    def __init__(self, workdir: Path, repeat: int, spine_argv: list[str], python: str) -> None:
+    def __init__(
+        self, workdir: Path, repeat: int, spine_argv: list[str], python: str, batch_repeat: int = 1
+    ) -> None:
         self.workdir = workdir
         self.repeat = repeat
+        self.batch_repeat = batch_repeat
         self.spine_argv = spine_argv
         self.python = python
         self.results: list[Measure] = []
@@ -371,7 +375,7 @@ def measure_batch(bench: Bench, repo: Path, size: int) -> None:
                 target=1.10,
             )
         )
-    rounds = max(1, min(bench.repeat, 3))
+    rounds = bench.batch_repeat
     for _ in range(rounds):
         prefix = bench.next_id("b")
         started = time.perf_counter()
@@ -533,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-size", type=int, default=5000, help="repository size for the batch (0: skip)"
     )
+    parser.add_argument(
+        "--batch-repeat", type=int, default=1, help="samples of each 50-lane batch (default: %(default)s)"
+    )
     parser.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
         "--workdir", metavar="DIR", help="where repositories go (default: a temporary directory)"
@@ -560,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="spine-bench-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    bench = Bench(workdir, max(1, args.repeat), spine_argv, python)
+    bench = Bench(workdir, max(1, args.repeat), spine_argv, python, max(1, args.batch_repeat))
     started = time.perf_counter()
     try:
         for size in sorted(set(sizes + ([args.batch_size] if args.batch_size and "batch" in parts else []))):
