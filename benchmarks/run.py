@@ -478,14 +478,18 @@ def fmt(value: float, unit: str) -> str:
 
 
 def report(results: list[Measure]) -> str:
-    rows = [("group", "size", "measure", "median", "min", "max", "ratio", "target")]
+    rows = [("group", "size", "measure", "median", "min", "max", "ratio", "vs baseline", "target")]
     for m in results:
         size = f"{m.size:,}" if m.size is not None else "-"
         if not m.samples:
-            rows.append((m.group, size, m.name, m.note or "not available", "", "", "", ""))
+            rows.append((m.group, size, m.name, m.note or "not available", "", "", "", "", ""))
             continue
         s = m.stats()
         ratio = f"{m.ratio:.2f}x" if m.ratio is not None else ""
+        delta = ""
+        if m.ratio is not None and m.baseline is not None and m.unit == "s":
+            diff = s["median"] - statistics.median(m.baseline.samples)
+            delta = ("+" if diff >= 0 else "-") + fmt(abs(diff), m.unit)
         target = f"<= {m.target:g}x" if m.target is not None else ""
         rows.append(
             (
@@ -496,6 +500,7 @@ def report(results: list[Measure]) -> str:
                 fmt(s["min"], m.unit),
                 fmt(s["max"], m.unit),
                 ratio,
+                delta,
                 target,
             )
         )
