@@ -516,19 +516,25 @@ def report(results: list[Measure]) -> str:
     return "\n".join([*lines, "", "ratios (median / median of the baseline):", *baselines])
 
 
-def machine() -> dict[str, Any]:
+def machine(bench: Bench) -> dict[str, Any]:
     git_version = subprocess.run(
         ["git", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    here = Path(__file__).resolve().parent.parent
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=False
+    # The spine under test, which --spine or PYTHONPATH may point away from this checkout.
+    where = bench.run(
+        [bench.python, "-c", "import os, spine; print(os.path.dirname(os.path.dirname(spine.__file__)))"],
+        bench.workdir,
+        check=False,
     ).stdout.strip()
+    commit = ""
+    if where:
+        commit = bench.run(["git", "rev-parse", "HEAD"], Path(where), check=False).stdout.strip()
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "git": git_version,
         "cpus": os.cpu_count(),
+        "spineSource": where or None,
         "spineCommit": commit or None,
     }
 
@@ -573,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="spine-bench-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     bench = Bench(workdir, max(1, args.repeat), spine_argv, python, max(1, args.batch_repeat))
+    info = machine(bench)
     started = time.perf_counter()
     try:
         for size in sorted(set(sizes + ([args.batch_size] if args.batch_size and "batch" in parts else []))):
@@ -601,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join(
                 [Path(python).name, "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
             ),
-            "machine": machine(),
+            "machine": info,
             "repeat": bench.repeat,
             "seconds": round(time.perf_counter() - started, 1),
             "results": [m.to_json() for m in bench.results],
