@@ -2,8 +2,8 @@
 
 It looks at lane worktrees of finished runs and of runs whose driver is dead, worktrees git knows
 under spine's worktree root that no run claims (and directories there git does not know), throwaway
-gate worktrees of gates that were killed, stale git lock files in lane worktrees, lane branches, and
-runs older than the retention setting. Whether a run is still driven is asked of ``spine.liveness``,
+gate worktrees of gates that were killed, pooled worktrees beyond the pool's size (``spine.pool``),
+stale git lock files in lane worktrees, lane branches, and runs older than the retention setting. Whether a run is still driven is asked of ``spine.liveness``,
 the one liveness check.
 
 A dirty worktree is never deleted as is: its state (tracked changes, deletions and untracked files,
