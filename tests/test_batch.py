@@ -81,7 +81,7 @@ INVALID: list[tuple[str, str, str]] = [
         "lanes:\n  - {id: a, objective: x, command: 'true'}\njobs: 3\n",
         "unknown key 'jobs'",
     ),
-    ("missing command", "lanes:\n  - {id: a, objective: x}\n", "key 'lanes.0.command' is required"),
+    ("missing command", "lanes:\n  - {id: a, objective: x}\n", "lane 'a' needs a `command` (or an operator with `op`)"),
     ("empty command", "lanes:\n  - {id: a, objective: x, command: []}\n", "the command is empty"),
     ("no lanes", "lanes: []\n", "lanes"),
     ("not a mapping", "- {id: a}\n", "the top level must be a mapping"),
