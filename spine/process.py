@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -170,6 +171,7 @@ def run_process(
     ]
     for reader in readers:
         reader.start()
+    exited = _ExitWaiter(proc.pid)
 
     timed_out: TimeoutKind | None = None
     canceled = False
@@ -184,15 +186,14 @@ def run_process(
                 canceled = True
             if timed_out or canceled:
                 kill_group(pgid, grace, proc)
-                proc.wait()
+                _reap(proc)
                 break
-            # wait() rather than sleep(): it returns as soon as the command exits, so a short
-            # command does not pay a fixed polling delay.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.05)
+            exited.wait(0.05)
     except BaseException:
+        # Ctrl-C may have landed inside Popen.poll(), which can leave Popen's internal wait lock
+        # held; proc.wait() would then block forever. Reap with os.waitpid instead.
         kill_group(pgid, grace, proc)
-        proc.wait()
+        _reap(proc)
         raise
     finally:
         # Whatever the command left behind in its group goes too; then the pipes can close.
@@ -203,6 +204,7 @@ def run_process(
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+        exited.close()
 
     code = proc.returncode
     if code is not None and code < 0:
@@ -214,3 +216,37 @@ def run_process(
         duration=time.monotonic() - started,
         tail=tail.lines(),
     )
+
+
+class _ExitWaiter:
+    """Sleep until a child exits or a timeout passes, without polling: a pidfd where Linux has one."""
+
+    def __init__(self, pid: int) -> None:
+        self._fd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self._fd = os.pidfd_open(pid)
+
+    def wait(self, timeout: float) -> None:
+        if self._fd is None:
+            time.sleep(timeout)
+            return
+        with contextlib.suppress(InterruptedError):
+            select.select([self._fd], [], [], timeout)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for ``proc`` and set its returncode, without Popen's internal lock."""
+    if proc.returncode is not None:
+        return
+    try:
+        _, status = os.waitpid(proc.pid, 0)
+    except ChildProcessError:  # already reaped by Popen itself
+        if proc.returncode is None:
+            proc.returncode = -signal.SIGKILL
+        return
+    proc.returncode = os.waitstatus_to_exitcode(status)

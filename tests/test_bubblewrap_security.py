@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,15 +46,16 @@ def log_of(result: dict[str, Any]) -> str:
 
 def test_cannot_write_outside_the_worktree(spine: Spine, repo: Path) -> None:
     before = (repo / "README.md").read_text()
+    probe = f"spine-probe-{uuid.uuid4().hex[:8]}"  # unique: other test runs on this machine may probe too
     script = (
-        f"echo pwned > {repo}/README.md; echo pwned > {repo}/new.txt; touch /usr/spine-probe; "
-        "echo x >> /etc/hostname; touch /spine-probe; echo done"
+        f"echo pwned > {repo}/README.md; echo pwned > {repo}/new.txt; touch /usr/{probe}; "
+        f"echo x >> /etc/hostname; touch /{probe}; echo done"
     )
     result = bw(spine, repo, script)
     assert result["outputTail"][-1] == "done"
     assert (repo / "README.md").read_text() == before
     assert not (repo / "new.txt").exists()
-    assert not Path("/usr/spine-probe").exists() and not Path("/spine-probe").exists()
+    assert not Path(f"/usr/{probe}").exists() and not Path(f"/{probe}").exists()
     assert "Read-only file system" in log_of(result)
 
 
