@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from spine.config import CheckSpec, Duration, SpineConfig, format_validation_error
 from spine.errors import UsageError
 from spine.ids import id_problem
-from spine.state import LaneSpec
+from spine.state import LANE_BASE_PREFIX, LaneSpec
 
 HINT = "see docs/batch.md for the batch file format, or `spine schema batch`"
 
@@ -41,7 +41,10 @@ class BatchLane(BaseModel):
     )
     inputs: dict[str, Any] = Field(default_factory=dict, description="the operator's inputs, by name")
     mode: str | None = Field(default=None, description="execution mode (or 'auto'); default: the operator's")
-    base: str | None = Field(default=None, description="ref the lane starts from; default: the run's base")
+    base: str | None = Field(
+        default=None,
+        description="ref the lane starts from, or lane:ID to start from another lane's result; default: the run's base",
+    )
     backend: str | None = Field(default=None, description="isolation backend; default: from .spine.yaml")
     timeout: Duration | None = Field(
         default=None, description="wall-clock limit; default: from .spine.yaml; null for none"
@@ -74,6 +77,19 @@ class BatchLane(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("the objective is empty")
         return value.strip() if value is not None else None
+
+    @property
+    def stacked_on(self) -> str | None:
+        """The lane this one starts from (``base: lane:ID``), if any."""
+        if self.base and self.base.startswith(LANE_BASE_PREFIX):
+            return self.base.removeprefix(LANE_BASE_PREFIX)
+        return None
+
+    @property
+    def all_needs(self) -> list[str]:
+        """``needs`` plus the lane it is stacked on: it cannot start before that one succeeded."""
+        stacked = self.stacked_on
+        return [*self.needs, stacked] if stacked and stacked not in self.needs else list(self.needs)
 
     @model_validator(mode="after")
     def _command_or_operator(self) -> BatchLane:
@@ -170,14 +186,14 @@ def graph_problems(batch: BatchFile, backends: list[str] | None = None) -> list[
             )
     ids = set(positions)
     for lane in batch.lanes:
-        for need in lane.needs:
+        for need in lane.all_needs:
             if need == lane.id:
                 problems.append(f"lane {lane.id!r} needs itself")
             elif need not in ids:
                 problems.append(f"lane {lane.id!r} needs {need!r}, which is not a lane of this batch")
     graph: dict[str, list[str]] = {}
     for lane in batch.lanes:
-        graph.setdefault(lane.id, []).extend(n for n in lane.needs if n in ids and n != lane.id)
+        graph.setdefault(lane.id, []).extend(n for n in lane.all_needs if n in ids and n != lane.id)
     cycle = find_cycle(graph)
     if cycle:
         problems.append(f"dependency cycle: {' -> '.join(cycle)}")
@@ -245,7 +261,7 @@ def lane_specs(batch: BatchFile, config: SpineConfig) -> list[LaneSpec]:
                     env=lane.env,
                     checks=checks,
                     artifacts=lane.artifacts,
-                    needs=lane.needs,
+                    needs=lane.all_needs,
                 )
             except UsageError as exc:
                 hint = exc.hint
@@ -272,7 +288,7 @@ def lane_specs(batch: BatchFile, config: SpineConfig) -> list[LaneSpec]:
                 env=dict(lane.env),
                 checks=checks,
                 artifacts=list(lane.artifacts),
-                needs=list(lane.needs),
+                needs=lane.all_needs,
             )
         )
     return specs

@@ -164,6 +164,7 @@ def create_worktree(rt: LaneRuntime) -> None:
     path = rt.ctx.lane_worktree(rt.run.run_id, rt.lane_id)
     branch = f"spine/{rt.run.run_id}/{rt.lane_id}"
     started = time.perf_counter()
+    _resolve_stacked_base(rt)
     if rt.ctx.config.pool.enabled and not path.exists():
         from spine.pool import take
 
@@ -186,6 +187,24 @@ def create_worktree(rt: LaneRuntime) -> None:
             _reconcile_worktree(rt, path, branch)
     lane.worktree, lane.branch = str(path), branch
     lane.facts["create_worktree"] = {"source": "fresh", "seconds": round(time.perf_counter() - started, 4)}
+
+
+def _resolve_stacked_base(rt: LaneRuntime) -> None:
+    """For ``base: lane:ID``, start from the head of lane ID's branch, which has succeeded by now."""
+    dep_id = rt.lane.spec.stacked_on
+    if dep_id is None:
+        return
+    dep = rt.run.lanes.get(dep_id)
+    head = ((dep.facts.get("commit") or {}).get("headSha") if dep else None) or (
+        dep.base_sha if dep else None
+    )
+    if dep is None or dep.status != LaneStatus.SUCCEEDED or head is None:
+        state = dep.status.value if dep else "missing"
+        raise EnvironmentProblem(
+            f"lane {rt.lane_id} is stacked on lane {dep_id}, which has not succeeded ({state})"
+        )
+    rt.lane.base_sha = head
+    rt.lane.base_ref = dep.branch or dep.base_ref
 
 
 def _add_new_worktree(rt: LaneRuntime, path: Path, branch: str) -> bool:

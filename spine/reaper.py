@@ -447,7 +447,7 @@ class Reaper:
         if _is_ancestor(ctx, tip, target_sha):
             reason = f"everything on it is in {target_ref}"
         elif promoted:
-            reason = "it was landed with `spine promote` (its result records the promotion)"
+            reason = "it was landed with `spine promote`, as its result records"
         elif self.prune_branches:
             reason = f"--prune-branches (its commits are not in {target_ref}; tip was {tip[:12]})"
         else:

@@ -36,7 +36,10 @@ def create_run(
         backend = spec.backend or ctx.backend
         require_usable(backend, ctx.config.backends.get(backend, {}))  # fail before anything exists
         base_ref, base_sha = ctx.refs.base_ref, ctx.refs.base_sha
-        if spec.base and spec.base != base_ref:
+        if spec.stacked_on is not None:
+            # Resolved when the lane starts, from the head of the lane it is stacked on.
+            base_ref = spec.base or base_ref
+        elif spec.base and spec.base != base_ref:
             from spine.git import git
 
             probe = git(

@@ -24,6 +24,9 @@ from spine.errors import UsageError
 from spine.operators import OpBinding
 from spine.result import LaneStatus
 
+LANE_BASE_PREFIX = "lane:"
+"""A lane base of the form ``lane:ID`` starts the lane from lane ID's result (stacked lanes)."""
+
 STEPS: tuple[str, ...] = ("create_worktree", "setup", "execute", "commit", "validate", "finalize")
 
 
@@ -73,6 +76,13 @@ class LaneSpec(_Camel):
     op: OpBinding | None = Field(
         default=None, description="the operator and mode the lane runs under (see docs/operators.md)"
     )
+
+    @property
+    def stacked_on(self) -> str | None:
+        """The lane whose result this lane starts from (``base: lane:ID``), if any."""
+        if self.base and self.base.startswith(LANE_BASE_PREFIX):
+            return self.base.removeprefix(LANE_BASE_PREFIX)
+        return None
 
     def argv(self) -> list[str]:
         if isinstance(self.command, str):

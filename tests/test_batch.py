@@ -295,3 +295,59 @@ def test_run_id_taken_is_a_usage_error(spine: Any, repo: Path, tmp_path: Path, e
     assert spine("batch", str(batch), "--run-id", "same", cwd=repo, env=env).returncode == 0
     proc = spine("batch", str(batch), "--run-id", "same", cwd=repo, env=env)
     assert proc.returncode == 2 and "already exists" in proc.stderr
+
+
+def test_stacked_lane_starts_from_the_result_of_the_lane_it_names(repo: Path, spine: Any) -> None:
+    from tests.conftest import git
+
+    batch = repo.parent / "stack.yaml"
+    batch.write_text(
+        "lanes:\n"
+        "  - {id: parser, objective: tabs in the parser, command: 'echo tabs > parser.txt'}\n"
+        "  - {id: docs, objective: document tabs, base: 'lane:parser',\n"
+        "     command: 'cat parser.txt > docs.txt'}\n"
+        "  - {id: plain, objective: unrelated, command: 'test ! -e parser.txt && echo ok > plain.txt'}\n"
+    )
+    proc = spine("batch", str(batch), "-j", "2", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [run_id] = [p.name for p in (state_dir(repo) / "runs").iterdir()]
+    parser, docs = result(repo, run_id, "parser"), result(repo, run_id, "docs")
+    assert docs["baseRef"] == parser["branch"] and docs["baseSha"] == parser["headSha"]
+    assert git("show", f"{docs['branch']}:docs.txt", cwd=repo) == "tabs"
+    # The stacked lane's result describes its own work only: one commit, one file.
+    assert [c["subject"] for c in docs["commits"]] == ["document tabs"]
+    assert docs["diffStat"]["filesChanged"] == 1
+    assert result(repo, run_id, "plain")["status"] == "succeeded"
+
+
+def test_stacked_lane_is_blocked_when_its_base_lane_fails(repo: Path, spine: Any) -> None:
+    batch = repo.parent / "stack.yaml"
+    batch.write_text(
+        "lanes:\n"
+        "  - {id: parser, objective: o, command: 'exit 1'}\n"
+        "  - {id: docs, objective: o, base: 'lane:parser', command: 'true'}\n"
+    )
+    proc = spine("batch", str(batch), cwd=repo)
+    assert proc.returncode == 1
+    [run_id] = [p.name for p in (state_dir(repo) / "runs").iterdir()]
+    assert result(repo, run_id, "docs")["status"] == "blocked"
+
+
+@pytest.mark.parametrize(
+    ("lanes", "message"),
+    [
+        ("  - {id: a, objective: o, command: 'true', base: 'lane:nope'}\n", "needs 'nope', which is not a lane"),
+        ("  - {id: a, objective: o, command: 'true', base: 'lane:a'}\n", "lane 'a' needs itself"),
+        (
+            "  - {id: a, objective: o, command: 'true', base: 'lane:b'}\n"
+            "  - {id: b, objective: o, command: 'true', needs: [a]}\n",
+            "dependency cycle",
+        ),
+    ],
+)
+def test_invalid_stacking_exits_2_and_creates_nothing(repo: Path, spine: Any, lanes: str, message: str) -> None:
+    batch = repo.parent / "bad.yaml"
+    batch.write_text("lanes:\n" + lanes)
+    proc = spine("batch", str(batch), cwd=repo)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    nothing_created(repo)
