@@ -668,11 +668,12 @@ def build_result(rt: LaneRuntime) -> LaneResult:
                 f"not started: lane {failed} failed and the run stops after the first failure (--fail-fast)"
             )
             next_action = (
-                f"fix lane {failed} (see `spine show {rt.run.run_id}/{failed}`), then run this lane again"
+                f"fix lane {failed} (see `spine show {rt.run.run_id}/{failed}`), then retry both with "
+                f"`spine resume {rt.run.run_id} --retry`"
             )
         else:
             summary = "not started: canceled (spine cancel) before it began"
-            next_action = "run the lane again if it is still wanted"
+            next_action = f"if it is still wanted, run it with `spine resume {rt.run.run_id} --retry --lane {rt.lane_id}`"
     elif lane.error:
         status = LaneStatus.FAILED
         summary = f"spine could not finish the lane: {lane.error}"
@@ -684,8 +685,11 @@ def build_result(rt: LaneRuntime) -> LaneResult:
     ):
         status = LaneStatus.CANCELED
         summary = f"canceled{took}; {changes}"
+        again = f"`spine resume {rt.run.run_id} --retry --lane {rt.lane_id}`"
         next_action = (
-            f"review what it left on {lane.branch} or run the lane again" if lane.branch else "run it again"
+            f"review what it left on {lane.branch}, or run it again with {again}"
+            if lane.branch
+            else f"run it again with {again}"
         )
     elif setup_failed:
         status = LaneStatus.FAILED
@@ -775,7 +779,7 @@ def _blocked_text(run_id: str, blocked: dict[str, Any]) -> tuple[str, str]:
         summary += f" (because {', '.join(f'{k} {said.get(v, v)}' for k, v in root.items())})"
     first = next(iter(root), "")
     fixes = " and ".join(f"lane {name} ({status})" for name, status in root.items())
-    next_action = f"fix {fixes} first (see `spine show {run_id}/{first}`), then run this lane again"
+    next_action = f"fix {fixes} first (see `spine show {run_id}/{first}`), then retry with `spine resume {run_id} --retry`"
     return summary, next_action
 
 

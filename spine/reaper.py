@@ -642,6 +642,11 @@ def _recoverer(ctx: ExecutionContext, path: Path, parent: str, label: str) -> Ca
     return lambda: _recover_and_remove(ctx, path, parent, label, None)
 
 
+def recover_and_remove(ctx: ExecutionContext, path: Path, parent: str, label: str, run_id: str | None) -> str:
+    """Save uncommitted work in ``path`` to a recovery ref, then remove the worktree (the public name)."""
+    return _recover_and_remove(ctx, path, parent, label, run_id)
+
+
 def _recover_and_remove(
     ctx: ExecutionContext, path: Path, parent: str, label: str, run_id: str | None
 ) -> str:

@@ -15,12 +15,26 @@ import click
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Echo lane output to stderr, prefixed with the lane id.")
-def command(run_ref: str, jobs: int | None, as_json: bool, verbose: bool) -> int:
+@click.option(
+    "--retry",
+    is_flag=True,
+    help="Run failed, blocked and canceled lanes again as new attempts (previous attempts are kept).",
+)
+@click.option(
+    "--lane", "lanes", multiple=True, metavar="ID", help="With --retry: only this lane (repeatable)."
+)
+def command(
+    run_ref: str, jobs: int | None, as_json: bool, verbose: bool, retry: bool, lanes: tuple[str, ...]
+) -> int:
     """Drive RUN to the end again.
 
     Lanes with a result never run again. A step that was in flight when its driver died is redone
     (what the dead driver left running is stopped first; the lane's branch and the commits on it are
     kept). Only one process drives a run at a time: if another one does, this exits 3.
+
+    With --retry, lanes that failed, were blocked or were canceled start over from the current tip of
+    their base, as a new attempt; the previous attempt's result and log move to
+    runs/RUN/attempts/LANE/N/ and its branch head is kept at refs/spine/attempts/RUN/LANE/N.
     """
     from spine.commands.driving import drive_with_progress
     from spine.context import resolve_context
@@ -34,6 +48,15 @@ def command(run_ref: str, jobs: int | None, as_json: bool, verbose: bool) -> int
         raise UsageError("resume takes a run, not a lane", f"resume the whole run: spine resume {run_id}")
     store = RunStore(ctx.state.run_dir(run_id))
     run = store.load()
-    if all(lane.complete for lane in run.lanes.values()) and not as_json:
+    if lanes and not retry:
+        raise UsageError(
+            "--lane only applies with --retry", f"spine resume {run_id} --retry --lane {lanes[0]}"
+        )
+    if retry:
+        from spine.retry import retry as retry_lanes
+
+        run, retried = retry_lanes(ctx, store, list(lanes))
+        click.echo(f"retrying {', '.join(retried)} of run {run_id}", err=True)
+    elif all(lane.complete for lane in run.lanes.values()) and not as_json:
         click.echo(f"run {run_id} is complete: every lane has a result; nothing to resume", err=True)
     return drive_with_progress(ctx, store, run, jobs=jobs, as_json=as_json, verbose=verbose)
