@@ -289,8 +289,10 @@ def _resolve_refs(common_dir: Path, primary: Path, base: str | None, target: str
 
 
 def _check_backend_name(name: str) -> None:
-    from spine.backends.registry import known_backend_names
+    from spine.backends.registry import BUILTIN, known_backend_names
 
+    if name in BUILTIN:
+        return  # no need to scan installed packages' entry points for a built-in name
     names = known_backend_names()
     if name not in names:
         import difflib
