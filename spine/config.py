@@ -1,7 +1,5 @@
 """The ``.spine.yaml`` configuration: pydantic models, loading, and error messages a person can act on."""
 
-from __future__ import annotations
-
 import string
 from pathlib import Path
 from typing import Annotated, Any, Literal

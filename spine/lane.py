@@ -24,7 +24,6 @@ from spine.context import ExecutionContext
 from spine.errors import EnvironmentProblem
 from spine.git import GitFailed, clean_env, git, git_out
 from spine.ids import format_duration
-from spine.oprun import ground_result, run_acceptance
 from spine.process import run_process
 from spine.redact import Redactor, StreamRedactor
 from spine.result import Artifact, CheckStatus, Commit, DiffStat, LaneResult, LaneStatus, Validation
@@ -559,6 +558,8 @@ def validate(rt: LaneRuntime) -> None:
     finally:
         out.close()
     rt.lane.facts["validate"] = results
+    from spine.oprun import run_acceptance  # operator machinery: loaded on the first lane that needs it
+
     run_acceptance(rt)
 
 
@@ -765,6 +766,8 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         started_at=ex.get("startedAt") or lane.step_started_at,
         completed_at=now_iso(),
     )
+    from spine.oprun import ground_result
+
     return ground_result(rt, result)
 
 

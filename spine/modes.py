@@ -6,8 +6,6 @@ pattern is data: a list of ``EvidenceRule`` that are checked against the facts a
 replaces them per mode under ``modes:`` in ``.spine.yaml``. See docs/operators.md.
 """
 
-from __future__ import annotations
-
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -94,7 +92,7 @@ class EvidenceRule(ConfigModel):
     required: bool = Field(default=True, description="false: missing evidence is a warning, not a failure")
 
     @model_validator(mode="after")
-    def _complete(self) -> EvidenceRule:
+    def _complete(self) -> "EvidenceRule":
         if self.kind in ("file", "manifest") and not self.glob:
             raise ValueError(f"evidence rule {self.id!r} of kind {self.kind} needs 'glob'")
         if self.kind == "manifest" and not self.keys:

@@ -6,8 +6,6 @@ timebox, failure paths and extra evidence. Three invariants are enforced when th
 operator is legal in at least one mode, has at least one acceptance check, and has a timebox.
 """
 
-from __future__ import annotations
-
 import re
 import shlex
 import string
@@ -99,7 +97,7 @@ class InputSpec(ConfigModel):
     pattern: str | None = Field(default=None, description="regular expression the whole value must match")
 
     @model_validator(mode="after")
-    def _consistent(self) -> InputSpec:
+    def _consistent(self) -> "InputSpec":
         if self.type == "choice" and not self.choices:
             raise ValueError("a choice input needs 'choices', e.g. choices: [fast, full]")
         if self.choices and self.type != "choice":
@@ -304,7 +302,7 @@ class OperatorSpec(ConfigModel):
         return value
 
     @model_validator(mode="after")
-    def _command_and_placeholders(self) -> OperatorSpec:
+    def _command_and_placeholders(self) -> "OperatorSpec":
         if (self.command is None) == (not self.steps):
             raise ValueError(f"operator {self.id!r} needs exactly one of 'command' or 'steps'")
         texts = [self.command or "", *self.steps, *self.outputs, *(c.command for c in self.acceptance)]

@@ -5,8 +5,6 @@ opening anything else (ids, refs and SHAs, exit code, timeout, duration, diff st
 ``spine schema result`` prints the JSON Schema generated from these models.
 """
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import Literal
 

@@ -10,11 +10,11 @@ import click
 from spine.context import ExecutionContext
 from spine.errors import ExitCode, UsageError
 from spine.ids import check_id, format_duration
-from spine.lane import Echo
 from spine.result import LaneResult, LaneStatus
 from spine.state import LaneSpec, LaneState, RunState, RunStore, driver_info, now_iso
 
 if TYPE_CHECKING:
+    from spine.lane import Echo
     from spine.loop import StepListener
     from spine.scheduler import Scheduler
 

@@ -4,8 +4,6 @@ Both live under ``<git-common-dir>/spine/runs/<run-id>/``. run.json is written a
 fsync, ``os.replace``); events are appended one JSON line at a time.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import os

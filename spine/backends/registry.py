@@ -10,10 +10,13 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from spine.backends.base import Sandbox, describe
 from spine.errors import EnvironmentProblem, UsageError
+
+if TYPE_CHECKING:
+    # The sandbox port pulls in the process runner; resolving a built-in name needs neither.
+    from spine.backends.base import Sandbox
 
 ENTRY_POINT_GROUP = "spine.backends"
 
@@ -99,6 +102,8 @@ class BackendInfo:
 
 def backend_info(name: str, settings: Mapping[str, Any] | None = None) -> BackendInfo:
     """Whether backend ``name`` is usable here and, if not, why; a broken plugin is reported, not raised."""
+    from spine.backends.base import describe
+
     target = backend_target(name)
     source = "built-in" if name in BUILTIN else "plugin"
     try:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from typing import TYPE_CHECKING
 
 import click
 
 from spine.commands.options import DURATION, check_name, parse_env_pairs
+
+if TYPE_CHECKING:
+    from spine.config import SpineConfig
+    from spine.operators import OpBinding
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -107,7 +112,6 @@ def command(
     from spine.errors import UsageError
     from spine.ids import check_id, new_run_id, slugify
     from spine.lane import Echo
-    from spine.oprun import mode_binding
     from spine.runs import create_run, drive_run, exit_code_for, print_lane_result
     from spine.state import LaneSpec
 
@@ -171,13 +175,19 @@ def command(
         stall_timeout=stall_timeout
         if stall_timeout is not None or _given("stall_timeout")
         else ctx.config.stall_timeout,
-        op=mode_binding(ctx.config, objective.strip(), mode) if mode else None,
+        op=_mode_binding(ctx.config, objective.strip(), mode) if mode else None,
     )
     store, run = create_run(ctx, rid, [spec], kind="run")
     echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
     run = drive_run(ctx, store, run, jobs=1, echo=echo)
     result = print_lane_result(ctx, run, lane, as_json=as_json)
     return exit_code_for([result.status])
+
+
+def _mode_binding(config: SpineConfig, objective: str, mode: str) -> OpBinding:
+    from spine.oprun import mode_binding  # the mode machinery, only for a lane that has a mode
+
+    return mode_binding(config, objective, mode)
 
 
 def _given(name: str) -> bool:
