@@ -19,7 +19,6 @@ from pathlib import Path
 
 from spine.context import ExecutionContext
 from spine.process import kill_group
-from spine.reaper import orphan_group_members
 from spine.state import atomic_write_text, now_iso
 
 
@@ -29,7 +28,11 @@ def stop_stale_group(pgid: int | None, worktree: str | None) -> bool:
     The group is only signalled while a live member works inside the lane's worktree (the reaper's
     check), so a recycled group id that now belongs to another program is never touched.
     """
-    if not pgid or not worktree or not orphan_group_members(pgid, Path(worktree)):
+    if not pgid or not worktree:
+        return False
+    from spine.reaper import orphan_group_members  # the /proc scanner, only when a lane was left running
+
+    if not orphan_group_members(pgid, Path(worktree)):
         return False
     kill_group(pgid, grace=2.0)
     return True
