@@ -214,5 +214,6 @@ class RunStore:
                 self._events.close()
                 self._events = None
 
+
 def driver_info() -> DriverInfo:
     return DriverInfo(pid=os.getpid(), host=socket.gethostname(), started_at=now_iso())
