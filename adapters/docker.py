@@ -21,7 +21,7 @@ from typing import Any
 
 from spine.backends.base import BASE_ENV, ExecResult, SandboxHandle, SandboxSpec, declared_env
 from spine.errors import EnvironmentProblem
-from spine.process import OutputSink, OutputTail, TimeoutKind
+from spine.process import OutputSink, OutputTail, Timebox
 
 DEFAULT_IMAGE = "debian:bookworm-slim"
 GRACE = 3.0
@@ -116,7 +116,7 @@ class DockerSandbox:
             raise EnvironmentProblem(f"docker: cannot create the container: {exc}") from exc
         handle.data["container"] = container
         handle.provider_run_id = str(container.id)[:12]
-        last_activity = [started]
+        box = Timebox(timeout, idle_timeout, cancel, started)
         tail = OutputTail()
 
         def pump() -> None:
@@ -124,7 +124,7 @@ class DockerSandbox:
             for out, err in stream:
                 for name, chunk in (("stdout", out), ("stderr", err)):
                     if chunk:
-                        last_activity[0] = time.monotonic()
+                        box.activity()
                         tail.feed(chunk)
                         if on_output:
                             on_output(name, chunk)
@@ -140,21 +140,12 @@ class DockerSandbox:
 
         done = threading.Thread(target=waiter, name="docker-wait", daemon=True)
         done.start()
-        timed_out: TimeoutKind | None = None
-        canceled = False
         try:
             while done.is_alive():
                 done.join(0.05)
-                now = time.monotonic()
                 if not done.is_alive():
                     break
-                if timeout is not None and now - started >= timeout:
-                    timed_out = "wall"
-                elif idle_timeout is not None and now - last_activity[0] >= idle_timeout:
-                    timed_out = "idle"
-                elif cancel is not None and cancel.is_set():
-                    canceled = True
-                if timed_out or canceled:
+                if box.expired():
                     # Killing the container ends every process in its PID namespace.
                     with contextlib.suppress(Exception):
                         container.kill()
@@ -168,8 +159,8 @@ class DockerSandbox:
         code = status.get("StatusCode")
         return ExecResult(
             exit_code=int(code) if code is not None else None,
-            timed_out=timed_out,
-            canceled=canceled,
+            timed_out=box.timed_out,
+            canceled=box.canceled,
             duration=time.monotonic() - started,
             tail=tail.lines(),
         )

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from spine.backends.base import ExecResult, SandboxHandle, SandboxSpec, declared_env
 from spine.errors import EnvironmentProblem
 from spine.git import git, git_binary
-from spine.process import OutputSink, OutputTail, TimeoutKind
+from spine.process import OutputSink, OutputTail, Timebox
 
 # Remote variables kept from the lane environment: a remote machine has its own PATH and HOME.
 REMOTE_BASE_ENV = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
@@ -210,11 +210,11 @@ class RemoteSandbox:
         remote_env = declared_env(env, spec, keep=REMOTE_BASE_ENV)
         remote_env["SPINE_WORKTREE"] = f"{root}/work"
         started = time.monotonic()
-        last_activity = [started]
+        box = Timebox(timeout, idle_timeout, cancel, started)
         tail = OutputTail()
 
         def sink(stream: str, chunk: bytes) -> None:
-            last_activity[0] = time.monotonic()
+            box.activity()
             tail.feed(chunk)
             if on_output:
                 on_output(stream, chunk)
@@ -234,8 +234,6 @@ class RemoteSandbox:
 
         thread = threading.Thread(target=runner, name=f"{self.name}-exec", daemon=True)
         thread.start()
-        timed_out: TimeoutKind | None = None
-        canceled = False
         next_keepalive = started + KEEPALIVE_EVERY
         try:
             while thread.is_alive():
@@ -243,13 +241,7 @@ class RemoteSandbox:
                 now = time.monotonic()
                 if not thread.is_alive():
                     break
-                if timeout is not None and now - started >= timeout:
-                    timed_out = "wall"
-                elif idle_timeout is not None and now - last_activity[0] >= idle_timeout:
-                    timed_out = "idle"
-                elif cancel is not None and cancel.is_set():
-                    canceled = True
-                if timed_out or canceled:
+                if box.expired():
                     self._stop(driver)
                     break
                 if now >= next_keepalive:
@@ -260,16 +252,16 @@ class RemoteSandbox:
             self._stop(driver)
             raise
         thread.join(GRACE * 4)
-        if "error" in result and not (timed_out or canceled):
+        if "error" in result and not (box.timed_out or box.canceled):
             exc = result["error"]
             raise EnvironmentProblem(f"{self.name}: running the command failed: {exc}") from exc
         code = result.get("code")
-        if timed_out or canceled:
+        if box.timed_out or box.canceled:
             code = code if isinstance(code, int) and code != 0 else 137
         return ExecResult(
             exit_code=code,
-            timed_out=timed_out,
-            canceled=canceled,
+            timed_out=box.timed_out,
+            canceled=box.canceled,
             duration=time.monotonic() - started,
             tail=tail.lines(),
         )

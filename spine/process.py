@@ -67,6 +67,42 @@ class _Tail:
 OutputTail = _Tail
 
 
+class Timebox:
+    """The stop rules every runner enforces: a wall-clock limit, an idle limit and a cancel request.
+
+    Runners call ``activity()`` on output and ``expired()`` in their wait loop; when it returns True,
+    ``timed_out`` ("wall" or "idle") or ``canceled`` says why the command must stop.
+    """
+
+    def __init__(
+        self,
+        timeout: float | None,
+        idle_timeout: float | None,
+        cancel: threading.Event | None,
+        started: float | None = None,
+    ) -> None:
+        self.started = time.monotonic() if started is None else started
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self.cancel = cancel
+        self.last_activity = self.started
+        self.timed_out: TimeoutKind | None = None
+        self.canceled = False
+
+    def activity(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def expired(self) -> bool:
+        now = time.monotonic()
+        if self.timeout is not None and now - self.started >= self.timeout:
+            self.timed_out = "wall"
+        elif self.idle_timeout is not None and now - self.last_activity >= self.idle_timeout:
+            self.timed_out = "idle"
+        elif self.cancel is not None and self.cancel.is_set():
+            self.canceled = True
+        return self.timed_out is not None or self.canceled
+
+
 def kill_group(pgid: int, grace: float = 3.0, leader: subprocess.Popen[bytes] | None = None) -> None:
     """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL what is left.
 
@@ -131,7 +167,7 @@ def run_process(
     """
     started = time.monotonic()
     tail = _Tail()
-    last_activity = [started]
+    box = Timebox(timeout, idle_timeout, cancel, started)
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -160,7 +196,7 @@ def run_process(
                 break
             if not chunk:
                 break
-            last_activity[0] = time.monotonic()
+            box.activity()
             tail.feed(chunk)
             if on_output:
                 on_output(stream_name, chunk)
@@ -173,18 +209,9 @@ def run_process(
         reader.start()
     exited = _ExitWaiter(proc.pid)
 
-    timed_out: TimeoutKind | None = None
-    canceled = False
     try:
         while proc.poll() is None:
-            now = time.monotonic()
-            if timeout is not None and now - started >= timeout:
-                timed_out = "wall"
-            elif idle_timeout is not None and now - last_activity[0] >= idle_timeout:
-                timed_out = "idle"
-            elif cancel is not None and cancel.is_set():
-                canceled = True
-            if timed_out or canceled:
+            if box.expired():
                 kill_group(pgid, grace, proc)
                 _reap(proc)
                 break
@@ -211,8 +238,8 @@ def run_process(
         code = 128 + (-code)
     return ProcessOutcome(
         exit_code=code,
-        timed_out=timed_out,
-        canceled=canceled,
+        timed_out=box.timed_out,
+        canceled=box.canceled,
         duration=time.monotonic() - started,
         tail=tail.lines(),
     )

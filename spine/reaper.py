@@ -328,6 +328,13 @@ class Reaper:
 
             def delete_run() -> str:
                 shutil.rmtree(run_dir)
+                # Heads of retried lanes' earlier attempts belong to the run and go with it.
+                from spine.retry import ATTEMPTS_PREFIX
+
+                primary = ctx.repo.primary_checkout
+                refs = git("for-each-ref", "--format=%(refname)", f"{ATTEMPTS_PREFIX}/{run_id}/", cwd=primary)
+                for ref in refs.stdout.split():
+                    git("update-ref", "-d", ref, cwd=primary, check=False)
                 return f"deleted {run_dir}"
 
             self.add(

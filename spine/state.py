@@ -1,18 +1,18 @@
 """Run state on disk: run.json (the loop's truth) and events.jsonl (an append-only journal).
 
 Both live under ``<git-common-dir>/spine/runs/<run-id>/``. run.json is written atomically (temp file,
-fsync, ``os.replace``); events are appended one JSON line at a time.
+fsync, ``os.replace``); events are appended one JSON line at a time (flushed, not fsynced).
 """
 
 import contextlib
 import json
 import os
 import socket
-import tempfile
 import threading
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -34,14 +34,26 @@ def now_iso() -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix.
+
+    The temporary file is named after the process and thread, not drawn by ``mkstemp``: only this
+    thread of this process writes it, so a fixed name cannot collide, and it spares ``mkstemp``'s
+    name search (a drive loop writes run.json a few hundred times). A writer killed mid-way leaves
+    at most one such file per thread, which the next writer with that name overwrites. The data is
+    fsynced before the rename: without it a power cut may leave an empty file behind the new name.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_native_id()}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            data = text.encode("utf-8")
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -149,6 +161,7 @@ class RunStore:
         self.run_file = run_dir / "run.json"
         self.events_file = run_dir / "events.jsonl"
         self._lock = threading.Lock()
+        self._events: TextIO | None = None
 
     def create(self, run: RunState) -> None:
         try:
@@ -172,17 +185,32 @@ class RunStore:
             atomic_write_text(self.run_file, run.model_dump_json(by_alias=True, indent=2) + "\n")
 
     def event(self, kind: str, lane: str | None = None, **data: Any) -> None:
+        """Append one line to events.jsonl.
+
+        The file stays open for the store's life and each line is flushed to the kernel at once, so
+        a killed driver loses no line; lines are not fsynced: nothing reads the journal back to
+        decide anything (run.json is the loop's truth, and it is fsynced), and an fsync per line
+        cost as much as the rest of recording a step.
+        """
         record: dict[str, Any] = {"at": now_iso(), "event": kind}
         if lane is not None:
             record["lane"] = lane
         record.update(data)
         line = json.dumps(record, sort_keys=False) + "\n"
         with self._lock:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.events_file, "a", encoding="utf-8") as handle:
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
+            if self._events is None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._events = open(self.events_file, "a", encoding="utf-8")  # noqa: SIM115
+                weakref.finalize(self, self._events.close)
+            self._events.write(line)
+            self._events.flush()
+
+    def close(self) -> None:
+        """Close the journal (it reopens on the next event)."""
+        with self._lock:
+            if self._events is not None:
+                self._events.close()
+                self._events = None
 
 
 def driver_info() -> DriverInfo:

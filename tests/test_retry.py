@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from tests.conftest import Spine, git, write_files
@@ -72,3 +73,14 @@ def test_retry_of_a_fully_succeeded_run_is_refused(spine: Spine, repo: Path) -> 
     assert spine("run", "--run-id", "ok1", "fine", "--", "true", cwd=repo).returncode == 0
     proc = spine("resume", "ok1", "--retry", cwd=repo)
     assert proc.returncode == 2 and "nothing to retry" in proc.stderr
+
+
+def test_gc_deleting_an_old_run_drops_its_attempt_refs(spine: Spine, repo: Path) -> None:
+    run_id = _batch(repo, spine)
+    assert spine("resume", run_id, "--retry", cwd=repo).returncode == 1  # still failing: not fixed
+    assert git("for-each-ref", f"refs/spine/attempts/{run_id}/", cwd=repo)
+    time.sleep(1.0)  # older than a retention of 0.00001 days (0.86 s)
+    proc = spine("gc", "--retention-days", "0.00001", "--prune-branches", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (repo / ".git" / "spine" / "runs" / run_id).exists()
+    assert git("for-each-ref", f"refs/spine/attempts/{run_id}/", cwd=repo) == ""
