@@ -52,7 +52,7 @@ def test_cannot_write_outside_the_worktree(spine: Spine, repo: Path) -> None:
         f"echo x >> /etc/hostname; touch /{probe}; echo done"
     )
     result = bw(spine, repo, script)
-    assert result["outputTail"][-1] == "done"
+    assert "done" in result["outputTail"]  # ran to the end (stderr and stdout lines may interleave)
     assert (repo / "README.md").read_text() == before
     assert not (repo / "new.txt").exists()
     assert not Path(f"/usr/{probe}").exists() and not Path(f"/{probe}").exists()
@@ -68,7 +68,7 @@ def test_cannot_modify_git_hooks_config_or_refs(spine: Spine, repo: Path) -> Non
         "git branch evil; echo done"
     )
     result = bw(spine, repo, script)
-    assert result["outputTail"][-1] == "done"
+    assert "done" in result["outputTail"]  # ran to the end (stderr and stdout lines may interleave)
     assert not (git_dir / "hooks" / "pre-commit").exists()
     assert (git_dir / "config").read_text() == config
     assert git("rev-parse", "main", cwd=repo) == head
@@ -85,7 +85,7 @@ def test_cannot_read_files_it_was_not_given(spine: Spine, repo: Path, isolated_g
     result = bw(spine, repo, script)
     text = log_of(result) + json.dumps(result)
     assert "secret-key-material" not in text and "hunter22" not in text
-    assert result["outputTail"][-1] == "done"
+    assert "done" in result["outputTail"]  # ran to the end (stderr and stdout lines may interleave)
 
 
 @pytest.fixture
