@@ -146,9 +146,7 @@ def parse_ref(ctx: ExecutionContext, ref: str | None) -> tuple[str, str | None]:
     if lane_id:
         check_id("lane id", lane_id)
     if not ctx.state.run_file(run_id).is_file():
-        raise UsageError(
-            f"no run {run_id!r} in this repository", "list runs with `spine show` or look in `spine status`"
-        )
+        raise UsageError(f"no run {run_id!r} in this repository", "list the runs with `spine status`")
     return run_id, lane_id or None
 
 
