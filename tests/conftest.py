@@ -91,3 +91,18 @@ class Spine:
 @pytest.fixture
 def spine() -> Iterator[Spine]:
     yield Spine()
+
+
+def skip_unless_bubblewrap() -> None:
+    """Skip when bubblewrap cannot run here, saying why; under CI (CI=true), fail instead.
+
+    CI installs bubblewrap (.ci/run), so a skip there would hide the sandbox tests never running.
+    """
+    from spine.adapters.bubblewrap import Bubblewrap
+
+    reason = Bubblewrap().unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"bubblewrap must run under CI but cannot: {reason}")
+    pytest.skip(f"bubblewrap cannot run here: {reason}")

@@ -26,7 +26,7 @@ from spine.adapters.vercel_sandbox import VercelSandbox
 
 from spine.backends.base import Sandbox, SandboxHandle, SandboxSpec
 from spine.backends.local import LocalWorktree, NoIsolation
-from tests.conftest import git, write_files
+from tests.conftest import git, skip_unless_bubblewrap, write_files
 from tests.fakes import docker_fake, e2b_fake, vercel_fake
 from tests.fakes.cloudflare_bridge import FakeBridge
 
@@ -67,10 +67,8 @@ def make_case(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Case:
     if name == "none":
         return Case(NoIsolation(), isolates_env=False, remote=False)
     if name == "bubblewrap":
+        skip_unless_bubblewrap()
         backend: Any = Bubblewrap()
-        reason = backend.unavailable_reason()
-        if reason:
-            pytest.skip(f"bubblewrap cannot run here: {reason}")
         return Case(backend, isolates_env=True, remote=False)
     if name == "local-remote":
         (tmp / "remote").mkdir()

@@ -8,10 +8,9 @@ import os
 import textwrap
 from pathlib import Path
 
-import pytest
 from spine.adapters.bubblewrap import Bubblewrap
 
-from tests.conftest import Spine, git
+from tests.conftest import Spine, git, skip_unless_bubblewrap
 
 NO_CREDENTIALS = {"E2B_API_KEY": "", "VERCEL_TOKEN": "", "VERCEL_OIDC_TOKEN": "", "SANDBOX_WORKER_URL": ""}
 
@@ -156,9 +155,7 @@ def test_a_lane_on_local_remote_comes_back_as_a_commit(spine: Spine, repo: Path)
 
 
 def test_a_lane_on_bubblewrap_is_committed_outside_the_sandbox(spine: Spine, repo: Path) -> None:
-    reason = Bubblewrap().unavailable_reason()
-    if reason:
-        pytest.skip(f"bubblewrap cannot run here: {reason}")
+    skip_unless_bubblewrap()
     script = "echo made > made.txt; git status --short; git log --oneline | wc -l"
     result = spine.json(
         "run", "--json", "--backend", "bubblewrap", "bw", "--", "sh", "-c", script, cwd=repo, env=_env()

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine.adapters.bubblewrap import Bubblewrap
 
-from tests.conftest import Spine, git
+from tests.conftest import Spine, git, skip_unless_bubblewrap
 
-_REASON = Bubblewrap().unavailable_reason()
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"bubblewrap cannot run here: {_REASON}")
+
+
+@pytest.fixture(autouse=True)
+def _bubblewrap_required() -> None:
+    skip_unless_bubblewrap()
 
 
 def bw(spine: Spine, repo: Path, script: str, *args: str, **kw: Any) -> dict[str, Any]:
