@@ -51,6 +51,7 @@ def one_lane(repo: Path, backend: str, n: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure spine as installed: with bytecode
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=11)
     parser.add_argument("--files", type=int, default=200)

@@ -77,6 +77,7 @@ def one_round(lanes: int, jobs: int) -> dict[str, float]:
 
 
 def main() -> None:
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure spine as installed: with bytecode
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lanes", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=2)
