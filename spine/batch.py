@@ -63,6 +63,10 @@ class BatchLane(BaseModel):
     needs: list[str] = Field(
         default_factory=list, description="ids of lanes that must succeed before this one starts"
     )
+    keep_worktree: bool = Field(
+        default=False,
+        description="keep the lane's worktree after it succeeds instead of returning it to the worktree pool",
+    )
 
     @field_validator("command")
     @classmethod
@@ -262,6 +266,7 @@ def lane_specs(batch: BatchFile, config: SpineConfig) -> list[LaneSpec]:
                     checks=checks,
                     artifacts=lane.artifacts,
                     needs=lane.all_needs,
+                    keep_worktree=lane.keep_worktree,
                 )
             except UsageError as exc:
                 hint = exc.hint
@@ -289,6 +294,7 @@ def lane_specs(batch: BatchFile, config: SpineConfig) -> list[LaneSpec]:
                 checks=checks,
                 artifacts=list(lane.artifacts),
                 needs=lane.all_needs,
+                keep_worktree=lane.keep_worktree,
             )
         )
     return specs

@@ -129,7 +129,7 @@ class PoolConfig(_Model):
     """The worktree pool: finished lanes hand their worktree back, new lanes reuse one."""
 
     enabled: bool = Field(
-        default=False, description="reuse the worktrees of succeeded lanes instead of checking out anew"
+        default=True, description="reuse the worktrees of succeeded lanes instead of checking out anew"
     )
     size: int = Field(default=4, ge=1, le=64, description="most worktrees kept waiting in the pool")
     keep: list[str] = Field(

@@ -571,6 +571,7 @@ def finalize(rt: LaneRuntime) -> None:
     path = rt.ctx.state.result_file(rt.run.run_id, rt.lane_id)
     worktree_gone = rt.lane.worktree is not None and not Path(rt.lane.worktree).exists()
     result = _result_before_pool(rt, path) if worktree_gone else None
+    returned: bool | None = None
     if result is None:
         result = build_result(rt)
         if result.status in (LaneStatus.FAILED, LaneStatus.CANCELED):
@@ -580,24 +581,39 @@ def finalize(rt: LaneRuntime) -> None:
                 result = write_debug_packet(rt, result)
             except Exception as exc:  # the result file matters more than its debug packet
                 rt.store.event("debug-packet-failed", rt.lane_id, error=f"{type(exc).__name__}: {exc}")
-        atomic_write_text(path, rt.redactor().redact_text(result.to_json()))
+        # Only succeeded lanes go back to the pool: everything they made is committed, and a failed
+        # lane's worktree is where a person looks first. The result says so before the worktree
+        # moves, so that a crash in between leaves a result that is true once finalize is redone.
+        pooling = (
+            rt.ctx.config.pool.enabled
+            and result.status == LaneStatus.SUCCEEDED
+            and not rt.backend.in_place
+            and not rt.lane.spec.keep_worktree
+            and rt.lane.worktree is not None
+            and not worktree_gone
+        )
+        if pooling:
+            result = result.model_copy(update={"worktree_kept": False})
+        _write_result(rt, path, result)
+        if pooling:
+            from spine.pool import give_back
+
+            returned = give_back(rt.ctx, rt.worktree)
+            if not returned:  # a full pool, a locked worktree: it stays where it ran
+                result = result.model_copy(update={"worktree_kept": True})
+                _write_result(rt, path, result)
     rt.lane.status = result.status
     rt.lane.facts["result"] = {
         "path": str(path),
         "status": result.status.value,
         "nextAction": result.next_action,
     }
-    if (
-        rt.ctx.config.pool.enabled
-        and result.status == LaneStatus.SUCCEEDED
-        and not rt.backend.in_place
-        and not worktree_gone
-    ):
-        from spine.pool import give_back
+    if returned is not None:
+        rt.lane.facts["result"]["returnedToPool"] = returned
 
-        # Only succeeded lanes: everything they made is committed, and a failed lane's worktree is
-        # where a person looks first.
-        rt.lane.facts["result"]["returnedToPool"] = give_back(rt.ctx, rt.worktree)
+
+def _write_result(rt: LaneRuntime, path: Path, result: LaneResult) -> None:
+    atomic_write_text(path, rt.redactor().redact_text(result.to_json()))
 
 
 def _result_before_pool(rt: LaneRuntime, path: Path) -> LaneResult | None:

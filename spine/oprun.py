@@ -123,6 +123,7 @@ def lane_spec_from_operator(
     artifacts: Iterable[str] = (),
     needs: Iterable[str] = (),
     commit_in_place: bool = False,
+    keep_worktree: bool = False,
 ) -> LaneSpec:
     """Build the LaneSpec of one run of operator ``op_id``; inputs are validated here, before anything runs.
 
@@ -177,6 +178,7 @@ def lane_spec_from_operator(
         artifacts=[*outputs, *extra_artifacts],
         needs=list(needs),
         commit_in_place=commit_in_place,
+        keep_worktree=keep_worktree,
         op=binding,
     )
 

@@ -130,6 +130,11 @@ class LaneResult(_Camel):
     sandbox_backend: str
     branch: str | None = None
     worktree_path: str | None = None
+    worktree_kept: bool = Field(
+        default=True,
+        description="false when the lane's worktree went back to the worktree pool after it succeeded: "
+        "worktreePath no longer holds it, and the work is on the branch",
+    )
     log_path: str
     provider_run_id: str | None = None
     command: list[str] = Field(default_factory=list)

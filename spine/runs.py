@@ -163,13 +163,19 @@ def load_result(ctx: ExecutionContext, run_id: str, lane_id: str) -> LaneResult:
     return LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
 
 
+def _worktree_shown(result: LaneResult) -> str:
+    if not result.worktree_kept:
+        return "returned to the worktree pool; the work is on the branch"
+    return result.worktree_path or "-"
+
+
 def render_result(result: LaneResult, result_path: str | None = None) -> str:
     """A short human summary of one lane result."""
     head = f"lane {result.run_id}/{result.lane_id}: {result.status.value}"
     rows = [
         ("objective", result.objective),
         ("branch", result.branch or "-"),
-        ("worktree", result.worktree_path or "-"),
+        ("worktree", _worktree_shown(result)),
     ]
     if result.duration_seconds is not None:
         rows.append(("duration", format_duration(result.duration_seconds)))

@@ -83,6 +83,9 @@ class LaneSpec(_Camel):
     artifacts: list[str] = Field(default_factory=list)
     needs: list[str] = Field(default_factory=list)
     commit_in_place: bool = False
+    keep_worktree: bool = Field(
+        default=False, description="keep the worktree where it ran even when the pool would take it back"
+    )
     op: OpBinding | None = Field(
         default=None, description="the operator and mode the lane runs under (see docs/operators.md)"
     )

@@ -86,7 +86,7 @@ def lane_view(
         "status": status,
         "step": step,
         "branch": lane.branch,
-        "worktree": lane.worktree,
+        "worktree": None if (lane.facts.get("result") or {}).get("returnedToPool") else lane.worktree,
         "needs": list(lane.spec.needs),
         "startedAt": lane.facts.get("startedAt"),
         "completedAt": result.completed_at if result else None,

@@ -13,7 +13,7 @@ from tests.conftest import Spine, git, write_files
 
 
 def test_shared_fields_identical_from_root_subdir_and_lane_worktree(spine: Spine, repo: Path) -> None:
-    lane = spine.json("run", "--json", "make a worktree", "--", "true", cwd=repo)
+    lane = spine.json("run", "--json", "--keep-worktree", "make a worktree", "--", "true", cwd=repo)
     views = [
         spine.json("context", "--json", cwd=where)
         for where in (repo, repo / "src", Path(lane["worktreePath"]), Path(lane["worktreePath"]) / "src")

@@ -39,7 +39,11 @@ def registered(repo: Path) -> list[str]:
 
 
 def run_lane(spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work") -> None:
-    proc = spine("run", "do the work", "--run-id", run_id, "--lane", lane, "-q", "--", "sh", "-c", command, cwd=repo)
+    """Run one lane whose worktree stays where it ran, as a failed lane's does (or any, pool off)."""
+    proc = spine(
+        "run", "do the work", "--run-id", run_id, "--lane", lane, "--keep-worktree", "-q", "--", "sh", "-c", command,
+        cwd=repo,
+    )
     assert proc.returncode in (0, 1), proc.stderr
 
 
@@ -205,7 +209,9 @@ def test_gc_leaves_runs_being_driven_alone_and_deletes_expired_ones(repo: Path, 
 def test_a_half_created_worktree_is_cleared_through_the_reaper(repo: Path, spine: Spine) -> None:
     leftover = lane_worktree(repo, "r1", "work")
     write_files(leftover, {"README.md": "# demo\n", "unexpected.txt": "keep me\n"})
-    proc = spine("run", "do the work", "--run-id", "r1", "--lane", "work", "-q", "--", "true", cwd=repo)
+    proc = spine(
+        "run", "do the work", "--run-id", "r1", "--lane", "work", "--keep-worktree", "-q", "--", "true", cwd=repo
+    )
     assert proc.returncode == 0, proc.stderr
     assert str(leftover) in registered(repo)
     (ref,) = recovery_refs(repo)

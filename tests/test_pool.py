@@ -262,7 +262,7 @@ def test_gc_leaves_the_pool_alone_and_trims_it_when_switched_off(spine: Spine, r
     assert proc.returncode == 0, proc.stderr
     assert slot.is_dir(), proc.stdout  # a pooled worktree is not an orphan
 
-    (repo / ".spine.yaml").unlink()
+    (repo / ".spine.yaml").write_text("pool:\n  enabled: false\n")
     dry = spine("gc", "--dry-run", cwd=repo)
     assert f"would remove pool-worktree {slot}" in dry.stdout
     assert slot.is_dir()
@@ -292,3 +292,69 @@ def test_lanes_of_a_batch_share_a_small_pool_without_seeing_each_others_files(
         assert not re.search(r"^f\d\.txt$", log, re.MULTILINE), log  # nothing from an earlier lane
         head = run["lanes"][f"l{i}"]["facts"]["commit"]["headSha"]
         assert git("show", "--name-only", "--format=", head, cwd=repo) == f"f{i}.txt"
+
+
+def test_the_pool_is_on_by_default_and_the_result_says_where_the_worktree_went(
+    spine: Spine, repo: Path
+) -> None:
+    assert not (repo / ".spine.yaml").exists()
+    first = run_lane(spine, repo, "one", "echo one > one.txt")
+    assert first["status"] == "succeeded" and first["worktreeKept"] is False
+    assert not Path(first["worktreePath"]).exists()
+    assert len(pool.pooled_worktrees(ctx_of(repo))) == 1
+    assert lane_facts(repo, "one")["result"]["returnedToPool"] is True
+    shown = spine("show", "run-one/one", cwd=repo)
+    assert re.search(r"worktree\s+returned to the worktree pool; the work is on the branch", shown.stdout)
+    [lane_status] = spine.json("status", "run-one", "--json", cwd=repo)["lanes"]
+    assert lane_status["worktree"] is None  # nobody is sent to a directory that is gone
+    assert git("show", f"{first['branch']}:one.txt", cwd=repo) == "one"
+
+    second = run_lane(spine, repo, "two", "echo two > two.txt")
+    assert lane_facts(repo, "two")["create_worktree"]["source"] == "pool"
+    assert second["worktreeKept"] is False
+
+
+def test_keep_worktree_keeps_a_succeeded_lanes_worktree(spine: Spine, repo: Path, tmp_path: Path) -> None:
+    kept: dict[str, Any] = spine.json(
+        "run", "--json", "--keep-worktree", "--run-id", "run-kept", "keep it", "--", "sh", "-c", "echo k > k.txt",
+        cwd=repo,
+    )
+    assert kept["status"] == "succeeded" and kept["worktreeKept"] is True
+    assert (Path(kept["worktreePath"]) / "k.txt").read_text() == "k\n"
+    assert pool.pooled_worktrees(ctx_of(repo)) == []
+    assert re.search(r"worktree\s+" + re.escape(kept["worktreePath"]), spine("show", "run-kept/keep-it", cwd=repo).stdout)
+
+    batch = tmp_path / "lanes.yaml"
+    batch.write_text(
+        "lanes:\n"
+        "  - {id: stays, objective: stay, command: 'echo s > s.txt', keep_worktree: true}\n"
+        "  - {id: goes, objective: go, command: 'echo g > g.txt'}\n"
+    )
+    proc = spine("batch", str(batch), "--run-id", "mixed", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    runs = repo / ".git" / "spine" / "runs" / "mixed" / "lanes"
+    stays = json.loads((runs / "stays" / "result.json").read_text())
+    goes = json.loads((runs / "goes" / "result.json").read_text())
+    assert stays["worktreeKept"] is True and (Path(stays["worktreePath"]) / "s.txt").is_file()
+    assert goes["worktreeKept"] is False and not Path(goes["worktreePath"]).exists()
+
+
+def test_a_lane_that_finds_the_pool_full_keeps_its_worktree_and_says_so(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    enable_pool(repo, size=1)
+    batch = tmp_path / "lanes.yaml"
+    batch.write_text(
+        "lanes:\n"
+        "  - {id: a, objective: a, command: 'echo a > a.txt'}\n"
+        "  - {id: b, objective: b, command: 'echo b > b.txt'}\n"
+    )
+    proc = spine("batch", str(batch), "--run-id", "full", "--jobs", "2", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    lanes = repo / ".git" / "spine" / "runs" / "full" / "lanes"
+    results = [json.loads((lanes / name / "result.json").read_text()) for name in ("a", "b")]
+    # Both started fresh from an empty pool; whichever finished second found it full.
+    assert sorted(r["worktreeKept"] for r in results) == [False, True]
+    for r in results:
+        assert Path(r["worktreePath"]).is_dir() == r["worktreeKept"]
+    assert len(pool.pooled_worktrees(ctx_of(repo))) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,19 @@ def assert_clean_and_complete(repo: Path, run_id: str, lanes: list[str]) -> None
     listing = git_lines(repo, "worktree", "list", "--porcelain")
     assert not [line for line in listing if line.startswith(("prunable", "locked"))], listing
     paths = sorted(line.split(" ", 1)[1] for line in listing if line.startswith("worktree "))
-    expected = sorted(str(state_dir(repo) / "worktrees" / run_id / lane_id) for lane_id in lanes)
-    assert paths == sorted([str(repo), *expected])
-    assert sorted(p.name for p in (state_dir(repo) / "worktrees" / run_id).iterdir()) == sorted(lanes)
+    # A succeeded lane's worktree went back to the pool (default on) unless the pool was full; the
+    # result says which. Pooled worktrees are the only others, each detached and clean of lane work.
+    kept = [lane_id for lane_id in lanes if result(repo, run_id, lane_id)["worktreeKept"]]
+    expected = [str(state_dir(repo) / "worktrees" / run_id / lane_id) for lane_id in kept]
+    pool_root = state_dir(repo) / "worktrees" / ".pool"
+    pooled = [p for p in paths if Path(p).parent == pool_root]
+    assert sorted(p for p in paths if p not in pooled) == sorted([str(repo), *expected])
+    assert len(pooled) <= min(4, len(lanes) - len(kept)) and (len(pooled) > 0) == (len(kept) < len(lanes))
+    for slot in pooled:
+        assert git_lines(Path(slot), "rev-parse", "--abbrev-ref", "HEAD") == ["HEAD"], slot  # detached
+    run_worktrees = state_dir(repo) / "worktrees" / run_id
+    left = sorted(p.name for p in run_worktrees.iterdir()) if run_worktrees.exists() else []
+    assert left == sorted(kept)
     state = run_json(repo, run_id)
     assert all(ln["currentStep"] is None and ln["pgid"] is None for ln in state["lanes"].values())
 
@@ -134,7 +145,12 @@ def test_sigkill_during_the_command_then_resume(
     batch = three_lanes(tmp_path, ("hang-once:cmd-a",))
     driver = spine_popen("batch", str(batch), "-j", "2", "--run-id", "x", cwd=repo, env=env)
     wait_for(tool_dir / "cmd-a")
+    # b's result file is written before its worktree goes back to the pool; wait until b is recorded.
     wait_for(state_dir(repo) / "runs/x/lanes/b/result.json")
+    deadline = time.monotonic() + 60
+    while run_json(repo, "x")["lanes"]["b"]["status"] != "succeeded":
+        assert time.monotonic() < deadline, run_json(repo, "x")["lanes"]["b"]
+        time.sleep(0.02)
     kill(driver)
     stray = int((tool_dir / "cmd-a").read_text())
     assert run_json(repo, "x")["lanes"]["a"]["pgid"] == stray
@@ -278,7 +294,7 @@ def test_sigterm_cancels_running_lanes_and_resume_runs_the_rest(
 def test_half_made_worktree_is_reconciled_not_duplicated(
     spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path, leftover: str
 ) -> None:
-    batch = write_batch(tmp_path / "lanes.json", [lane("a", "start", "write:a.txt", "end")])
+    batch = write_batch(tmp_path / "lanes.json", [lane("a", "start", "write:a.txt", "end", keep_worktree=True)])
     crash = "a/create_worktree:effects" if leftover.startswith("locked") else "a/create_worktree:begin"
     proc = spine("batch", str(batch), "--run-id", "h", cwd=repo, env={**env, "SPINE_CRASH_AT": crash})
     assert proc.returncode == -signal.SIGKILL

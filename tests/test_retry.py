@@ -52,7 +52,8 @@ def test_retry_reruns_failed_and_blocked_lanes_from_the_current_base(spine: Spin
     assert git("show", f"{kept}:a.txt", cwd=repo) == "attempt"
     assert git("branch", "--list", "spine/r1/a", cwd=repo)  # one branch per lane, the new attempt's
     worktrees = git("worktree", "list", "--porcelain", cwd=repo)
-    assert worktrees.count("worktrees/r1/a\n") == 1
+    assert not a["worktreeKept"]  # the retried lane succeeded: its worktree went back to the pool
+    assert worktrees.count("worktrees/r1/a\n") == 0
     events = (repo / ".git" / "spine" / "runs" / run_id / "events.jsonl").read_text()
     assert '"event": "lane-retried"' in events
 

@@ -191,7 +191,7 @@ def test_lane_environment(spine: Spine, repo: Path) -> None:
 
 
 def test_from_a_subdirectory_and_from_another_lanes_worktree(spine: Spine, repo: Path) -> None:
-    first = run_lane(spine, repo / "src", "first", "--", "sh", "-c", "echo 1 > one.txt")
+    first = run_lane(spine, repo / "src", "--keep-worktree", "first", "--", "sh", "-c", "echo 1 > one.txt")
     assert first["status"] == "succeeded"
     assert first["worktreePath"].startswith(str(repo / ".git" / "spine" / "worktrees"))
     # From inside the first lane's worktree, a new lane starts from the primary HEAD, not the lane's.

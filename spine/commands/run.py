@@ -72,6 +72,11 @@ if TYPE_CHECKING:
     help="With an in-place backend (none), commit the changes in the current checkout.",
 )
 @click.option(
+    "--keep-worktree",
+    is_flag=True,
+    help="Keep the lane's worktree after it succeeds instead of returning it to the worktree pool.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the result file on stdout (command output goes to stderr)."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the command's output (it is still logged).")
@@ -94,6 +99,7 @@ def command(
     pass_env: tuple[str, ...],
     network: bool | None,
     commit_in_place: bool,
+    keep_worktree: bool,
     as_json: bool,
     quiet: bool,
 ) -> int:
@@ -137,6 +143,7 @@ def command(
             artifacts=artifacts,
             env_pairs=env_pairs,
             commit_in_place=commit_in_place,
+            keep_worktree=keep_worktree,
             as_json=as_json,
             quiet=quiet,
         )
@@ -172,6 +179,7 @@ def command(
         checks=[CheckSpec(name=check_name(c, taken), command=c) for c in checks],
         artifacts=list(artifacts),
         commit_in_place=commit_in_place,
+        keep_worktree=keep_worktree,
         stall_timeout=stall_timeout
         if stall_timeout is not None or _given("stall_timeout")
         else ctx.config.stall_timeout,
@@ -214,6 +222,7 @@ def _run_operator(
     artifacts: tuple[str, ...],
     env_pairs: tuple[str, ...],
     commit_in_place: bool,
+    keep_worktree: bool,
     as_json: bool,
     quiet: bool,
 ) -> int:
@@ -242,6 +251,7 @@ def _run_operator(
         checks=[CheckSpec(name=check_name(c, taken), command=c) for c in checks],
         artifacts=artifacts,
         commit_in_place=commit_in_place,
+        keep_worktree=keep_worktree,
     )
     rid = check_id("run id", run_id) if run_id else new_run_id()
     store, run = create_run(ctx, rid, [spec], kind="run")
