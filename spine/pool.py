@@ -72,8 +72,8 @@ def take(ctx: ExecutionContext, dest: Path, branch: str, base_sha: str) -> Taken
             except (GitFailed, NotPristine):
                 _discard(ctx, slot_path)
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with _worktrees_lock(ctx):
+            with _worktrees_lock(ctx):  # give_back removes empty run directories under this lock
+                dest.parent.mkdir(parents=True, exist_ok=True)
                 moved = git(
                     "worktree", "move", str(slot_path), str(dest), cwd=ctx.repo.primary_checkout, check=False
                 )
@@ -121,6 +121,9 @@ def give_back(ctx: ExecutionContext, worktree: Path) -> bool:
                 git("worktree", "move", str(worktree), str(dest), cwd=ctx.repo.primary_checkout)
             except GitFailed:
                 return False  # a locked worktree, one with submodules: it stays where it is
+            if worktree.parent.parent == ctx.workspace.worktree_root:
+                with contextlib.suppress(OSError):  # the run's last lane worktree: leave no empty directory
+                    worktree.parent.rmdir()
     return True
 
 
