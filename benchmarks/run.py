@@ -6,15 +6,16 @@
 For each repository size it generates a repository with real history (``repogen.py``, one
 ``git fast-import`` stream) and measures:
 
-- one lane: ``spine run -- sh -c 'echo done > bench-output.txt'`` against the same steps by hand
-  (``git worktree add -b``, run the command, ``git add -A``, ``git commit``, write a JSON file);
-- the same lane with the worktree pool enabled, and the lane setup (the ``create_worktree`` step as
-  recorded in run.json) against a fresh ``git worktree add``;
+- one lane with the worktree pool switched off: ``spine run -- sh -c 'echo done > bench-output.txt'``
+  against the same steps by hand (``git worktree add -b``, run the command, ``git add -A``,
+  ``git commit``, write a JSON file);
+- the same lane with the worktree pool (the default), and the lane setup (the ``create_worktree``
+  step as recorded in run.json) against a fresh ``git worktree add``;
 - the git processes spine starts for one lane, counted by a ``git`` shim on PATH;
 - the driver's peak memory (VmHWM of the spine process itself, not of the git processes it starts);
-- a batch of 50 lanes with ``spine batch FILE --jobs 2`` against 50 by-hand lanes two at a time
-  (on ``--batch-size`` only, default 5000; ``--batch-repeat`` samples, default 1), and the same
-  batch with the worktree pool;
+- a batch of 50 lanes with ``spine batch FILE --jobs 2``, pool off, against 50 by-hand lanes two at
+  a time (on ``--batch-size`` only, default 5000; ``--batch-repeat`` samples, default 1), and the
+  same batch with the worktree pool;
 - ``spine gate`` cold (``--no-cache``) against cached, and against a by-hand merge-and-check.
 
 Start-up (``spine --help``, ``spine status``, ``spine show``) is measured once against
@@ -253,11 +254,9 @@ def spine_lane(bench: Bench, repo: Path, lane: str) -> tuple[float, float, dict[
 
 
 def write_pool_config(repo: Path, enabled: bool) -> None:
+    """Say either way: the pool is on by default now, and was off before."""
     config = repo / ".spine.yaml"
-    if enabled:
-        config.write_text("pool:\n  enabled: true\n  size: 4\n")
-    elif config.exists():
-        config.unlink()
+    config.write_text(f"pool:\n  enabled: {'true' if enabled else 'false'}\n  size: 4\n")
 
 
 def pool_supported(bench: Bench, repo: Path) -> bool:
@@ -274,11 +273,12 @@ def pool_supported(bench: Bench, repo: Path) -> bool:
 def measure_lanes(bench: Bench, repo: Path, size: int) -> None:
     hand = bench.add(Measure("lane", "by hand (worktree add, run, add, commit, JSON)", size))
     hand_add = bench.add(Measure("lane", "by hand: git worktree add alone", size))
-    lane = bench.add(Measure("lane", "spine run", size, baseline=hand, target=1.10))
+    lane = bench.add(Measure("lane", "spine run, pool off", size, baseline=hand, target=1.10))
     memory = bench.add(Measure("memory", "spine run: driver peak RSS", size, unit="MiB"))
     setup_fresh = bench.add(
         Measure("lane", "spine run: create_worktree step (fresh)", size, baseline=hand_add)
     )
+    write_pool_config(repo, False)
     lane_bench_warmup(bench, repo)
     for _ in range(bench.repeat):
         times = lane_by_hand(bench, repo, bench.next_id("h"))
@@ -332,7 +332,7 @@ def count_git(bench: Bench, repo: Path, size: int) -> None:
     shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "$BENCH_GIT_LOG"\nexec {real_git} "$@"\n')
     shim.chmod(0o755)
     counts: dict[str, Counter[str]] = {}
-    for who in ("by hand", "spine run", "spine run (pool)"):
+    for who in ("by hand", "spine run, pool off", "spine run (pool)"):
         if who == "spine run (pool)" and not pool_supported(bench, repo):
             continue
         log = bench.workdir / f"git-{who.replace(' ', '-')}.log"
@@ -370,7 +370,7 @@ def measure_batch(bench: Bench, repo: Path, size: int) -> None:
         bench.add(
             Measure(
                 "batch",
-                f"spine batch, {BATCH_LANES} lanes, --jobs 2",
+                f"spine batch, pool off, {BATCH_LANES} lanes, --jobs 2",
                 size,
                 note="not available: no `spine batch`",
             )
@@ -378,7 +378,7 @@ def measure_batch(bench: Bench, repo: Path, size: int) -> None:
         return
     hand = bench.add(Measure("batch", f"by hand, {BATCH_LANES} lanes, 2 at a time", size))
     batch = bench.add(
-        Measure("batch", f"spine batch, {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10)
+        Measure("batch", f"spine batch, pool off, {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10)
     )
     memory = bench.add(
         Measure("memory", f"spine batch ({BATCH_LANES} lanes): driver peak RSS", size, unit="MiB")
