@@ -97,7 +97,7 @@ class DebugPacket(_Camel):
 def repro_command(spec: LaneSpec, *, primary: Path, backend: str, base_sha: str) -> str:
     """A single `spine run` line that runs the lane again from ``base_sha`` with the same settings."""
     args = ["spine", "-C", str(primary), "run"]
-    binding = spec.op
+    binding = spec.binding
     if binding is not None and binding.operator:
         args += ["--op", binding.operator]
         for name, value in binding.inputs.items():
@@ -169,7 +169,7 @@ def build_debug_packet(rt: LaneRuntime, result: LaneResult) -> DebugPacket:
         diff_stat=result.diff_stat,
     )
     env_keys = sorted(
-        {*rt.ctx.config.env, *lane.spec.env, *(lane.spec.op.env if lane.spec.op else {})}
+        {*rt.ctx.config.env, *lane.spec.env, *((lane.spec.op or {}).get("env") or {})}
         | {
             "SPINE_RUN_ID",
             "SPINE_LANE_ID",
@@ -179,7 +179,7 @@ def build_debug_packet(rt: LaneRuntime, result: LaneResult) -> DebugPacket:
             "SPINE_OBJECTIVE",
         }
     )
-    binding = lane.spec.op
+    binding = lane.spec.binding
     repro = Repro(
         spine=repro_command(
             lane.spec,

@@ -130,8 +130,9 @@ class LaneRuntime:
         """The environment the command and checks see: who they are, where they run."""
         env = clean_env()
         env.update(self.ctx.config.env)
-        if self.lane.spec.op is not None:
-            env.update(self.lane.spec.op.env)
+        binding = self.lane.spec.binding
+        if binding is not None:
+            env.update(binding.env)
         env.update(self.lane.spec.env)
         env.update(
             {
@@ -558,9 +559,10 @@ def validate(rt: LaneRuntime) -> None:
     finally:
         out.close()
     rt.lane.facts["validate"] = results
-    from spine.oprun import run_acceptance  # operator machinery: loaded on the first lane that needs it
+    if rt.lane.spec.op is not None:
+        from spine.oprun import run_acceptance  # operator machinery: loaded by the first lane with a mode
 
-    run_acceptance(rt)
+        run_acceptance(rt)
 
 
 # --- finalize ------------------------------------------------------------------------------------
@@ -779,9 +781,12 @@ def build_result(rt: LaneRuntime) -> LaneResult:
         error=lane.error,
         summary=summary,
         next_action=next_action,
+        next_pointer=" ".join(next_action.split()),
         started_at=ex.get("startedAt") or lane.step_started_at,
         completed_at=now_iso(),
     )
+    if lane.spec.op is None:
+        return result
     from spine.oprun import ground_result
 
     return ground_result(rt, result)

@@ -417,6 +417,10 @@ class OpBinding(BaseModel):
         default_factory=dict, description="operator env, SPINE_INPUT_<NAME>, SPINE_OPERATOR, SPINE_MODE"
     )
 
+    def as_data(self) -> dict[str, Any]:
+        """The form stored in a lane spec (``LaneSpec.op``) and run.json."""
+        return self.model_dump(mode="json", by_alias=True)
+
 
 def pointer(template: str, fields: Mapping[str, Any]) -> str:
     """Fill a next-pointer template; unknown or missing fields stay as written. Always one line."""

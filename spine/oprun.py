@@ -179,7 +179,7 @@ def lane_spec_from_operator(
         needs=list(needs),
         commit_in_place=commit_in_place,
         keep_worktree=keep_worktree,
-        op=binding,
+        op=binding.as_data(),
     )
 
 
@@ -197,7 +197,7 @@ def run_acceptance(rt: LaneRuntime) -> None:
     Called by the validate step. When the command did not succeed the checks are not run and count
     as FAIL: acceptance was not shown.
     """
-    binding = rt.lane.spec.op
+    binding = rt.lane.spec.binding
     if binding is None or not binding.acceptance:
         return
     ex = rt.lane.facts.get("execute") or {}
@@ -333,7 +333,7 @@ def failure_kind(result: LaneResult, facts: Mapping[str, Any]) -> str | None:
 
 def ground_result(rt: LaneRuntime, result: LaneResult) -> LaneResult:
     """Check acceptance and evidence for a lane with a mode; return the result with status and next pointer grounded."""
-    binding = rt.lane.spec.op
+    binding = rt.lane.spec.binding
     if binding is None:
         return result.model_copy(update={"next_pointer": " ".join(result.next_action.split())})
     facts = rt.lane.facts
@@ -405,7 +405,7 @@ def ground_result(rt: LaneRuntime, result: LaneResult) -> LaneResult:
 def _next_pointer(
     rt: LaneRuntime, result: LaneResult, missing: list[Finding], acceptance: list[AcceptanceResult]
 ) -> str:
-    binding = rt.lane.spec.op
+    binding = rt.lane.spec.binding
     assert binding is not None
     spec = rt.lane.spec
     failed_check = next((a.name for a in acceptance if a.verdict == Verdict.FAIL), None) or next(

@@ -12,15 +12,17 @@ import threading
 import weakref
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from spine.config import CheckSpec
 from spine.errors import UsageError
-from spine.operators import OpBinding
 from spine.result import LaneStatus
+
+if TYPE_CHECKING:
+    from spine.operators import OpBinding
 
 LANE_BASE_PREFIX = "lane:"
 """A lane base of the form ``lane:ID`` starts the lane from lane ID's result (stacked lanes)."""
@@ -86,9 +88,19 @@ class LaneSpec(_Camel):
     keep_worktree: bool = Field(
         default=False, description="keep the worktree where it ran even when the pool would take it back"
     )
-    op: OpBinding | None = Field(
-        default=None, description="the operator and mode the lane runs under (see docs/operators.md)"
+    op: dict[str, Any] | None = Field(
+        default=None,
+        description="the operator and mode the lane runs under (see docs/operators.md): an OpBinding as data",
     )
+
+    @property
+    def binding(self) -> "OpBinding | None":
+        """``op`` as an OpBinding; validated on use, so that plain lanes never build the operator models."""
+        if self.op is None:
+            return None
+        from spine.operators import OpBinding
+
+        return OpBinding.model_validate(self.op)
 
     @property
     def stacked_on(self) -> str | None:

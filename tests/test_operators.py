@@ -249,8 +249,9 @@ def test_lane_spec_from_operator_builds_a_spec_for_batches(repo: Path) -> None:
     assert spec.timeout == 60.0 and spec.stall_timeout == 20.0
     assert spec.artifacts == ["out/*", "extra/*"]
     assert isinstance(spec.command, str) and "head -n 5 data/in.csv" in spec.command
-    assert spec.op is not None and spec.op.operator == "ingest" and spec.op.inputs["rows"] == "5"
-    assert spec.op.env["SPINE_INPUT_SOURCE"] == "data/in.csv"
+    binding = spec.binding
+    assert binding is not None and binding.operator == "ingest" and binding.inputs["rows"] == "5"
+    assert binding.env["SPINE_INPUT_SOURCE"] == "data/in.csv"
     # The spec survives run.json: it round-trips through JSON.
     again = LaneSpec.model_validate_json(spec.model_dump_json(by_alias=True))
     assert again == spec

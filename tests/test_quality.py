@@ -43,3 +43,26 @@ def test_help_does_not_import_the_heavy_modules() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.stdout.strip().splitlines()[-1] == "LOADED=", proc.stdout
+
+
+LOADED_MODELS = (
+    "import sys\nfrom spine.cli import run_cli\n"
+    "try:\n    run_cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+    "print('LOADED=' + ','.join(m for m in ('spine.operators', 'spine.modes', 'spine.oprun') if m in sys.modules))"
+)
+
+
+def test_plain_lanes_do_not_build_the_operator_and_mode_models(repo: Path) -> None:
+    def loaded(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", LOADED_MODELS, *args], cwd=repo, capture_output=True, text=True, check=False
+        )
+        return proc.stdout.strip().splitlines()[-1]
+
+    assert loaded("run", "-q", "a plain lane", "--", "true") == "LOADED="
+    assert loaded("status") == "LOADED="
+    assert loaded("show") == "LOADED="
+    # A lane with a mode needs them, and loads them.
+    assert loaded("run", "-q", "--mode", "PIPELINE", "a lane with a mode", "--", "true") == (
+        "LOADED=spine.operators,spine.modes,spine.oprun"
+    )

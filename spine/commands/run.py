@@ -183,7 +183,7 @@ def command(
         stall_timeout=stall_timeout
         if stall_timeout is not None or _given("stall_timeout")
         else ctx.config.stall_timeout,
-        op=_mode_binding(ctx.config, objective.strip(), mode) if mode else None,
+        op=_mode_binding(ctx.config, objective.strip(), mode).as_data() if mode else None,
     )
     store, run = create_run(ctx, rid, [spec], kind="run")
     echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")

@@ -12,9 +12,9 @@ import click
 def command(which: str) -> int:
     """Print the JSON Schema of .spine.yaml (config), result.json (result) or a batch file (batch)."""
     if which == "config":
-        from spine.config import SpineConfig
+        from spine.config import full_config_model
 
-        schema = SpineConfig.model_json_schema(by_alias=True)
+        schema = full_config_model().model_json_schema(by_alias=True)
         schema["title"] = "spine configuration (.spine.yaml)"
     elif which == "batch":
         from spine.batch import BatchFile
