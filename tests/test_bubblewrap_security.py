@@ -17,7 +17,6 @@ import pytest
 from tests.conftest import Spine, git, skip_unless_bubblewrap
 
 
-
 @pytest.fixture(autouse=True)
 def _bubblewrap_required() -> None:
     skip_unless_bubblewrap()

@@ -14,7 +14,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint_is_clean() -> None:
-    proc = _run("ruff", "check", "spine", "adapters")
+    proc = _run("ruff", "check", "spine", "adapters", "tests", "benchmarks")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -277,7 +277,7 @@ def test_ctrl_c_cancels_the_lane_and_exits_130(repo: Path, tmp_path: Path) -> No
     while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     for pid in map(int, pids.read_text().split()):
