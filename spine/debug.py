@@ -169,7 +169,7 @@ def build_debug_packet(rt: LaneRuntime, result: LaneResult) -> DebugPacket:
         diff_stat=result.diff_stat,
     )
     env_keys = sorted(
-        {*rt.ctx.config.env, *lane.spec.env, *((lane.spec.op or {}).get("env") or {})}
+        {*rt.ctx.config.env, *lane.spec.env, *(lane.spec.binding.env if lane.spec.binding else {})}
         | {
             "SPINE_RUN_ID",
             "SPINE_LANE_ID",

@@ -335,7 +335,7 @@ def ground_result(rt: LaneRuntime, result: LaneResult) -> LaneResult:
     """Check acceptance and evidence for a lane with a mode; return the result with status and next pointer grounded."""
     binding = rt.lane.spec.binding
     if binding is None:
-        return result.model_copy(update={"next_pointer": " ".join(result.next_action.split())})
+        return result  # build_result already made next_pointer from next_action
     facts = rt.lane.facts
     acceptance = [AcceptanceResult.model_validate(a) for a in facts.get("acceptance") or []]
     if binding.acceptance and not acceptance:

@@ -5,6 +5,7 @@ fsync, ``os.replace``); events are appended one JSON line at a time (flushed, no
 """
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -93,9 +94,9 @@ class LaneSpec(_Camel):
         description="the operator and mode the lane runs under (see docs/operators.md): an OpBinding as data",
     )
 
-    @property
+    @functools.cached_property
     def binding(self) -> "OpBinding | None":
-        """``op`` as an OpBinding; validated on use, so that plain lanes never build the operator models."""
+        """``op`` as an OpBinding, validated on first use, so that plain lanes never build the operator models."""
         if self.op is None:
             return None
         from spine.operators import OpBinding
