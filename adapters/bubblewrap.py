@@ -19,7 +19,7 @@ from functools import cache
 from typing import Any
 
 from spine.backends.base import ExecResult, SandboxHandle, SandboxSpec, declared_env
-from spine.process import OutputSink, run_process
+from spine.base.process import OutputSink, run_process
 
 # Where the sandbox's HOME lives: inside its private /tmp, so it starts empty and vanishes with it.
 SANDBOX_HOME = "/tmp/home"

@@ -20,8 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from spine.backends.base import BASE_ENV, ExecResult, SandboxHandle, SandboxSpec, declared_env
-from spine.errors import EnvironmentProblem
-from spine.process import OutputSink, OutputTail, Timebox
+from spine.base.errors import EnvironmentProblem
+from spine.base.process import OutputSink, OutputTail, Timebox
 
 DEFAULT_IMAGE = "debian:bookworm-slim"
 GRACE = 3.0

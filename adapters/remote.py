@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from spine.backends.base import ExecResult, SandboxHandle, SandboxSpec, declared_env
-from spine.errors import EnvironmentProblem
-from spine.git import git, git_binary
-from spine.process import OutputSink, OutputTail, Timebox
+from spine.base.errors import EnvironmentProblem
+from spine.base.git import git, git_binary
+from spine.base.process import OutputSink, OutputTail, Timebox
 
 # Remote variables kept from the lane environment: a remote machine has its own PATH and HOME.
 REMOTE_BASE_ENV = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ")

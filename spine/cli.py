@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code instead of exiting."""
-    from spine.errors import ExitCode, SpineError
+    from spine.base.errors import ExitCode, SpineError
 
     try:
         result: Any = cli.main(args=argv, prog_name="spine", standalone_mode=False)
@@ -121,7 +121,7 @@ def _report_crash() -> int:
     import tempfile
     import traceback
 
-    from spine.errors import ExitCode
+    from spine.base.errors import ExitCode
 
     fd, path = tempfile.mkstemp(prefix="spine-crash-", suffix=".log")
     with os.fdopen(fd, "w") as handle:

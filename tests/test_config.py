@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from spine.config import SpineConfig, full_config_model, load_config
-from spine.errors import ConfigError
-from spine.ids import parse_duration
+from spine.base.errors import ConfigError
+from spine.base.ids import parse_duration
+from spine.model.config import SpineConfig, full_config_model, load_config
 from tests.conftest import Spine, write_files
 
 EXAMPLE = Path(__file__).resolve().parent.parent / ".spine.yaml.example"

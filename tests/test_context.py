@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spine.context import resolve_context
-from spine.errors import NotARepository, UsageError
+from spine.base.errors import NotARepository, UsageError
+from spine.workspace.context import resolve_context
 from tests.conftest import Spine, git, write_files
 
 

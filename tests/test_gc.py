@@ -48,7 +48,7 @@ def run_lane(spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: s
 
 
 def group_alive(pgid: int) -> bool:
-    from spine.process import group_alive as alive  # zombies do not count: init may not reap them here
+    from spine.base.process import group_alive as alive  # zombies do not count: init may not reap them here
 
     return alive(pgid)
 
@@ -187,7 +187,7 @@ def test_gc_handles_what_git_and_spine_disagree_about(repo: Path, spine: Spine, 
 
 
 def test_gc_leaves_runs_being_driven_alone_and_deletes_expired_ones(repo: Path, spine: Spine) -> None:
-    from spine.liveness import DriverLock
+    from spine.base.liveness import DriverLock
 
     run_lane(spine, repo, "echo x > x.txt", run_id="busy")
     run_lane(spine, repo, "true", run_id="old")

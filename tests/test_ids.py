@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from spine.ids import id_problem, new_run_id, slugify
+from spine.base.ids import id_problem, new_run_id, slugify
 
 
 def test_run_ids_started_in_the_same_second_sort_by_start() -> None:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from spine.modes import (
+from spine.lane.grading import aggregate
+from spine.model.modes import (
     ArtifactFact,
     CheckFact,
     EvidenceFacts,
@@ -20,8 +21,7 @@ from spine.modes import (
     evaluate,
     glob_match,
 )
-from spine.oprun import aggregate
-from spine.result import AcceptanceResult, Verdict
+from spine.model.result import AcceptanceResult, Verdict
 from tests.conftest import Spine, write_files
 
 # --- classifier ----------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def _acc(*verdicts: Verdict) -> list[AcceptanceResult]:
 
 
 def _findings(*states: tuple[bool, bool]) -> list[Any]:
-    from spine.modes import Finding
+    from spine.model.modes import Finding
 
     return [
         Finding(EvidenceRule(id=f"r{i}", kind="artifact", required=required), found, "")

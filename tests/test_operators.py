@@ -236,10 +236,10 @@ def test_a_failing_step_stops_the_steps_and_takes_its_failure_path(repo: Path, s
 
 
 def test_lane_spec_from_operator_builds_a_spec_for_batches(repo: Path) -> None:
-    from spine.config import validate_config
-    from spine.errors import UsageError
-    from spine.oprun import lane_spec_from_operator
-    from spine.state import LaneSpec
+    from spine.base.errors import UsageError
+    from spine.lane.grading import lane_spec_from_operator
+    from spine.model.config import validate_config
+    from spine.model.state import LaneSpec
 
     config = validate_config({"operators": [INGEST], "stall_timeout": "20s"}, "test")
     spec = lane_spec_from_operator(
@@ -262,7 +262,7 @@ def test_lane_spec_from_operator_builds_a_spec_for_batches(repo: Path) -> None:
 
 def test_the_documented_configs_are_valid() -> None:
     """The worked example in docs/operators.md loads, and the example file documents the keys."""
-    from spine.config import validate_config
+    from spine.model.config import validate_config
 
     root = Path(__file__).resolve().parent.parent
     doc = (root / "docs" / "operators.md").read_text()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from spine import pool
-from spine.context import ExecutionContext, resolve_context
+from spine.maintenance import pool
+from spine.workspace.context import ExecutionContext, resolve_context
 from tests.conftest import Spine, git, write_files
 
 # Every lane's command prints what it found in its worktree before it changes anything.

@@ -39,7 +39,7 @@ def test_adapters_install_under_the_spine_namespace() -> None:
 def test_help_does_not_import_the_heavy_modules() -> None:
     code = (
         "import sys; from spine.cli import run_cli; run_cli(['--help']); "
-        "print('LOADED=' + ','.join(m for m in ('pydantic', 'yaml', 'filelock', 'spine.lane') if m in sys.modules))"
+        "print('LOADED=' + ','.join(m for m in ('pydantic', 'yaml', 'filelock', 'spine.lane.steps') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.stdout.strip().splitlines()[-1] == "LOADED=", proc.stdout
@@ -48,7 +48,7 @@ def test_help_does_not_import_the_heavy_modules() -> None:
 LOADED_MODELS = (
     "import sys\nfrom spine.cli import run_cli\n"
     "try:\n    run_cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-    "print('LOADED=' + ','.join(m for m in ('spine.operators', 'spine.modes', 'spine.oprun') if m in sys.modules))"
+    "print('LOADED=' + ','.join(m for m in ('spine.model.operators', 'spine.model.modes', 'spine.lane.grading') if m in sys.modules))"
 )
 
 
@@ -64,5 +64,5 @@ def test_plain_lanes_do_not_build_the_operator_and_mode_models(repo: Path) -> No
     assert loaded("show") == "LOADED="
     # A lane with a mode needs them, and loads them.
     assert loaded("run", "-q", "--mode", "PIPELINE", "a lane with a mode", "--", "true") == (
-        "LOADED=spine.operators,spine.modes,spine.oprun"
+        "LOADED=spine.model.operators,spine.model.modes,spine.lane.grading"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spine.redact import MASK, Redactor, StreamRedactor, looks_secret
+from spine.base.redact import MASK, Redactor, StreamRedactor, looks_secret
 from tests.conftest import Spine
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spine.result import LaneResult
-from spine.score import grade
+from spine.model.result import LaneResult
+from spine.model.score import grade
 from tests.conftest import Spine
 
 

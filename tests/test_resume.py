@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from spine.process import group_alive
+from spine.base.process import group_alive
 from tests.lanetool import (
     TOOL,
     git_lines,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from spine.result import LaneStatus
-from spine.scheduler import (
+from spine.drive.scheduler import (
     BLOCK,
     CANCEL,
     DependencyScheduler,
@@ -11,7 +10,8 @@ from spine.scheduler import (
     OnlyLanes,
     scheduler_for,
 )
-from spine.state import STEPS, LaneSpec, LaneState, RunState
+from spine.model.result import LaneStatus
+from spine.model.state import STEPS, LaneSpec, LaneState, RunState
 
 
 def make_run(lanes: dict[str, list[str]], jobs: int = 2, fail_fast: bool = False, kind: str = "batch") -> RunState:

@@ -6,7 +6,8 @@ import json
 import threading
 from pathlib import Path
 
-from spine.state import RunStore, atomic_write_text
+from spine.base.files import atomic_write_text
+from spine.workspace.store import RunStore
 
 
 def test_atomic_writes_from_several_threads_leave_one_whole_version_and_no_temp_file(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from spine.stall import StallWatch, worktree_fingerprint
+from spine.lane.stall import StallWatch, worktree_fingerprint
 from tests.conftest import Spine, write_files
 
 SLEEPER = {

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from spine.process import OutputSink, ProcessOutcome
+from spine.base.process import OutputSink, ProcessOutcome
 
 # Variables an isolating backend keeps from the lane environment without being asked: enough for a
 # shell and a locale, nothing that identifies the user or carries credentials.

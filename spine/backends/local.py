@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from spine.backends.base import ExecResult, SandboxHandle, SandboxSpec
-from spine.process import OutputSink, run_process
+from spine.base.process import OutputSink, run_process
 
 
 class LocalWorktree:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from spine.errors import EnvironmentProblem, UsageError
+from spine.base.errors import EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:
     # The sandbox port pulls in the process runner; resolving a built-in name needs neither.

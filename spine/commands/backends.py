@@ -19,8 +19,8 @@ def command(names: tuple[str, ...], as_json: bool) -> int:
       spine backends bubblewrap && spine run --backend bubblewrap "..." -- make test
     """
     from spine.backends.registry import backend_info, backend_target, known_backend_names
-    from spine.context import resolve_context
-    from spine.errors import ExitCode, NotARepository
+    from spine.base.errors import ExitCode, NotARepository
+    from spine.workspace.context import resolve_context
 
     settings: dict[str, dict[str, object]] = {}
     default = "local-worktree"

@@ -52,11 +52,11 @@ def command(
     import json
 
     from spine.backends.registry import known_backend_names
-    from spine.batch import lane_specs, parse_batch, read_batch
+    from spine.base.ids import check_id, new_run_id
     from spine.commands.driving import drive_with_progress
-    from spine.context import resolve_context
-    from spine.ids import check_id, new_run_id
-    from spine.runs import create_run
+    from spine.drive.runs import create_run
+    from spine.model.batch import lane_specs, parse_batch, read_batch
+    from spine.workspace.context import resolve_context
 
     source, data = read_batch(file)
     batch = parse_batch(data, source, known_backend_names())

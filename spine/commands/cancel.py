@@ -26,14 +26,14 @@ def command(run_ref: str, lane: str | None, wait_seconds: float) -> int:
     canceled lane end `blocked`. A live driver is asked through a request file and does this
     itself; when no driver is alive, this command does it.
     """
-    from spine.context import resolve_context
-    from spine.errors import EnvironmentProblem, UsageError
-    from spine.ids import check_id
-    from spine.liveness import RunBusy
-    from spine.recovery import request_cancel
-    from spine.runs import drive_run, parse_ref
-    from spine.scheduler import OnlyLanes, scheduler_for
-    from spine.state import RunStore
+    from spine.base.errors import EnvironmentProblem, UsageError
+    from spine.base.ids import check_id
+    from spine.base.liveness import RunBusy
+    from spine.drive.recovery import request_cancel
+    from spine.drive.runs import drive_run, parse_ref
+    from spine.drive.scheduler import OnlyLanes, scheduler_for
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, run_ref)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from spine.config import SpineConfig
+    from spine.model.config import SpineConfig
 
 
 @click.command("classify")
@@ -19,8 +19,8 @@ def command(objective: str, as_json: bool) -> int:
 
     Exit 0 when a mode was found, 1 when no keyword matched.
     """
-    from spine.errors import ExitCode, UsageError
-    from spine.modes import classify
+    from spine.base.errors import ExitCode, UsageError
+    from spine.model.modes import classify
 
     if not objective.strip():
         raise UsageError("the objective is empty", 'e.g. spine classify "backfill the March export to csv"')
@@ -39,9 +39,9 @@ def command(objective: str, as_json: bool) -> int:
 
 def _config_here() -> SpineConfig:
     """The repository's config when run inside one; outside a repository the shipped defaults apply."""
-    from spine.config import SpineConfig
-    from spine.context import resolve_context
-    from spine.errors import NotARepository
+    from spine.base.errors import NotARepository
+    from spine.model.config import SpineConfig
+    from spine.workspace.context import resolve_context
 
     try:
         return resolve_context().config

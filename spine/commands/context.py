@@ -14,7 +14,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(base: str | None, target: str | None, backend: str | None, as_json: bool) -> int:
     """Show where everything lives: repository, refs, state directory, worktree root, config, backend."""
-    from spine.context import resolve_context
+    from spine.workspace.context import resolve_context
 
     ctx = resolve_context(base=base, target=target, backend=backend)
     if as_json:

@@ -13,11 +13,11 @@ def command(ref: str | None, as_json: bool) -> int:
 
     With RUN (or nothing: the latest run), the run's only failed lane is shown.
     """
-    from spine.context import resolve_context
-    from spine.debug import load_packet, render_markdown
-    from spine.errors import UsageError
-    from spine.runs import load_result, parse_ref
-    from spine.state import RunStore
+    from spine.base.errors import UsageError
+    from spine.drive.runs import load_result, parse_ref
+    from spine.lane.debug import load_packet, render_markdown
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, ref)

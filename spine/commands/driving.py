@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from spine.context import ExecutionContext
-from spine.errors import ExitCode
-from spine.lane import Echo
-from spine.loop import StepListener
-from spine.state import RunState, RunStore
+from spine.base.errors import ExitCode
+from spine.drive.loop import StepListener
+from spine.lane.steps import Echo
+from spine.model.state import RunState
+from spine.workspace.context import ExecutionContext
+from spine.workspace.store import RunStore
 
 
 def drive_with_progress(
@@ -25,9 +26,9 @@ def drive_with_progress(
     Lane output goes only to the lane logs, unless ``verbose``: then it is echoed to stderr with a
     ``[lane]`` prefix and progress is printed as plain lines.
     """
-    from spine.progress import LiveProgress, PlainProgress, progress_for
-    from spine.runs import drive_run
-    from spine.summary import print_run_summary
+    from spine.drive.runs import drive_run
+    from spine.views.progress import LiveProgress, PlainProgress, progress_for
+    from spine.views.status import print_run_summary
 
     progress: list[PlainProgress | LiveProgress] = []
 

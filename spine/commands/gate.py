@@ -54,13 +54,13 @@ def command(
     """
     from pathlib import Path
 
+    from spine.base.errors import UsageError
     from spine.commands.options import check_name
-    from spine.config import CheckSpec
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.gate import echo_to_stderr, gate_checks, resolve_commit, run_gate
-    from spine.gate_report import github_annotations, junit_xml, render_table, step_summary
-    from spine.loop import sigterm_as_interrupt
+    from spine.drive.loop import sigterm_as_interrupt
+    from spine.landing.gate import echo_to_stderr, gate_checks, resolve_commit, run_gate
+    from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
+    from spine.model.config import CheckSpec
+    from spine.workspace.context import resolve_context
 
     try:
         ctx = resolve_context()
@@ -75,8 +75,8 @@ def command(
     if lane_ref:
         if rev:
             raise UsageError("give either REV or --lane, not both", f"spine gate --lane {lane_ref}")
-        from spine.runs import load_result, parse_ref
-        from spine.state import RunStore
+        from spine.drive.runs import load_result, parse_ref
+        from spine.workspace.store import RunStore
 
         run_id, lane_id = parse_ref(ctx, lane_ref)
         if lane_id is None:

@@ -29,8 +29,8 @@ def command(dry_run: bool, prune_branches: bool, retention_days: float | None, a
     """
     import json
 
-    from spine.context import resolve_context
-    from spine.reaper import Reaper
+    from spine.maintenance.reaper import Reaper
+    from spine.workspace.context import resolve_context
 
     ctx = resolve_context()
     days = retention_days if retention_days is not None else ctx.config.gc.retention_days

@@ -17,12 +17,12 @@ def command(run_ref: str, lane: str | None, follow: bool) -> int:
 
     With -f, wait for new output until the lane ends or no driver is left working on it.
     """
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.ids import check_id
-    from spine.liveness import run_is_driven
-    from spine.runs import parse_ref
-    from spine.state import RunStore
+    from spine.base.errors import UsageError
+    from spine.base.ids import check_id
+    from spine.base.liveness import run_is_driven
+    from spine.drive.runs import parse_ref
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, run_ref)

@@ -13,10 +13,10 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: each operator with its resolved evidence.")
 def command(op_id: str | None, as_json: bool) -> int:
     """List the operators (or show one): modes, inputs, timebox, acceptance checks, evidence."""
-    from spine.context import resolve_context
-    from spine.ids import format_duration
-    from spine.modes import mode_profile
-    from spine.oprun import find_operator
+    from spine.base.ids import format_duration
+    from spine.lane.grading import find_operator
+    from spine.model.modes import mode_profile
+    from spine.workspace.context import resolve_context
 
     ctx = resolve_context()
     config = ctx.config

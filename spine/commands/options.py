@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spine.ids import parse_duration
+from spine.base.ids import parse_duration
 
 if TYPE_CHECKING:
     _DurationBase = click.ParamType[float | None]

@@ -39,10 +39,10 @@ def command(
     """
     import json
 
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.promote import Strategy, promote
-    from spine.runs import load_result, parse_ref
+    from spine.base.errors import UsageError
+    from spine.drive.runs import load_result, parse_ref
+    from spine.landing.promote import Strategy, promote
+    from spine.workspace.context import resolve_context
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, lane_ref)

@@ -36,11 +36,11 @@ def command(
     their base, as a new attempt; the previous attempt's result and log move to
     runs/RUN/attempts/LANE/N/ and its branch head is kept at refs/spine/attempts/RUN/LANE/N.
     """
+    from spine.base.errors import UsageError
     from spine.commands.driving import drive_with_progress
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.runs import parse_ref
-    from spine.state import RunStore
+    from spine.drive.runs import parse_ref
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, run_ref)
@@ -53,7 +53,7 @@ def command(
             "--lane only applies with --retry", f"spine resume {run_id} --retry --lane {lanes[0]}"
         )
     if retry:
-        from spine.retry import retry as retry_lanes
+        from spine.drive.retry import retry as retry_lanes
 
         run, retried = retry_lanes(ctx, store, list(lanes))
         click.echo(f"retrying {', '.join(retried)} of run {run_id}", err=True)

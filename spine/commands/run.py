@@ -10,8 +10,8 @@ import click
 from spine.commands.options import DURATION, check_name, parse_env_pairs
 
 if TYPE_CHECKING:
-    from spine.config import SpineConfig
-    from spine.operators import OpBinding
+    from spine.model.config import SpineConfig
+    from spine.model.operators import OpBinding
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -113,13 +113,13 @@ def command(
     The result file is written under the repository's git directory; its path, a summary and the
     next action are printed at the end. Exit 0 when the lane succeeded, 1 when it failed.
     """
-    from spine.config import CheckSpec
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.ids import check_id, new_run_id, slugify
-    from spine.lane import Echo
-    from spine.runs import create_run, drive_run, exit_code_for, print_lane_result
-    from spine.state import LaneSpec
+    from spine.base.errors import UsageError
+    from spine.base.ids import check_id, new_run_id, slugify
+    from spine.drive.runs import create_run, drive_run, exit_code_for, print_lane_result
+    from spine.lane.steps import Echo
+    from spine.model.config import CheckSpec
+    from spine.model.state import LaneSpec
+    from spine.workspace.context import resolve_context
 
     if op_id is not None:
         if command:
@@ -193,7 +193,7 @@ def command(
 
 
 def _mode_binding(config: SpineConfig, objective: str, mode: str) -> OpBinding:
-    from spine.oprun import mode_binding  # the mode machinery, only for a lane that has a mode
+    from spine.lane.grading import mode_binding  # the mode machinery, only for a lane that has a mode
 
     return mode_binding(config, objective, mode)
 
@@ -227,13 +227,13 @@ def _run_operator(
     quiet: bool,
 ) -> int:
     """``spine run --op ID``: build the lane from the operator, then drive it like any other."""
-    from spine.config import CheckSpec
-    from spine.context import resolve_context
-    from spine.ids import check_id, new_run_id
-    from spine.lane import Echo
-    from spine.operators import parse_input_pairs
-    from spine.oprun import lane_spec_from_operator
-    from spine.runs import create_run, drive_run, exit_code_for, print_lane_result
+    from spine.base.ids import check_id, new_run_id
+    from spine.drive.runs import create_run, drive_run, exit_code_for, print_lane_result
+    from spine.lane.grading import lane_spec_from_operator
+    from spine.lane.steps import Echo
+    from spine.model.config import CheckSpec
+    from spine.model.operators import parse_input_pairs
+    from spine.workspace.context import resolve_context
 
     ctx = resolve_context(base=base, backend=backend)
     taken = {c.name for c in ctx.config.checks}

@@ -12,17 +12,17 @@ import click
 def command(which: str) -> int:
     """Print the JSON Schema of .spine.yaml (config), result.json (result) or a batch file (batch)."""
     if which == "config":
-        from spine.config import full_config_model
+        from spine.model.config import full_config_model
 
         schema = full_config_model().model_json_schema(by_alias=True)
         schema["title"] = "spine configuration (.spine.yaml)"
     elif which == "batch":
-        from spine.batch import BatchFile
+        from spine.model.batch import BatchFile
 
         schema = BatchFile.model_json_schema(by_alias=True)
         schema["title"] = "spine batch file"
     else:
-        from spine.result import LaneResult
+        from spine.model.result import LaneResult
 
         schema = LaneResult.model_json_schema(by_alias=True)
         schema["title"] = "spine lane result (ExecutionLaneResult)"

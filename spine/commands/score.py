@@ -22,15 +22,15 @@ def command(results: tuple[str, ...], threshold: int, as_json: bool) -> int:
     """Grade result files (paths, or RUN/LANE) for completeness and consistency, 0-100."""
     from pydantic import ValidationError
 
-    from spine.errors import UsageError
-    from spine.result import LaneResult
-    from spine.score import grade
+    from spine.base.errors import UsageError
+    from spine.model.result import LaneResult
+    from spine.model.score import grade
 
     graded = []
     for item in results:
         path = Path(item)
         if not path.is_file() and "/" in item and not item.endswith(".json"):
-            from spine.context import resolve_context
+            from spine.workspace.context import resolve_context
 
             run_id, lane_id = item.split("/", 1)
             path = resolve_context().state.result_file(run_id, lane_id)

@@ -14,9 +14,9 @@ import click
 )
 def command(ref: str | None, as_json: bool) -> int:
     """Show a lane's result, or every lane of a run (default: the latest run). Never writes state."""
-    from spine.context import resolve_context
-    from spine.runs import load_result, parse_ref, render_result
-    from spine.state import RunStore
+    from spine.drive.runs import load_result, parse_ref, render_result
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, ref)

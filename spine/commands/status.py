@@ -17,10 +17,10 @@ def command(run_ref: str | None, as_json: bool) -> int:
     """
     import json
 
-    from spine.context import resolve_context
-    from spine.runs import list_run_ids, parse_ref
-    from spine.state import RunStore
-    from spine.summary import render_run, render_run_list, run_view
+    from spine.drive.runs import list_run_ids, parse_ref
+    from spine.views.status import render_run, render_run_list, run_view
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     if run_ref is None:
@@ -37,7 +37,7 @@ def command(run_ref: str | None, as_json: bool) -> int:
     if lane_id:
         lanes = [lane for lane in view["lanes"] if lane["id"] == lane_id]
         if not lanes:
-            from spine.errors import UsageError
+            from spine.base.errors import UsageError
 
             raise UsageError(f"run {run_id} has no lane {lane_id!r}")
         view["lanes"] = lanes

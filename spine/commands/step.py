@@ -18,12 +18,13 @@ def command(run_ref: str, as_json: bool, verbose: bool) -> int:
     """
     import json
 
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.lane import Echo
-    from spine.loop import StepListener
-    from spine.runs import drive_run, parse_ref
-    from spine.state import RunState, RunStore
+    from spine.base.errors import UsageError
+    from spine.drive.loop import StepListener
+    from spine.drive.runs import drive_run, parse_ref
+    from spine.lane.steps import Echo
+    from spine.model.state import RunState
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, run_ref)

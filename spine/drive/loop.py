@@ -1,0 +1,311 @@
+"""The drive loop: ask the scheduler what is ready, fire it, record the outcome, repeat.
+
+run.json is the loop's state. Before a step starts, the lane's ``currentStep`` is recorded; when it
+ends, the step is added to ``stepsDone`` (or, if it raised, the lane is halted with the reason and
+its state is left unadvanced). ``spine run``, ``spine batch``, ``spine resume`` and ``spine step`` all
+use this loop; only the scheduler and ``max_steps`` differ.
+
+The caller holds the run's driver lock (``spine.base.liveness.DriverLock``), so when ``drive`` starts,
+any step still recorded as in flight belongs to a driver that died: ``recover`` stops what that
+driver left running and the step is redone. Cancel requests left by ``spine cancel`` are polled
+between steps and recorded in run.json, so they survive a crash too.
+
+Crash points for tests: ``SPINE_CRASH_AT=[LANE/]STEP[:PHASE]`` makes the driver SIGKILL itself at
+PHASE of STEP (``begin``: the step is recorded as started; ``effects``: the step's work is done but
+not recorded; ``done``: the step is recorded as done, the default). It exists so that tests can
+crash the driver at an exact point no lane command can observe, e.g. between commit and result.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import types
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+
+from spine.backends.base import Sandbox
+from spine.backends.registry import require_usable
+from spine.base.errors import SpineError
+from spine.base.ids import now_iso
+from spine.drive.recovery import clear_cancel_requests, pending_cancel_requests, stop_stale_group
+from spine.drive.scheduler import BLOCK, PSEUDO_STEPS, Scheduler, first_failure, started, unmet_needs
+from spine.lane.steps import STEP_FUNCTIONS, Echo, LaneRuntime, finalize
+from spine.model.result import LaneStatus
+from spine.model.state import STEPS, RunState
+from spine.workspace.context import ExecutionContext
+from spine.workspace.store import RunStore
+
+CRASH_ENV = "SPINE_CRASH_AT"
+
+StepListener = Callable[[str, str, str], None]
+"""Called with (lane id, step, "start" | "done" | "halted") for progress display."""
+
+
+class Interrupted(Exception):
+    """The driver was asked to stop (Ctrl-C or SIGTERM)."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while the loop runs, so both cancel lanes cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: types.FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Driver:
+    """Drives one run to completion (or until interrupted) with a given scheduler."""
+
+    def __init__(
+        self,
+        ctx: ExecutionContext,
+        store: RunStore,
+        run: RunState,
+        scheduler: Scheduler,
+        *,
+        echo: Echo = "raw",
+        listener: StepListener | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.run = run
+        self.scheduler = scheduler
+        self.echo = echo
+        self.listener = listener
+        self._backends: dict[str, Sandbox] = {}
+        self._runtimes: dict[str, LaneRuntime] = {}
+        self._cancel_all = threading.Event()
+        self._crash_at = _parse_crash_point(os.environ.get(CRASH_ENV, ""))
+
+    def backend_for(self, name: str) -> Sandbox:
+        if name not in self._backends:
+            self._backends[name] = require_usable(name, self.ctx.config.backends.get(name, {}))
+        return self._backends[name]
+
+    def runtime(self, lane_id: str) -> LaneRuntime:
+        if lane_id not in self._runtimes:
+            lane = self.run.lanes[lane_id]
+            rt = LaneRuntime(
+                ctx=self.ctx,
+                run=self.run,
+                lane=lane,
+                store=self.store,
+                backend=self.backend_for(lane.backend),
+                echo=self.echo,
+            )
+            if self._cancel_all.is_set() or lane.facts.get("cancel"):
+                rt.cancel.set()
+            self._runtimes[lane_id] = rt
+        return self._runtimes[lane_id]
+
+    def cancel(self, lane_id: str | None = None) -> None:
+        """Ask running lanes (or one lane) to stop; their steps record ``canceled``."""
+        if lane_id is None:
+            self._cancel_all.set()
+            targets = list(self._runtimes.values())
+        else:
+            targets = [self.runtime(lane_id)]
+        for rt in targets:
+            rt.cancel.set()
+
+    def recover(self) -> list[str]:
+        """Reset steps left in flight by a dead driver so they are redone; return those lanes.
+
+        Only call this while holding the run's driver lock: then nothing else can be running them.
+        """
+        stale = []
+        for lane_id, lane in self.run.lanes.items():
+            if lane.pgid is not None and stop_stale_group(lane.pgid, lane.worktree):
+                self.store.event("stray-processes-stopped", lane_id, pgid=lane.pgid)
+            lane.pgid = None
+            if lane.current_step is not None:
+                stale.append(lane_id)
+                self.store.event("step-interrupted", lane_id, step=lane.current_step)
+                lane.current_step = None
+        self.run.halted = False
+        self.store.save(self.run)
+        return stale
+
+    def absorb_cancel_requests(self) -> None:
+        """Record cancel requests left by ``spine cancel`` and tell the lanes' steps to stop."""
+        everything, requested = pending_cancel_requests(self.ctx, self.run.run_id)
+        if not everything and not requested:
+            return
+        targets = [
+            lane_id
+            for lane_id, lane in self.run.lanes.items()
+            if not lane.complete and (everything or lane_id in requested)
+        ]
+        for lane_id in targets:
+            self.run.lanes[lane_id].facts.setdefault("cancel", {"requestedAt": now_iso()})
+        self.store.save(self.run)
+        self.store.event("cancel-requested", lanes=targets)
+        clear_cancel_requests(self.ctx, self.run.run_id, everything, requested)
+        for lane_id in targets:
+            if lane_id in self._runtimes:
+                self._runtimes[lane_id].cancel.set()
+
+    def _fire_pseudo(self, lane_id: str, step: str) -> None:
+        """Record why a lane that never started will not run, then write its result."""
+        lane = self.run.lanes[lane_id]
+        if step == BLOCK:
+            causes = unmet_needs(self.run, lane)
+            root: dict[str, str] = {}
+            for need, status in causes.items():
+                if status == LaneStatus.BLOCKED:
+                    root.update((self.run.lanes[need].facts.get("blocked") or {}).get("root") or {})
+                else:
+                    root[need] = status.value
+            lane.facts["blocked"] = {"needs": {k: v.value for k, v in causes.items()}, "root": root}
+        elif lane.facts.get("cancel"):
+            lane.facts["notStarted"] = {"reason": "canceled"}
+        else:
+            lane.facts["notStarted"] = {"reason": "fail-fast", "after": first_failure(self.run)}
+        self.runtime(lane_id)  # the result needs the lane's backend
+        lane.current_step = "finalize"
+        self.fire(lane_id, "finalize")
+
+    def fire(self, lane_id: str, step: str) -> None:
+        """Run one step of one lane and record its outcome in run.json and the journal."""
+        if step in PSEUDO_STEPS:
+            self._fire_pseudo(lane_id, step)
+            return
+        rt = self.runtime(lane_id)
+        lane = rt.lane
+        ran = bool((lane.facts.get("execute") or {}).get("startedAt"))
+        if rt.cancel.is_set() and step in ("create_worktree", "setup", "execute") and not ran:
+            # Canceled before its command ran: record that and go straight to the result.
+            lane.facts["execute"] = {"canceled": True, "exitCode": None}
+            if lane.worktree is None:
+                lane.steps_done = [s for s in STEPS if s != "finalize"]
+                lane.current_step = "finalize"
+                self.fire(lane_id, "finalize")
+                return
+            self._done(lane_id, step)
+            return
+        try:
+            STEP_FUNCTIONS[step](rt)
+            self._crash_point(lane_id, step, "effects")
+        except Exception as exc:  # a step that cannot execute halts its lane, state unadvanced
+            message = exc.message if isinstance(exc, SpineError) else f"{type(exc).__name__}: {exc}"
+            lane.current_step = None
+            lane.error = f"step {step} failed: {message}"
+            self.store.event("step-halted", lane_id, step=step, error=message)
+            try:
+                finalize(rt)
+                lane.steps_done.append("finalize")
+            except Exception as final_exc:  # even the result could not be written
+                lane.status = LaneStatus.FAILED
+                self.store.event("finalize-failed", lane_id, error=str(final_exc))
+            self.store.save(self.run)
+            if self.listener:
+                self.listener(lane_id, step, "halted")
+            return
+        self._done(lane_id, step)
+
+    def _done(self, lane_id: str, step: str) -> None:
+        lane = self.run.lanes[lane_id]
+        lane.steps_done.append(step)
+        lane.current_step = None
+        event = {"step": step}
+        if step == "finalize":
+            event["status"] = lane.status.value
+        self.store.event("step-done", lane_id, **event)
+        self.store.save(self.run)
+        self._crash_point(lane_id, step, "done")
+        if self.listener:
+            self.listener(lane_id, step, "done")
+
+    def _begin(self, lane_id: str, step: str) -> None:
+        lane = self.run.lanes[lane_id]
+        lane.current_step = step
+        lane.step_started_at = now_iso()
+        if lane.status == LaneStatus.PLANNED and step not in PSEUDO_STEPS:
+            lane.status = LaneStatus.RUNNING
+            lane.facts.setdefault("startedAt", lane.step_started_at)
+        self.store.save(self.run)
+        self.store.event("step-started", lane_id, step=step)
+        self._crash_point(lane_id, step, "begin")
+        if self.listener:
+            self.listener(lane_id, step, "start")
+
+    def _crash_point(self, lane_id: str, step: str, phase: str) -> None:
+        if self._crash_at is None:
+            return
+        want_lane, want_step, want_phase = self._crash_at
+        if step == want_step and phase == want_phase and want_lane in (None, lane_id):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def drive(self, jobs: int = 1, max_steps: int | None = None) -> RunState:
+        """Fire ready steps until none are left (or ``max_steps`` have fired); return the run.
+
+        Ctrl-C or SIGTERM cancels every running lane; the lanes finish as ``canceled``, lanes that
+        had not started stay planned (``spine resume`` runs them), and ``Interrupted`` is raised.
+        """
+        self.recover()
+        self.absorb_cancel_requests()
+        order = {lane_id: index for index, lane_id in enumerate(self.run.lanes)}
+        fired = 0
+        interrupted = False
+        futures: dict[Future[None], tuple[str, str]] = {}
+        with sigterm_as_interrupt(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            while True:
+                try:
+                    busy = {lane_id for lane_id, _ in futures.values()}
+                    fired_before = fired
+                    ready = sorted(self.scheduler.ready(self.run), key=lambda p: (order[p[0]], p[1]))
+                    for lane_id, step in ready:
+                        if max_steps is not None and fired >= max_steps:
+                            break
+                        if lane_id in busy:
+                            continue  # its previous step is still recording its outcome
+                        if interrupted and not started(self.run.lanes[lane_id]):
+                            continue
+                        self._begin(lane_id, step)
+                        fired += 1
+                        if step in PSEUDO_STEPS:
+                            self.fire(lane_id, step)  # no command runs; record it right away
+                            continue
+                        futures[pool.submit(self.fire, lane_id, step)] = (lane_id, step)
+                        busy.add(lane_id)
+                    if not futures:
+                        if fired > fired_before and (max_steps is None or fired < max_steps):
+                            continue  # pseudo-steps may have made more lanes ready
+                        break
+                    done, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        futures.pop(future)
+                        future.result()
+                    self.absorb_cancel_requests()
+                except KeyboardInterrupt:
+                    if interrupted:
+                        raise
+                    interrupted = True
+                    self.cancel()
+        if interrupted:
+            self.run.halted = True
+            self.store.save(self.run)
+            raise Interrupted()
+        return self.run
+
+
+def _parse_crash_point(value: str) -> tuple[str | None, str, str] | None:
+    """Parse ``[LANE/]STEP[:PHASE]`` (see the module docstring); empty means no crash point."""
+    value = value.strip()
+    if not value:
+        return None
+    lane, _, rest = value.rpartition("/")
+    step, _, phase = rest.partition(":")
+    return (lane or None, step, phase or "done")

@@ -1,0 +1,103 @@
+"""Retrying lanes of a finished run: ``spine resume RUN --retry``.
+
+A retried lane starts over as a new attempt: its previous result, log and debug packet move to
+``runs/<run>/attempts/<lane>/<n>/``, the head of its previous branch is kept under
+``refs/spine/attempts/<run>/<lane>/<n>`` (and anything uncommitted in its worktree under a recovery
+ref), and it starts again from the current tip of its base ref. Nothing the previous attempt produced
+is lost. Lanes blocked behind a retried lane are retried with it.
+"""
+
+from __future__ import annotations
+
+from spine.base.errors import UsageError
+from spine.base.git import git
+from spine.base.liveness import DriverLock
+from spine.model.result import LaneStatus
+from spine.model.state import LaneState, RunState
+from spine.workspace.context import ExecutionContext
+from spine.workspace.store import RunStore
+
+ATTEMPTS_PREFIX = "refs/spine/attempts"
+
+
+def lanes_to_retry(run: RunState, wanted: list[str]) -> list[str]:
+    """The lanes to retry: ``wanted`` (default: every finished lane that did not succeed) plus the
+    finished, unsucceeded lanes that need them, in run order."""
+    for lane_id in wanted:
+        if lane_id not in run.lanes:
+            raise UsageError(
+                f"run {run.run_id} has no lane {lane_id!r}", f"its lanes: {', '.join(run.lanes)}"
+            )
+        lane = run.lanes[lane_id]
+        if not lane.complete:
+            raise UsageError(
+                f"lane {lane_id} has not finished ({lane.status.value}); there is nothing to retry yet",
+                f"continue the run with `spine resume {run.run_id}`",
+            )
+        if lane.status == LaneStatus.SUCCEEDED:
+            raise UsageError(
+                f"lane {lane_id} succeeded; there is nothing to retry",
+                "retry a failed, blocked or canceled lane",
+            )
+    chosen = set(wanted) or {
+        i for i, lane in run.lanes.items() if lane.complete and lane.status != LaneStatus.SUCCEEDED
+    }
+    grew = True
+    while grew:  # lanes blocked behind a retried lane come along
+        grew = False
+        for lane_id, lane in run.lanes.items():
+            if lane_id in chosen or not lane.complete or lane.status == LaneStatus.SUCCEEDED:
+                continue
+            if any(need in chosen for need in lane.spec.needs):
+                chosen.add(lane_id)
+                grew = True
+    return [lane_id for lane_id in run.lanes if lane_id in chosen]
+
+
+def retry(ctx: ExecutionContext, store: RunStore, wanted: list[str]) -> tuple[RunState, list[str]]:
+    """Reset the lanes to retry (under the run's driver lock) and return the run and their ids."""
+    with DriverLock(store.run_dir):
+        run = store.load()
+        lane_ids = lanes_to_retry(run, wanted)
+        if not lane_ids:
+            raise UsageError(f"every lane of run {run.run_id} succeeded; there is nothing to retry")
+        for lane_id in lane_ids:
+            _reset(ctx, store, run, lane_id)
+        store.save(run)
+    return run, lane_ids
+
+
+def _reset(ctx: ExecutionContext, store: RunStore, run: RunState, lane_id: str) -> None:
+    from spine.maintenance.reaper import recover_and_remove
+
+    lane = run.lanes[lane_id]
+    attempts = store.run_dir / "attempts" / lane_id
+    attempt = 1 + (sum(1 for p in attempts.iterdir() if p.name.isdigit()) if attempts.is_dir() else 0)
+    lane_dir = ctx.state.lane_dir(run.run_id, lane_id)
+    if lane_dir.exists():
+        attempts.mkdir(parents=True, exist_ok=True)
+        lane_dir.rename(attempts / str(attempt))
+    primary = ctx.repo.primary_checkout
+    kept = None
+    branch = f"spine/{run.run_id}/{lane_id}"
+    if lane.branch == branch:  # a lane of its own; in-place lanes ran on the user's branch: leave that alone
+        head = git(
+            "rev-parse", "--verify", "-q", f"refs/heads/{branch}", cwd=primary, check=False
+        ).stdout.strip()
+        if head:
+            kept = f"{ATTEMPTS_PREFIX}/{run.run_id}/{lane_id}/{attempt}"
+            git("update-ref", "-m", "spine: previous attempt of a retried lane", kept, head, cwd=primary)
+        path = ctx.lane_worktree(run.run_id, lane_id)
+        if path.exists():
+            recover_and_remove(ctx, path, head or lane.base_sha, f"{run.run_id}/{lane_id}", run.run_id)
+        if head:
+            git("branch", "-D", branch, cwd=primary)
+    if lane.spec.stacked_on is None:
+        tip = git("rev-parse", "--verify", "-q", f"{lane.base_ref}^{{commit}}", cwd=primary, check=False)
+        if tip.returncode == 0:
+            lane.base_sha = tip.stdout.strip()
+    previous = lane.status.value
+    run.lanes[lane_id] = LaneState(
+        spec=lane.spec, backend=lane.backend, base_ref=lane.base_ref, base_sha=lane.base_sha
+    )
+    store.event("lane-retried", lane_id, attempt=attempt + 1, previous=previous, keptAt=kept)

@@ -1,0 +1,300 @@
+"""Batch files: a top-level ``lanes:`` list, validated whole before anything is created.
+
+A batch is read from YAML or JSON (``-`` for stdin) into pydantic models (unknown keys are errors),
+then checked as a graph: ids that cannot be branch names, duplicate ids, ``needs`` naming no lane,
+dependency cycles (named, e.g. ``a -> b -> a``), unknown backends. Every problem is reported at
+once, as a usage error (exit 2), and nothing is created. See docs/batch.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from spine.base.errors import UsageError
+from spine.base.ids import id_problem
+from spine.model.config import CheckSpec, Duration, SpineConfig, format_validation_error
+from spine.model.state import LANE_BASE_PREFIX, LaneSpec
+
+HINT = "see docs/batch.md for the batch file format, or `spine schema batch`"
+
+
+class BatchLane(BaseModel):
+    """One lane of a batch file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    id: str = Field(description="lane id: becomes the branch spine/<run>/<id>; letters, digits, . _ -")
+    objective: str | None = Field(
+        default=None, description="what the lane should achieve, in a sentence; optional with `op`"
+    )
+    command: str | list[str] | None = Field(
+        default=None, description="a string run by /bin/sh -c, or a list run as argv; or give `op`"
+    )
+    op: str | None = Field(
+        default=None, description="id of an operator from .spine.yaml to run instead of a command"
+    )
+    inputs: dict[str, Any] = Field(default_factory=dict, description="the operator's inputs, by name")
+    mode: str | None = Field(default=None, description="execution mode (or 'auto'); default: the operator's")
+    base: str | None = Field(
+        default=None,
+        description="ref the lane starts from, or lane:ID to start from another lane's result; default: the run's base",
+    )
+    backend: str | None = Field(default=None, description="isolation backend; default: from .spine.yaml")
+    timeout: Duration | None = Field(
+        default=None, description="wall-clock limit; default: from .spine.yaml; null for none"
+    )
+    idle_timeout: Duration | None = Field(
+        default=None, description="stop the command after this long without output"
+    )
+    stall_timeout: Duration | None = Field(
+        default=None, description="stop the command after this long without output and without file changes"
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+    checks: list[str | CheckSpec] = Field(
+        default_factory=list, description="checks run after the command: shell commands or {name, command}"
+    )
+    artifacts: list[str] = Field(default_factory=list, description="glob patterns of files to keep")
+    needs: list[str] = Field(
+        default_factory=list, description="ids of lanes that must succeed before this one starts"
+    )
+    keep_worktree: bool = Field(
+        default=False,
+        description="keep the lane's worktree after it succeeds instead of returning it to the worktree pool",
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
+            raise ValueError("the command is empty")
+        return value
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_text(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("the objective is empty")
+        return value.strip() if value is not None else None
+
+    @property
+    def stacked_on(self) -> str | None:
+        """The lane this one starts from (``base: lane:ID``), if any."""
+        if self.base and self.base.startswith(LANE_BASE_PREFIX):
+            return self.base.removeprefix(LANE_BASE_PREFIX)
+        return None
+
+    @property
+    def all_needs(self) -> list[str]:
+        """``needs`` plus the lane it is stacked on: it cannot start before that one succeeded."""
+        stacked = self.stacked_on
+        return [*self.needs, stacked] if stacked and stacked not in self.needs else list(self.needs)
+
+    @model_validator(mode="after")
+    def _command_or_operator(self) -> BatchLane:
+        if self.op is None:
+            if self.command is None:
+                raise ValueError(f"lane {self.id!r} needs a `command` (or an operator with `op`)")
+            if self.objective is None:
+                raise ValueError(f"lane {self.id!r} needs an `objective`")
+        elif self.command is not None:
+            raise ValueError(
+                f"lane {self.id!r} gives both `command` and `op`; an operator brings its own command"
+            )
+        if (self.inputs or self.mode) and self.op is None:
+            raise ValueError(f"lane {self.id!r}: `inputs` and `mode` only apply to operator lanes (`op`)")
+        return self
+
+
+class BatchFile(BaseModel):
+    """A batch file: the lanes to run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lanes: list[BatchLane] = Field(min_length=1, description="the lanes, in the order they are started")
+
+
+def read_batch(source: str) -> tuple[str, Any]:
+    """Read the batch at ``source`` (a path, or ``-`` for stdin); return (name for errors, data)."""
+    if source == "-":
+        name, text = "<stdin>", sys.stdin.read()
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"batch file {source} does not exist", "check the path") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read batch file {source}: {exc}") from None
+        name = source
+    if not text.strip():
+        raise UsageError(f"{name}: the batch is empty", "list the lanes under a top-level `lanes:` key")
+    if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
+        try:
+            return name, json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
+    import yaml
+
+    try:
+        return name, yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UsageError(f"{name}: invalid YAML{where}: {problem}", "fix the syntax and try again") from None
+
+
+def parse_batch(data: Any, source: str, backends: list[str] | None = None) -> BatchFile:
+    """Validate ``data`` as a batch; raise one UsageError listing every problem."""
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{source}: the top level must be a mapping with a `lanes:` list, not {type(data).__name__}",
+            HINT,
+        )
+    try:
+        batch = BatchFile.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(format_validation_error(exc, source, BatchFile), HINT) from None
+    problems = graph_problems(batch, backends)
+    if problems:
+        head = f"{source}: " if len(problems) == 1 else f"{source}: {len(problems)} problems:\n  - "
+        raise UsageError(head + "\n  - ".join(problems), HINT)
+    return batch
+
+
+def graph_problems(batch: BatchFile, backends: list[str] | None = None) -> list[str]:
+    """Everything wrong with the batch as a whole: ids, duplicates, needs, cycles, backends."""
+    problems: list[str] = []
+    positions: dict[str, list[int]] = {}
+    for index, lane in enumerate(batch.lanes, 1):
+        problem = id_problem(lane.id)
+        if problem:
+            problems.append(f"lane {index}: invalid lane id {lane.id!r}: {problem} (ids become branch names)")
+        positions.setdefault(lane.id, []).append(index)
+        if backends is not None and lane.backend is not None and lane.backend not in backends:
+            problems.append(
+                f"lane {lane.id!r}: unknown backend {lane.backend!r} (known: {', '.join(backends)})"
+            )
+    for lane_id, where in positions.items():
+        if len(where) > 1:
+            problems.append(
+                f"lane id {lane_id!r} is used more than once (lanes {', '.join(map(str, where))})"
+            )
+    ids = set(positions)
+    for lane in batch.lanes:
+        for need in lane.all_needs:
+            if need == lane.id:
+                problems.append(f"lane {lane.id!r} needs itself")
+            elif need not in ids:
+                problems.append(f"lane {lane.id!r} needs {need!r}, which is not a lane of this batch")
+    graph: dict[str, list[str]] = {}
+    for lane in batch.lanes:
+        graph.setdefault(lane.id, []).extend(n for n in lane.all_needs if n in ids and n != lane.id)
+    cycle = find_cycle(graph)
+    if cycle:
+        problems.append(f"dependency cycle: {' -> '.join(cycle)}")
+    return problems
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in ``graph`` (lane -> lanes it needs) as a closed path, e.g. [a, b, a]; else None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def lane_specs(batch: BatchFile, config: SpineConfig) -> list[LaneSpec]:
+    """Turn validated batch lanes into lane specs, filling defaults from ``.spine.yaml``."""
+    from spine.commands.options import check_name
+
+    specs = []
+    for lane in batch.lanes:
+        given = lane.model_fields_set
+        taken = {c.name for c in config.checks}
+        checks = []
+        for check in lane.checks:
+            if isinstance(check, str):
+                checks.append(CheckSpec(name=check_name(check, taken), command=check))
+            else:
+                taken.add(check.name)
+                checks.append(check)
+        if lane.op is not None:
+            from spine.lane.grading import lane_spec_from_operator
+
+            try:
+                spec = lane_spec_from_operator(
+                    config,
+                    lane.op,
+                    lane.inputs,
+                    objective=lane.objective,
+                    lane_id=lane.id,
+                    mode=lane.mode,
+                    base=lane.base,
+                    backend=lane.backend,
+                    timeout=lane.timeout if "timeout" in given else None,
+                    idle_timeout=lane.idle_timeout if "idle_timeout" in given else config.idle_timeout,
+                    stall_timeout=lane.stall_timeout if "stall_timeout" in given else None,
+                    env=lane.env,
+                    checks=checks,
+                    artifacts=lane.artifacts,
+                    needs=lane.all_needs,
+                    keep_worktree=lane.keep_worktree,
+                )
+            except UsageError as exc:
+                hint = exc.hint
+                if hint and "--input" in hint:
+                    hint = re.sub(
+                        r"pass it with --input (\w+)=VALUE",
+                        r"set it in the lane's `inputs:`, e.g. inputs: {\1: VALUE}",
+                        hint,
+                    )
+                raise UsageError(f"lane {lane.id!r}: {exc.message}", hint) from None
+            specs.append(spec)
+            continue
+        assert lane.command is not None and lane.objective is not None  # checked by the model
+        specs.append(
+            LaneSpec(
+                id=lane.id,
+                objective=lane.objective,
+                command=lane.command,
+                base=lane.base,
+                backend=lane.backend,
+                timeout=lane.timeout if "timeout" in given else config.timeout,
+                idle_timeout=lane.idle_timeout if "idle_timeout" in given else config.idle_timeout,
+                stall_timeout=lane.stall_timeout if "stall_timeout" in given else config.stall_timeout,
+                env=dict(lane.env),
+                checks=checks,
+                artifacts=list(lane.artifacts),
+                needs=lane.all_needs,
+                keep_worktree=lane.keep_worktree,
+            )
+        )
+    return specs
