@@ -191,7 +191,7 @@ def test_gc_leaves_runs_being_driven_alone_and_deletes_expired_ones(repo: Path, 
 
     run_lane(spine, repo, "echo x > x.txt", run_id="busy")
     run_lane(spine, repo, "true", run_id="old")
-    with DriverLock(state(repo) / "runs" / "busy"):
+    with DriverLock(state(repo) / "runs" / "busy" / "driver.lock"):
         proc = spine("gc", cwd=repo)
     assert "skip     run busy: a spine process is driving it" in proc.stdout
     assert lane_worktree(repo, "busy").is_dir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -235,16 +236,18 @@ def test_a_failing_step_stops_the_steps_and_takes_its_failure_path(repo: Path, s
     assert result["verdict"] == "FAIL"
 
 
-def test_lane_spec_from_operator_builds_a_spec_for_batches(repo: Path) -> None:
+def test_an_operator_lane_resolves_to_a_spec_for_batches(repo: Path) -> None:
     from spine.base.errors import UsageError
-    from spine.lane.grading import lane_spec_from_operator
+    from spine.lane.spec import LaneRequest, resolve_lane_spec
     from spine.model.config import validate_config
     from spine.model.state import LaneSpec
 
     config = validate_config({"operators": [INGEST], "stall_timeout": "20s"}, "test")
-    spec = lane_spec_from_operator(
-        config, "ingest", {"source": "data/in.csv", "rows": 5}, lane_id="lane-1", needs=["prep"], artifacts=["extra/*"]
+    request = LaneRequest(
+        op="ingest", inputs={"source": "data/in.csv", "rows": 5}, id="lane-1", needs=["prep"], artifacts=["extra/*"]
     )
+    spec = resolve_lane_spec(request, config, origin="batch lane", label="lanes.yaml: lane 'lane-1'")
+    assert spec.sources["timeout"] == "operator" and spec.sources["stall_timeout"] == ".spine.yaml"
     assert spec.id == "lane-1" and spec.needs == ["prep"]
     assert spec.timeout == 60.0 and spec.stall_timeout == 20.0
     assert spec.artifacts == ["out/*", "extra/*"]
@@ -255,8 +258,8 @@ def test_lane_spec_from_operator_builds_a_spec_for_batches(repo: Path) -> None:
     # The spec survives run.json: it round-trips through JSON.
     again = LaneSpec.model_validate_json(spec.model_dump_json(by_alias=True))
     assert again == spec
-    with pytest.raises(UsageError, match="needs input 'source'"):
-        lane_spec_from_operator(config, "ingest", {})
+    with pytest.raises(UsageError, match=re.escape("lanes.yaml: lane 'x': operator 'ingest' needs input 'source'")):
+        resolve_lane_spec(LaneRequest(op="ingest", id="x"), config, origin="batch lane", label="lanes.yaml: lane 'x'")
     assert json.loads(spec.model_dump_json(by_alias=True))["op"]["modeSource"] == "operator"
 
 

@@ -188,11 +188,13 @@ def test_gate_option_refuses_what_the_gate_rejects(repo: Path, spine: Spine) -> 
     assert result_of(repo, "good")["promotion"]["gate"] == "passed"
 
 
-def test_promote_twice_is_refused_and_an_unknown_lane_is_bad_input(repo: Path, spine: Spine) -> None:
+def test_promoting_twice_lands_once_and_an_unknown_lane_is_bad_input(repo: Path, spine: Spine) -> None:
     run_lane(spine, repo, "echo x > x.txt")
     main_moves_on(repo)
     assert spine("promote", "r1/work", "--strategy", "squash", cwd=repo).returncode == 0
+    landed = git("rev-parse", "main", cwd=repo)
     again = spine("promote", "r1/work", "--strategy", "squash", cwd=repo)
-    assert again.returncode == 1 and "already promoted" in again.stderr
+    assert again.returncode == 0 and "already promoted onto main" in again.stdout
+    assert git("rev-parse", "main", cwd=repo) == landed
     unknown = spine("promote", "r1/nope", cwd=repo)
     assert unknown.returncode == 2 and "has no lane 'nope'" in unknown.stderr

@@ -118,7 +118,7 @@ def test_checks_from_config_run_and_are_skipped_when_the_command_fails(spine: Sp
     ok = run_lane(spine, repo, "fine", "--", "true")
     assert ok["validation"][0] | {"durationSeconds": None} == {
         "name": "readme", "status": "passed", "command": "test -f README.md", "summary": "passed",
-        "exitCode": 0, "durationSeconds": None,
+        "exitCode": 0, "durationSeconds": None, "outputTail": [],
     }
     bad = run_lane(spine, repo, "broken", "--", "false", expect=1)
     assert bad["validation"][0]["status"] == "skipped"
@@ -246,8 +246,14 @@ def test_none_backend_runs_in_place_without_committing(spine: Spine, repo: Path)
     assert result["worktreePath"] == str(repo)
     assert (repo / "notes.txt").read_text() == "n\n"
     assert result["commits"] == [] and git("rev-parse", "HEAD", cwd=repo) == head
+    # --commit in a checkout with changes of the user's would sweep them into the lane's commit.
+    refused = spine("run", "--backend", "none", "--commit", "record", "--", "sh", "-c", "echo m > m.txt", cwd=repo)
+    assert refused.returncode == 2 and "notes.txt" in refused.stderr and "git stash" in refused.stderr
+    assert not (repo / "m.txt").exists() and git("rev-parse", "HEAD", cwd=repo) == head
+    (repo / "notes.txt").unlink()
     committed = run_lane(spine, repo, "--backend", "none", "--commit", "record", "--", "sh", "-c", "echo m > m.txt")
     assert len(committed["commits"]) == 1 and git("rev-parse", "HEAD", cwd=repo) == committed["headSha"]
+    assert git("show", "--name-only", "--format=", "HEAD", cwd=repo) == "m.txt"
 
 
 def test_two_runs_started_at_once_both_succeed(spine: Spine, repo: Path) -> None:

@@ -10,6 +10,7 @@ from spine.drive.scheduler import (
     OnlyLanes,
     scheduler_for,
 )
+from spine.model.facts import CancelRequest
 from spine.model.result import LaneStatus
 from spine.model.state import STEPS, LaneSpec, LaneState, RunState
 
@@ -93,7 +94,7 @@ def test_fail_fast_cancels_unstarted_lanes_and_lets_running_ones_finish() -> Non
 def test_cancel_request_wins_over_block() -> None:
     run = make_run({"a": [], "b": ["a"]})
     finish(run, "a", LaneStatus.FAILED)
-    run.lanes["b"].facts["cancel"] = {"requestedAt": "now"}
+    run.lanes["b"].facts.cancel = CancelRequest(requested_at="now")
     assert DependencyScheduler().ready(run) == {("b", CANCEL)}
 
 

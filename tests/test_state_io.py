@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from spine.base.files import atomic_write_text
+from spine.workspace.context import StatePaths
 from spine.workspace.store import RunStore
 
 
@@ -41,10 +42,11 @@ def test_a_failed_atomic_write_keeps_the_old_content(tmp_path: Path) -> None:
 
 
 def test_events_are_readable_at_once_and_survive_close_and_a_second_writer(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "runs" / "r")
+    paths = StatePaths(tmp_path)
+    store = RunStore(paths, "r")
     store.event("first", "a", step="setup")
     # Another process (e.g. `spine cancel`) appends through its own store meanwhile.
-    RunStore(store.run_dir).event("second")
+    RunStore(paths, "r").event("second")
     store.event("third")
     lines = [json.loads(line) for line in store.events_file.read_text(encoding="utf-8").splitlines()]
     assert [line["event"] for line in lines] == ["first", "second", "third"]

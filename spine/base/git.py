@@ -3,6 +3,10 @@
 Inside a git hook, git exports ``GIT_DIR``, ``GIT_INDEX_FILE`` and friends; left in place they would
 point every git spine runs at the hook's repository and index. ``clean_env`` drops them. See
 docs/adr/0002-git-through-subprocess.md for why this is not GitPython.
+
+A failure keeps all of git's error text (``GitFailed.stderr``); its message quotes the lines that
+say what went wrong (``fatal:``/``error:`` and what follows them), not only the last one, which is
+often a consequence ("the remote end hung up") rather than the cause ("git-lfs: not found").
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ _KEEP_GIT_VARS = frozenset(
     }
 )
 
+# How much of git's error text a message quotes; the whole text stays on the exception.
+_MESSAGE_LINES = 6
+
 
 def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return ``base`` (default: os.environ) without the GIT_* variables a hook exports."""
@@ -42,15 +49,53 @@ def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in source.items() if not k.startswith("GIT_") or k in _KEEP_GIT_VARS}
 
 
+def error_lines(text: str) -> list[str]:
+    """The lines of git's error output that say what went wrong.
+
+    Lines from the first ``fatal:``/``error:`` on, plus any earlier line naming a program that is
+    missing (``git-lfs: not found``); all non-empty lines when git printed neither kind.
+    """
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    first = next((i for i, line in enumerate(lines) if line.startswith(("fatal:", "error:"))), None)
+    if first is None:
+        return lines
+    earlier = [line for line in lines[:first] if "not found" in line or "No such file" in line]
+    return earlier + lines[first:]
+
+
 class GitFailed(EnvironmentProblem):
-    """A git command exited non-zero."""
+    """A git command exited non-zero; ``stderr`` holds everything git printed there."""
 
     def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
-        detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
-        super().__init__(f"git {' '.join(args)} failed: {detail}")
+        shown = error_lines(stderr)
+        if len(shown) > _MESSAGE_LINES:
+            shown = [*shown[: _MESSAGE_LINES - 1], f"... ({len(shown) - _MESSAGE_LINES + 1} more lines)"]
+        detail = " / ".join(shown) if shown else f"exit code {returncode}"
+        super().__init__(f"git {' '.join(_shown_args(args))} failed: {detail}")
         self.args_ = list(args)
         self.returncode = returncode
         self.stderr = stderr
+
+
+def _shown_args(args: Sequence[str]) -> list[str]:
+    """The arguments worth showing: the subcommand and what follows, not spine's safety options."""
+    shown = list(args)
+    while shown and (shown[0].startswith("--git-dir=") or shown[0].startswith("--work-tree=")):
+        shown.pop(0)
+    while len(shown) >= 2 and shown[0] == "-c":
+        shown = shown[2:]
+    return shown
+
+
+def _start_failed(exc: OSError, cwd: Path | str) -> EnvironmentProblem:
+    if not Path(cwd).is_dir():
+        return EnvironmentProblem(
+            f"cannot run git in {cwd}: the directory does not exist (any more)",
+            "something removed it while spine was using it",
+        )
+    return EnvironmentProblem(
+        "git is not installed or not on PATH", "install git (2.38 or newer) and try again"
+    )
 
 
 def git(
@@ -62,7 +107,8 @@ def git(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``git ARGS`` in ``cwd`` and return the completed process (text mode).
 
-    Raises ``GitFailed`` on a non-zero exit when ``check`` is true.
+    Raises ``GitFailed`` on a non-zero exit when ``check`` is true, and ``EnvironmentProblem``
+    when git cannot be started (not installed, or ``cwd`` is gone).
     """
     run_env = clean_env()
     if env:
@@ -76,12 +122,11 @@ def git(
             stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
+            errors="surrogateescape",
             check=False,
         )
-    except FileNotFoundError as exc:
-        raise EnvironmentProblem(
-            "git is not installed or not on PATH", "install git (2.38 or newer) and try again"
-        ) from exc
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise _start_failed(exc, cwd) from exc
     if check and proc.returncode != 0:
         raise GitFailed(args, proc.returncode, proc.stderr)
     return proc
@@ -109,7 +154,5 @@ def git_binary(
             capture_output=True,
             check=False,
         )
-    except FileNotFoundError as exc:
-        raise EnvironmentProblem(
-            "git is not installed or not on PATH", "install git (2.38 or newer) and try again"
-        ) from exc
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise _start_failed(exc, cwd) from exc

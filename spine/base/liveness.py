@@ -21,10 +21,13 @@ class RunBusy(EnvironmentProblem):
 
 
 class DriverLock:
-    """An exclusive, non-blocking lock on one run; held while driving it."""
+    """An exclusive, non-blocking lock on one run (or one gate); held while driving it.
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "driver.lock"
+    ``path`` is the lock file (``StatePaths.driver_lock``); its directory names the run.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -58,9 +61,8 @@ class DriverLock:
         self.release()
 
 
-def run_is_driven(run_dir: Path) -> bool:
-    """True while some process (this one included) holds the run's driver lock. Writes nothing."""
-    path = run_dir / "driver.lock"
+def run_is_driven(path: Path) -> bool:
+    """True while some process (this one included) holds the driver lock ``path``. Writes nothing."""
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDONLY)

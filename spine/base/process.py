@@ -2,17 +2,28 @@
 
 The command gets a new session (and so a new process group); a timeout, an idle timeout, a cancel
 request or Ctrl-C ends the whole group, first with SIGTERM and then, after a grace period, SIGKILL.
-When the command exits by itself, whatever it left running in its group is killed too, so no process
-of a lane outlives it.
+When the command exits by itself, whatever it left running in its group is killed too.
+
+A process can leave its group (``setsid``) and its parent (a double fork). With ``supervise=True``
+the command runs under ``spine.base.supervise``, a small subreaper that keeps every such process a
+descendant and stops all of them when the command ends; ``ProcessOutcome.stopped`` lists them. Lane
+commands, setup commands and checks run that way on the local backends.
+
+Output is handled in time and memory linear in its size: the tail keeps the last lines only, a line
+without a newline is cut at ``MAX_LINE`` characters, and a carriage return (a progress bar redrawing
+itself) starts the line over instead of growing it.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import select
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -26,6 +37,11 @@ OutputSink = Callable[[str, bytes], None]
 
 TimeoutKind = Literal["wall", "idle"]
 
+MAX_LINE = 2000
+"""The most characters of one output line kept in a tail (the log keeps everything)."""
+
+SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
+
 
 @dataclass
 class ProcessOutcome:
@@ -36,31 +52,57 @@ class ProcessOutcome:
     canceled: bool = False
     duration: float = 0.0
     tail: list[str] = field(default_factory=list)
+    # (pid, command line) of processes the command left behind, which the supervisor stopped.
+    stopped: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and self.timed_out is None and not self.canceled
 
 
+def last_frame(line: str) -> str:
+    """What a terminal shows of ``line``: the text after its last carriage return, cut to MAX_LINE."""
+    body = line.rstrip("\r")
+    cut = body.rfind("\r")
+    if cut >= 0:
+        body = body[cut + 1 :]
+    return body if len(body) <= MAX_LINE else body[:MAX_LINE] + " [...]"
+
+
 class _Tail:
-    """The last lines of combined output, for summaries and debug packets."""
+    """The last lines of combined output, for summaries and debug packets; bounded in memory."""
 
     def __init__(self, keep: int = 40) -> None:
         self._lines: deque[str] = deque(maxlen=keep)
         self._partial = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._lock = threading.Lock()
 
     def feed(self, chunk: bytes) -> None:
         with self._lock:
-            text = self._partial + chunk.decode("utf-8", errors="replace")
-            *lines, self._partial = text.split("\n")
-            self._lines.extend(line.rstrip("\r") for line in lines)
+            text = self._decoder.decode(chunk)
+            if "\n" not in text:
+                self._partial = self._bounded(self._partial + text)
+                return
+            first, *middle, rest = text.split("\n")
+            self._lines.append(last_frame(self._partial + first))
+            self._lines.extend(last_frame(line) for line in middle[-(self._lines.maxlen or 1) :])
+            self._partial = self._bounded(rest)
+
+    @staticmethod
+    def _bounded(partial: str) -> str:
+        # Only the frame after the last carriage return can still show (a \r just before a \n
+        # ends the line itself, so the frame before it is kept too).
+        cut = partial.rstrip("\r").rfind("\r")
+        if cut >= 0:
+            partial = partial[cut + 1 :]
+        return partial if len(partial) <= 2 * MAX_LINE else partial[:MAX_LINE]
 
     def lines(self) -> list[str]:
         with self._lock:
             out = list(self._lines)
             if self._partial.strip():
-                out.append(self._partial)
+                out.append(last_frame(self._partial))
             return out[-self._lines.maxlen :] if self._lines.maxlen else out
 
 
@@ -159,18 +201,28 @@ def run_process(
     cancel: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
     grace: float = 3.0,
+    supervise: bool = False,
 ) -> ProcessOutcome:
     """Run ``argv`` in ``cwd`` and return its outcome; see the module docstring for the rules.
 
     ``on_start`` receives the process group id as soon as the command started (to record it for a
     ``spine cancel`` from another process). KeyboardInterrupt kills the group and is re-raised.
+    ``supervise`` runs the command under the subreaper (``spine.base.supervise``).
     """
     started = time.monotonic()
     tail = _Tail()
     box = Timebox(timeout, idle_timeout, cancel, started)
+    report: str | None = None
+    full = list(argv)
+    if supervise:
+        fd, report = tempfile.mkstemp(prefix="spine-stopped-", suffix=".txt")
+        os.close(fd)
+        full = [sys.executable, "-I", "-S", SUPERVISOR, report, str(grace), "--", *full]
+        # The supervisor gives the command ``grace`` to stop, then kills what is left itself.
+        grace += 2.0
     try:
         proc = subprocess.Popen(
-            list(argv),
+            full,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -179,6 +231,7 @@ def run_process(
             start_new_session=True,
         )
     except OSError as exc:
+        _forget(report)
         line = f"spine: cannot start {argv[0]!r}: {exc.strerror or exc}"
         if on_output:
             on_output("stderr", (line + "\n").encode())
@@ -242,7 +295,31 @@ def run_process(
         canceled=box.canceled,
         duration=time.monotonic() - started,
         tail=tail.lines(),
+        stopped=_read_stopped(report),
     )
+
+
+def _read_stopped(report: str | None) -> list[tuple[int, str]]:
+    """The processes the supervisor reported stopping (and remove its report)."""
+    if report is None:
+        return []
+    stopped = []
+    try:
+        with open(report, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                pid, _, text = line.rstrip("\n").partition("\t")
+                if pid.isdigit():
+                    stopped.append((int(pid), text))
+    except OSError:
+        pass
+    _forget(report)
+    return stopped
+
+
+def _forget(path: str | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 class _ExitWaiter:

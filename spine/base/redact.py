@@ -1,14 +1,19 @@
-"""Keeping secrets out of logs and result files.
+"""Keeping secrets out of everything spine writes or prints.
 
-A variable whose name looks like it holds a credential (``*_TOKEN``, ``*_API_KEY``, ``*PASSWORD*``,
-``*SECRET*``...) has its value replaced by ``[REDACTED]`` wherever spine writes what a command
-printed: the lane log, the terminal echo, the output tail in run.json and the result file.
+A secret is the value of a variable whose name looks like it holds a credential (``*_TOKEN``,
+``*_API_KEY``, ``*PASSWORD*``, ``*SECRET*``...) in spine's environment or in the configuration, or a
+value registered with ``register`` (a lane's ``--env`` values with such names). It is replaced by
+``[REDACTED]`` wherever spine writes: every state file goes through ``spine.base.files``, which
+redacts with ``process_redactor()``; lane output is redacted as it streams (``StreamRedactor``);
+terminal messages and ``--json`` go through ``redact_text``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
 
 MASK = b"[REDACTED]"
@@ -88,3 +93,40 @@ class StreamRedactor:
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
         return self._redactor.redact(rest)
+
+
+_registered: set[str] = set()
+_cache: tuple[frozenset[str], Redactor] | None = None
+_lock = threading.Lock()
+
+
+def register(values: Iterable[str]) -> None:
+    """Treat ``values`` as secrets in everything this process writes from now on."""
+    with _lock:
+        _registered.update(v for v in values if v)
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The secret values of ``env`` (default: this process's environment) plus the registered ones."""
+    source = os.environ if env is None else env
+    with _lock:
+        found = set(_registered)
+    found.update(value for name, value in source.items() if looks_secret(name))
+    return frozenset(found)
+
+
+def process_redactor() -> Redactor:
+    """A redactor for every secret this process knows of now (rebuilt only when that set changes)."""
+    global _cache
+    values = secret_values()
+    cached = _cache
+    if cached is not None and cached[0] == values:
+        return cached[1]
+    redactor = Redactor(values)
+    _cache = (values, redactor)
+    return redactor
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every secret this process knows of masked."""
+    return process_redactor().redact_text(text)

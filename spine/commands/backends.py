@@ -18,7 +18,8 @@ def command(names: tuple[str, ...], as_json: bool) -> int:
     (2 when a name is unknown), so a script can check before starting lanes:
       spine backends bubblewrap && spine run --backend bubblewrap "..." -- make test
     """
-    from spine.backends.registry import backend_info, backend_target, known_backend_names
+    from spine.backends.registry import backend_info
+    from spine.base.backend_names import backend_target, known_backend_names
     from spine.base.errors import ExitCode, NotARepository
     from spine.workspace.context import resolve_context
 

@@ -51,20 +51,14 @@ def command(
     """
     import json
 
-    from spine.backends.registry import known_backend_names
-    from spine.base.ids import check_id, new_run_id
+    from spine import api
     from spine.commands.driving import drive_with_progress
-    from spine.drive.runs import create_run
-    from spine.model.batch import lane_specs, parse_batch, read_batch
-    from spine.workspace.context import resolve_context
+    from spine.model.batch import read_batch
 
     source, data = read_batch(file)
-    batch = parse_batch(data, source, known_backend_names())
-    ctx = resolve_context(base=base, backend=backend)
-    rid = check_id("run id", run_id) if run_id else new_run_id()
-    store, run = create_run(
-        ctx, rid, lane_specs(batch, ctx.config), kind="batch", jobs=jobs, fail_fast=fail_fast
-    )
+    ctx = api.context(base=base, backend=backend)
+    store, run = api.plan_batch(ctx, data, source, run_id=run_id, jobs=jobs, fail_fast=fail_fast)
+    rid = run.run_id
     if plan:
         if as_json:
             click.echo(json.dumps({"runId": rid, "lanes": list(run.lanes), "runDir": str(store.run_dir)}))

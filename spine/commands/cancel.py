@@ -38,7 +38,7 @@ def command(run_ref: str, lane: str | None, wait_seconds: float) -> int:
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, run_ref)
     lane_id = check_id("lane id", lane) if lane else lane_id
-    store = RunStore(ctx.state.run_dir(run_id))
+    store = RunStore(ctx.state, run_id)
     run = store.load()
     if lane_id is not None and lane_id not in run.lanes:
         raise UsageError(f"run {run_id} has no lane {lane_id!r}", f"its lanes: {', '.join(run.lanes)}")

@@ -22,7 +22,7 @@ def command(ref: str | None, as_json: bool) -> int:
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, ref)
     if lane_id is None:
-        run = RunStore(ctx.state.run_dir(run_id)).load()
+        run = RunStore(ctx.state, run_id).load()
         with_packet = [lid for lid in run.lanes if ctx.state.debug_file(run_id, lid).is_file()]
         if len(with_packet) != 1:
             lanes = ", ".join(f"{run_id}/{lid}" for lid in with_packet)

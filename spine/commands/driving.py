@@ -6,7 +6,7 @@ import click
 
 from spine.base.errors import ExitCode
 from spine.drive.loop import StepListener
-from spine.lane.steps import Echo
+from spine.lane.runtime import Echo
 from spine.model.state import RunState
 from spine.workspace.context import ExecutionContext
 from spine.workspace.store import RunStore

@@ -55,10 +55,10 @@ def command(
     from pathlib import Path
 
     from spine.base.errors import UsageError
-    from spine.commands.options import check_name
     from spine.drive.loop import sigterm_as_interrupt
     from spine.landing.gate import echo_to_stderr, gate_checks, resolve_commit, run_gate
     from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
+    from spine.lane.spec import check_name
     from spine.model.config import CheckSpec
     from spine.workspace.context import resolve_context
 
@@ -89,7 +89,7 @@ def command(
                 f"lane {lane_ref} has no branch to gate", "it ran in place; gate your checkout instead"
             )
         rev = result.branch
-        default_into = ctx.config.gate.into or RunStore(ctx.state.run_dir(run_id)).load().target_ref
+        default_into = ctx.config.gate.into or RunStore(ctx.state, run_id).load().target_ref
     else:
         # pre-commit's pre-push stage names what is being pushed; a plain invocation gates HEAD.
         rev = rev or os.environ.get("PRE_COMMIT_TO_REF") or "HEAD"

@@ -27,7 +27,7 @@ def command(run_ref: str, lane: str | None, follow: bool) -> int:
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, run_ref)
     lane_id = check_id("lane id", lane) if lane else lane_id
-    store = RunStore(ctx.state.run_dir(run_id))
+    store = RunStore(ctx.state, run_id)
     run = store.load()
     if lane_id is None:
         if len(run.lanes) != 1:
@@ -59,7 +59,7 @@ def command(run_ref: str, lane: str | None, follow: bool) -> int:
             click.echo(f"lane {run_id}/{lane_id} has no output yet", err=True)
         return 0
     while True:
-        finished = store.load().lanes[lane_id].complete or not run_is_driven(store.run_dir)
+        finished = store.load().lanes[lane_id].complete or not run_is_driven(ctx.state.driver_lock(run_id))
         pump()
         if finished:
             return 0

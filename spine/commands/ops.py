@@ -14,7 +14,7 @@ import click
 def command(op_id: str | None, as_json: bool) -> int:
     """List the operators (or show one): modes, inputs, timebox, acceptance checks, evidence."""
     from spine.base.ids import format_duration
-    from spine.lane.grading import find_operator
+    from spine.lane.binding import find_operator
     from spine.model.modes import mode_profile
     from spine.workspace.context import resolve_context
 

@@ -58,6 +58,12 @@ def command(
         payload = result.promotion.model_dump(mode="json", by_alias=True) if result.promotion else None
         click.echo(json.dumps({"alreadyLanded": landing.already, "promotion": payload}, indent=2))
         return 0
+    if landing.promoted_before:
+        click.echo(
+            f"nothing to do: lane {run_id}/{lane_id} was already promoted onto {landing.target} "
+            f"({landing.promoted_before}); --force lands it again"
+        )
+        return 0
     if landing.already:
         click.echo(f"nothing to do: everything on lane {run_id}/{lane_id} is already in {landing.target}")
         return 0

@@ -46,7 +46,7 @@ def command(
     run_id, lane_id = parse_ref(ctx, run_ref)
     if lane_id:
         raise UsageError("resume takes a run, not a lane", f"resume the whole run: spine resume {run_id}")
-    store = RunStore(ctx.state.run_dir(run_id))
+    store = RunStore(ctx.state, run_id)
     run = store.load()
     if lanes and not retry:
         raise UsageError(

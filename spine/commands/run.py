@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING
 
 import click
 
-from spine.commands.options import DURATION, check_name, parse_env_pairs
+from spine.commands.options import DURATION
 
-if TYPE_CHECKING:
-    from spine.model.config import SpineConfig
-    from spine.model.operators import OpBinding
+RAW_ARGS = "spine.run.raw_args"
 
 
-@click.command("run", context_settings={"ignore_unknown_options": False})
+class RunCommand(click.Command):
+    """`spine run`, remembering its raw arguments to tell `OBJECTIVE -- CMD` from `-- CMD`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[RAW_ARGS] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.command("run", cls=RunCommand, context_settings={"ignore_unknown_options": False})
 @click.argument("objective", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--lane", "lane_id", metavar="ID", help="Lane id (default: derived from the objective).")
@@ -77,6 +82,12 @@ if TYPE_CHECKING:
     help="Keep the lane's worktree after it succeeds instead of returning it to the worktree pool.",
 )
 @click.option(
+    "--checks-on-host/--checks-in-sandbox",
+    "checks_on_host",
+    default=None,
+    help="Run setup commands and checks on the host instead of in the lane's isolation (default: config, else in it).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the result file on stdout (command output goes to stderr)."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the command's output (it is still logged).")
@@ -100,6 +111,7 @@ def command(
     network: bool | None,
     commit_in_place: bool,
     keep_worktree: bool,
+    checks_on_host: bool | None,
     as_json: bool,
     quiet: bool,
 ) -> int:
@@ -113,89 +125,72 @@ def command(
     The result file is written under the repository's git directory; its path, a summary and the
     next action are printed at the end. Exit 0 when the lane succeeded, 1 when it failed.
     """
+    from spine import api
     from spine.base.errors import UsageError
-    from spine.base.ids import check_id, new_run_id, slugify
-    from spine.drive.runs import create_run, drive_run, exit_code_for, print_lane_result
-    from spine.lane.steps import Echo
-    from spine.model.config import CheckSpec
-    from spine.model.state import LaneSpec
-    from spine.workspace.context import resolve_context
+    from spine.lane.runtime import Echo
+    from spine.lane.spec import LaneRequest, parse_env_pairs
+    from spine.views.result import print_result
 
+    ctx = click.get_current_context()
+    given: dict[str, object] = {}
+    if _objective_after_dash_dash(ctx, objective):
+        raise UsageError(
+            "the objective is missing: everything after -- is the command",
+            'put the objective before --, e.g.: spine run "say hi" -- echo hi',
+        )
     if op_id is not None:
+        from spine.model.operators import parse_input_pairs  # operator models, only for an operator
+
+        given["op"] = op_id
+        given["inputs"] = parse_input_pairs(input_pairs)
         if command:
             raise UsageError(
                 f"operator {op_id!r} brings its own command; do not give one after --",
                 f'run it as: spine run --op {op_id} --input NAME=VALUE "OBJECTIVE"',
             )
-        return _run_operator(
-            op_id,
-            objective,
-            input_pairs=input_pairs,
-            mode=mode,
-            lane_id=lane_id,
-            run_id=run_id,
-            base=base,
-            backend=backend,
-            timeout=timeout,
-            idle_timeout=idle_timeout,
-            stall_timeout=stall_timeout,
-            checks=checks,
-            artifacts=artifacts,
-            env_pairs=env_pairs,
-            commit_in_place=commit_in_place,
-            keep_worktree=keep_worktree,
-            as_json=as_json,
-            quiet=quiet,
-        )
-    if input_pairs:
+    elif input_pairs:
         raise UsageError("--input is given without --op", "inputs belong to an operator: add --op ID")
-    if objective is None or not objective.strip():
-        raise UsageError(
-            "the objective is empty", 'say what the lane should achieve: spine run "fix the parser" -- CMD'
-        )
-    if not command:
-        raise UsageError(
-            "no command given",
-            'put the command after --, e.g.: spine run "fix the parser" -- ./scripts/agent.sh --task parser',
-        )
-    argv: list[str] | str = list(command)
-    if len(command) == 1 and " " in command[0].strip() and not shutil.which(command[0]):
-        argv = command[0]  # one quoted string: let the shell run it
-    ctx = resolve_context(base=base, backend=backend)
-    lane = check_id("lane id", lane_id) if lane_id else slugify(objective)
-    rid = check_id("run id", run_id) if run_id else new_run_id()
-    taken = {c.name for c in ctx.config.checks}
-    spec = LaneSpec(
-        id=lane,
-        objective=objective.strip(),
-        command=argv,
-        timeout=timeout if timeout is not None or _given("timeout") else ctx.config.timeout,
-        idle_timeout=idle_timeout
-        if idle_timeout is not None or _given("idle_timeout")
-        else ctx.config.idle_timeout,
-        env=parse_env_pairs(env_pairs),
-        env_passthrough=list(pass_env),
-        network=network,
-        checks=[CheckSpec(name=check_name(c, taken), command=c) for c in checks],
-        artifacts=list(artifacts),
-        commit_in_place=commit_in_place,
-        keep_worktree=keep_worktree,
-        stall_timeout=stall_timeout
-        if stall_timeout is not None or _given("stall_timeout")
-        else ctx.config.stall_timeout,
-        op=_mode_binding(ctx.config, objective.strip(), mode).as_data() if mode else None,
-    )
-    store, run = create_run(ctx, rid, [spec], kind="run")
+    if objective is not None:
+        given["objective"] = objective
+    if command:
+        argv: list[str] | str = list(command)
+        if len(command) == 1 and " " in command[0].strip() and not shutil.which(command[0]):
+            argv = command[0]  # one quoted string: let the shell run it
+        given["command"] = argv
+    for name, value in (
+        ("id", lane_id),
+        ("base", base),
+        ("backend", backend),
+        ("mode", mode),
+        ("network", network),
+    ):
+        if value is not None:
+            given[name] = value
+    for name in ("timeout", "idle_timeout", "stall_timeout"):
+        if _given(name):
+            given[name] = ctx.params[name]
+    if env_pairs:
+        given["env"] = parse_env_pairs(env_pairs)
+    if pass_env:
+        given["env_passthrough"] = list(pass_env)
+    if checks:
+        given["checks"] = list(checks)
+    if artifacts:
+        given["artifacts"] = list(artifacts)
+    if commit_in_place:
+        given["commit_in_place"] = True
+    if keep_worktree:
+        given["keep_worktree"] = True
+    if checks_on_host is not None:
+        given["checks_on_host"] = checks_on_host
+    request = LaneRequest(**given)  # type: ignore[arg-type]
+    context = api.context(base=base, backend=backend)
     echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
-    run = drive_run(ctx, store, run, jobs=1, echo=echo)
-    result = print_lane_result(ctx, run, lane, as_json=as_json)
-    return exit_code_for([result.status])
+    run, result = api.run_lane(context, request, run_id=run_id, echo=echo)
+    print_result(result, str(context.state.result_file(run.run_id, result.lane_id)), as_json=as_json)
+    from spine.drive.runs import exit_code_for
 
-
-def _mode_binding(config: SpineConfig, objective: str, mode: str) -> OpBinding:
-    from spine.lane.grading import mode_binding  # the mode machinery, only for a lane that has a mode
-
-    return mode_binding(config, objective, mode)
+    return exit_code_for([result.status], run)
 
 
 def _given(name: str) -> bool:
@@ -205,57 +200,10 @@ def _given(name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def _run_operator(
-    op_id: str,
-    objective: str | None,
-    *,
-    input_pairs: tuple[str, ...],
-    mode: str | None,
-    lane_id: str | None,
-    run_id: str | None,
-    base: str | None,
-    backend: str | None,
-    timeout: float | None,
-    idle_timeout: float | None,
-    stall_timeout: float | None,
-    checks: tuple[str, ...],
-    artifacts: tuple[str, ...],
-    env_pairs: tuple[str, ...],
-    commit_in_place: bool,
-    keep_worktree: bool,
-    as_json: bool,
-    quiet: bool,
-) -> int:
-    """``spine run --op ID``: build the lane from the operator, then drive it like any other."""
-    from spine.base.ids import check_id, new_run_id
-    from spine.drive.runs import create_run, drive_run, exit_code_for, print_lane_result
-    from spine.lane.grading import lane_spec_from_operator
-    from spine.lane.steps import Echo
-    from spine.model.config import CheckSpec
-    from spine.model.operators import parse_input_pairs
-    from spine.workspace.context import resolve_context
-
-    ctx = resolve_context(base=base, backend=backend)
-    taken = {c.name for c in ctx.config.checks}
-    spec = lane_spec_from_operator(
-        ctx.config,
-        op_id,
-        parse_input_pairs(input_pairs),
-        objective=objective,
-        lane_id=check_id("lane id", lane_id) if lane_id else None,
-        mode=mode,
-        timeout=timeout,
-        idle_timeout=idle_timeout,
-        stall_timeout=stall_timeout,
-        env=parse_env_pairs(env_pairs),
-        checks=[CheckSpec(name=check_name(c, taken), command=c) for c in checks],
-        artifacts=artifacts,
-        commit_in_place=commit_in_place,
-        keep_worktree=keep_worktree,
-    )
-    rid = check_id("run id", run_id) if run_id else new_run_id()
-    store, run = create_run(ctx, rid, [spec], kind="run")
-    echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
-    run = drive_run(ctx, store, run, jobs=1, echo=echo)
-    result = print_lane_result(ctx, run, spec.id, as_json=as_json)
-    return exit_code_for([result.status])
+def _objective_after_dash_dash(ctx: click.Context, objective: str | None) -> bool:
+    """True for `spine run -- CMD ARGS`: click then takes the command's first word as the objective."""
+    raw: list[str] = ctx.meta.get(RAW_ARGS, [])
+    if "--" not in raw or objective is None:
+        return False
+    cut = raw.index("--")
+    return objective not in raw[:cut] and raw[cut + 1 : cut + 2] == [objective]

@@ -14,7 +14,8 @@ import click
 )
 def command(ref: str | None, as_json: bool) -> int:
     """Show a lane's result, or every lane of a run (default: the latest run). Never writes state."""
-    from spine.drive.runs import load_result, parse_ref, render_result
+    from spine.drive.runs import load_result, parse_ref
+    from spine.views.result import render_result
     from spine.workspace.context import resolve_context
     from spine.workspace.store import RunStore
 
@@ -29,7 +30,7 @@ def command(ref: str | None, as_json: bool) -> int:
             nl=not as_json,
         )
         return 0
-    run = RunStore(ctx.state.run_dir(run_id)).load()
+    run = RunStore(ctx.state, run_id).load()
     results = []
     for lid, lane in run.lanes.items():
         path = ctx.state.result_file(run_id, lid)

@@ -24,7 +24,7 @@ def command(run_ref: str | None, as_json: bool) -> int:
 
     ctx = resolve_context()
     if run_ref is None:
-        views = [run_view(ctx, RunStore(ctx.state.run_dir(rid)).load()) for rid in list_run_ids(ctx)]
+        views = [run_view(ctx, RunStore(ctx.state, rid).load()) for rid in list_run_ids(ctx)]
         if as_json:
             for view in views:
                 view.pop("lanes")
@@ -33,7 +33,7 @@ def command(run_ref: str | None, as_json: bool) -> int:
             click.echo(render_run_list(views))
         return 0
     run_id, lane_id = parse_ref(ctx, run_ref)
-    view = run_view(ctx, RunStore(ctx.state.run_dir(run_id)).load())
+    view = run_view(ctx, RunStore(ctx.state, run_id).load())
     if lane_id:
         lanes = [lane for lane in view["lanes"] if lane["id"] == lane_id]
         if not lanes:

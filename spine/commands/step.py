@@ -21,7 +21,7 @@ def command(run_ref: str, as_json: bool, verbose: bool) -> int:
     from spine.base.errors import UsageError
     from spine.drive.loop import StepListener
     from spine.drive.runs import drive_run, parse_ref
-    from spine.lane.steps import Echo
+    from spine.lane.runtime import Echo
     from spine.model.state import RunState
     from spine.workspace.context import resolve_context
     from spine.workspace.store import RunStore
@@ -30,7 +30,7 @@ def command(run_ref: str, as_json: bool, verbose: bool) -> int:
     run_id, lane_id = parse_ref(ctx, run_ref)
     if lane_id:
         raise UsageError("step takes a run, not a lane", f"step the run: spine step {run_id}")
-    store = RunStore(ctx.state.run_dir(run_id))
+    store = RunStore(ctx.state, run_id)
     if all(lane.complete for lane in store.load().lanes.values()):
         raise UsageError(
             f"run {run_id} is complete: nothing left to step", f"see the results with `spine status {run_id}`"
@@ -41,9 +41,7 @@ def command(run_ref: str, as_json: bool, verbose: bool) -> int:
         return lambda lane, step, what: events.append((lane, step, what))
 
     echo: Echo = "stderr" if verbose else "none"
-    run = drive_run(
-        ctx, store, RunStore(ctx.state.run_dir(run_id)).load(), echo=echo, listen=listen, max_steps=1
-    )
+    run = drive_run(ctx, store, RunStore(ctx.state, run_id).load(), echo=echo, listen=listen, max_steps=1)
     if not events:
         raise UsageError(f"run {run_id} has no step ready to fire", f"see `spine status {run_id}`")
     fired_lane, fired_step, _ = events[0]
@@ -69,7 +67,8 @@ def command(run_ref: str, as_json: bool, verbose: bool) -> int:
     else:
         text = f"{fired_lane}: {fired_step} {outcome}"
         if lane.complete:
-            text += f"; lane {lane.status.value}: {(lane.facts.get('result') or {}).get('nextAction', '')}"
+            result = lane.facts.result
+            text += f"; lane {lane.status.value}: {result.next_action if result else ''}"
         click.echo(text)
         if complete:
             click.echo(f"run {run_id} is complete; see `spine status {run_id}`")

@@ -10,6 +10,15 @@ any step still recorded as in flight belongs to a driver that died: ``recover`` 
 driver left running and the step is redone. Cancel requests left by ``spine cancel`` are polled
 between steps and recorded in run.json, so they survive a crash too.
 
+What a step may raise (docs/adr/0004-exit-codes-and-errors.md):
+
+- a ``SpineError`` or an ``OSError`` (git failed, a lock timed out, the disk is full): the lane halts
+  once with that cause recorded as its facts, its result is written (failed, kind ``error``) and the
+  other lanes go on. If even the result cannot be written, the driver stops every lane and raises
+  ``StateUnwritable`` (exit 3); the run is left as run.json last recorded it, for ``spine resume``.
+- anything else is a bug in spine: the driver stops every lane, leaves the failing step recorded as
+  in flight (so ``spine resume`` redoes it) and re-raises, so the command exits 4 with a crash log.
+
 Crash points for tests: ``SPINE_CRASH_AT=[LANE/]STEP[:PHASE]`` makes the driver SIGKILL itself at
 PHASE of STEP (``begin``: the step is recorded as started; ``effects``: the step's work is done but
 not recorded; ``done``: the step is recorded as done, the default). It exists so that tests can
@@ -18,6 +27,7 @@ crash the driver at an exact point no lane command can observe, e.g. between com
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -28,11 +38,14 @@ from contextlib import contextmanager
 
 from spine.backends.base import Sandbox
 from spine.backends.registry import require_usable
-from spine.base.errors import SpineError
+from spine.base.errors import EnvironmentProblem, SpineError
+from spine.base.git import GitFailed, error_lines
 from spine.base.ids import now_iso
 from spine.drive.recovery import clear_cancel_requests, pending_cancel_requests, stop_stale_group
 from spine.drive.scheduler import BLOCK, PSEUDO_STEPS, Scheduler, first_failure, started, unmet_needs
-from spine.lane.steps import STEP_FUNCTIONS, Echo, LaneRuntime, finalize
+from spine.lane.runtime import Echo, LaneRuntime
+from spine.lane.steps import STEP_FUNCTIONS, finalize
+from spine.model.facts import Blocked, CancelRequest, ExecuteFacts, Halt, NotStarted
 from spine.model.result import LaneStatus
 from spine.model.state import STEPS, RunState
 from spine.workspace.context import ExecutionContext
@@ -46,6 +59,22 @@ StepListener = Callable[[str, str, str], None]
 
 class Interrupted(Exception):
     """The driver was asked to stop (Ctrl-C or SIGTERM)."""
+
+
+class StateUnwritable(EnvironmentProblem):
+    """A lane's result (or run.json) could not be written; the driver stopped. Exit 3."""
+
+
+def describe_error(exc: BaseException) -> tuple[str, list[str]]:
+    """(one-line message, the whole error text) of what a step raised."""
+    if isinstance(exc, GitFailed):
+        return exc.message, error_lines(exc.stderr) or exc.stderr.splitlines()
+    if isinstance(exc, SpineError):
+        return exc.message, []
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}", []
+    return f"{type(exc).__name__}: {exc}", []
 
 
 @contextmanager
@@ -105,7 +134,7 @@ class Driver:
                 backend=self.backend_for(lane.backend),
                 echo=self.echo,
             )
-            if self._cancel_all.is_set() or lane.facts.get("cancel"):
+            if self._cancel_all.is_set() or lane.facts.cancel is not None:
                 rt.cancel.set()
             self._runtimes[lane_id] = rt
         return self._runtimes[lane_id]
@@ -149,7 +178,9 @@ class Driver:
             if not lane.complete and (everything or lane_id in requested)
         ]
         for lane_id in targets:
-            self.run.lanes[lane_id].facts.setdefault("cancel", {"requestedAt": now_iso()})
+            facts = self.run.lanes[lane_id].facts
+            if facts.cancel is None:
+                facts.cancel = CancelRequest(requested_at=now_iso())
         self.store.save(self.run)
         self.store.event("cancel-requested", lanes=targets)
         clear_cancel_requests(self.ctx, self.run.run_id, everything, requested)
@@ -164,15 +195,16 @@ class Driver:
             causes = unmet_needs(self.run, lane)
             root: dict[str, str] = {}
             for need, status in causes.items():
-                if status == LaneStatus.BLOCKED:
-                    root.update((self.run.lanes[need].facts.get("blocked") or {}).get("root") or {})
+                blocked = self.run.lanes[need].facts.blocked
+                if status == LaneStatus.BLOCKED and blocked is not None:
+                    root.update(blocked.root)
                 else:
                     root[need] = status.value
-            lane.facts["blocked"] = {"needs": {k: v.value for k, v in causes.items()}, "root": root}
-        elif lane.facts.get("cancel"):
-            lane.facts["notStarted"] = {"reason": "canceled"}
+            lane.facts.blocked = Blocked(needs={k: v.value for k, v in causes.items()}, root=root)
+        elif lane.facts.cancel is not None:
+            lane.facts.not_started = NotStarted(reason="canceled")
         else:
-            lane.facts["notStarted"] = {"reason": "fail-fast", "after": first_failure(self.run)}
+            lane.facts.not_started = NotStarted(reason="fail-fast", after=first_failure(self.run))
         self.runtime(lane_id)  # the result needs the lane's backend
         lane.current_step = "finalize"
         self.fire(lane_id, "finalize")
@@ -184,10 +216,10 @@ class Driver:
             return
         rt = self.runtime(lane_id)
         lane = rt.lane
-        ran = bool((lane.facts.get("execute") or {}).get("startedAt"))
+        ran = lane.facts.execute is not None and lane.facts.execute.started_at is not None
         if rt.cancel.is_set() and step in ("create_worktree", "setup", "execute") and not ran:
             # Canceled before its command ran: record that and go straight to the result.
-            lane.facts["execute"] = {"canceled": True, "exitCode": None}
+            lane.facts.execute = ExecuteFacts(canceled=True)
             if lane.worktree is None:
                 lane.steps_done = [s for s in STEPS if s != "finalize"]
                 lane.current_step = "finalize"
@@ -198,22 +230,42 @@ class Driver:
         try:
             STEP_FUNCTIONS[step](rt)
             self._crash_point(lane_id, step, "effects")
-        except Exception as exc:  # a step that cannot execute halts its lane, state unadvanced
-            message = exc.message if isinstance(exc, SpineError) else f"{type(exc).__name__}: {exc}"
-            lane.current_step = None
-            lane.error = f"step {step} failed: {message}"
-            self.store.event("step-halted", lane_id, step=step, error=message)
-            try:
-                finalize(rt)
-                lane.steps_done.append("finalize")
-            except Exception as final_exc:  # even the result could not be written
-                lane.status = LaneStatus.FAILED
-                self.store.event("finalize-failed", lane_id, error=str(final_exc))
-            self.store.save(self.run)
-            if self.listener:
-                self.listener(lane_id, step, "halted")
+        except (SpineError, OSError) as exc:
+            if step == "finalize":
+                message, _ = describe_error(exc)
+                self.store.event("finalize-failed", lane_id, error=message)
+                raise StateUnwritable(
+                    f"cannot record the result of lane {self.run.run_id}/{lane_id}: {message}",
+                    f"fix that (free disk space, make {self.ctx.state.root} writable), then "
+                    f"`spine resume {self.run.run_id}` finishes the lane",
+                ) from exc
+            self._halt(rt, step, exc)
             return
         self._done(lane_id, step)
+
+    def _halt(self, rt: LaneRuntime, step: str, exc: BaseException) -> None:
+        """The lane stops at ``step`` with ``exc`` as its cause: recorded once, its result written."""
+        lane = rt.lane
+        message, detail = describe_error(exc)
+        lane.current_step = None
+        lane.facts.halt = Halt(step=step, error=message, detail=detail)
+        self.store.event("step-halted", lane.spec.id, step=step, error=message)
+        lane.current_step = "finalize"
+        try:
+            finalize(rt)
+        except (SpineError, OSError) as final_exc:
+            final_message, _ = describe_error(final_exc)
+            self.store.event("finalize-failed", lane.spec.id, error=final_message)
+            raise StateUnwritable(
+                f"lane {self.run.run_id}/{lane.spec.id} stopped at step {step} ({message}), and its result "
+                f"cannot be written: {final_message}",
+                f"fix that, then `spine resume {self.run.run_id}` records the lane",
+            ) from final_exc
+        lane.steps_done = [*(s for s in STEPS if s != "finalize" and s in lane.steps_done), "finalize"]
+        lane.current_step = None
+        self.store.save(self.run)
+        if self.listener:
+            self.listener(lane.spec.id, step, "halted")
 
     def _done(self, lane_id: str, step: str) -> None:
         lane = self.run.lanes[lane_id]
@@ -234,12 +286,18 @@ class Driver:
         lane.step_started_at = now_iso()
         if lane.status == LaneStatus.PLANNED and step not in PSEUDO_STEPS:
             lane.status = LaneStatus.RUNNING
-            lane.facts.setdefault("startedAt", lane.step_started_at)
+            if lane.facts.started_at is None:
+                lane.facts.started_at = lane.step_started_at
         self.store.save(self.run)
         self.store.event("step-started", lane_id, step=step)
         self._crash_point(lane_id, step, "begin")
         if self.listener:
             self.listener(lane_id, step, "start")
+
+    def _save_quietly(self) -> None:
+        """Save run.json on the way out of a failed drive, if the disk still lets us."""
+        with contextlib.suppress(OSError):
+            self.store.save(self.run)
 
     def _crash_point(self, lane_id: str, step: str, phase: str) -> None:
         if self._crash_at is None:
@@ -259,6 +317,7 @@ class Driver:
         order = {lane_id: index for index, lane_id in enumerate(self.run.lanes)}
         fired = 0
         interrupted = False
+        failure: BaseException | None = None
         futures: dict[Future[None], tuple[str, str]] = {}
         with sigterm_as_interrupt(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             while True:
@@ -266,6 +325,8 @@ class Driver:
                     busy = {lane_id for lane_id, _ in futures.values()}
                     fired_before = fired
                     ready = sorted(self.scheduler.ready(self.run), key=lambda p: (order[p[0]], p[1]))
+                    if failure is not None:
+                        ready = []  # stopping: what is in flight ends, nothing new starts
                     for lane_id, step in ready:
                         if max_steps is not None and fired >= max_steps:
                             break
@@ -276,24 +337,42 @@ class Driver:
                         self._begin(lane_id, step)
                         fired += 1
                         if step in PSEUDO_STEPS:
-                            self.fire(lane_id, step)  # no command runs; record it right away
+                            try:
+                                self.fire(lane_id, step)  # no command runs; record it right away
+                            except Exception as exc:
+                                failure = exc
+                                self.cancel()
+                                break
                             continue
                         futures[pool.submit(self.fire, lane_id, step)] = (lane_id, step)
                         busy.add(lane_id)
                     if not futures:
-                        if fired > fired_before and (max_steps is None or fired < max_steps):
+                        if (
+                            failure is None
+                            and fired > fired_before
+                            and (max_steps is None or fired < max_steps)
+                        ):
                             continue  # pseudo-steps may have made more lanes ready
                         break
                     done, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
                     for future in done:
                         futures.pop(future)
-                        future.result()
-                    self.absorb_cancel_requests()
+                        error = future.exception()
+                        if error is not None and failure is None:
+                            failure = error
+                            self.cancel()  # the other lanes stop; their steps record it
+                    if failure is not None and not futures:
+                        break
+                    if failure is None:
+                        self.absorb_cancel_requests()
                 except KeyboardInterrupt:
                     if interrupted:
                         raise
                     interrupted = True
                     self.cancel()
+        if failure is not None:
+            self._save_quietly()
+            raise failure
         if interrupted:
             self.run.halted = True
             self.store.save(self.run)

@@ -1,23 +1,25 @@
 """Retrying lanes of a finished run: ``spine resume RUN --retry``.
 
-A retried lane starts over as a new attempt: its previous result, log and debug packet move to
-``runs/<run>/attempts/<lane>/<n>/``, the head of its previous branch is kept under
+A retried lane starts over as a new attempt: the head of its previous branch is kept under
 ``refs/spine/attempts/<run>/<lane>/<n>`` (and anything uncommitted in its worktree under a recovery
-ref), and it starts again from the current tip of its base ref. Nothing the previous attempt produced
-is lost. Lanes blocked behind a retried lane are retried with it.
+ref), its previous result, log and debug packet move to ``runs/<run>/attempts/<lane>/<n>/``, and it
+starts again from the current tip of its base ref. Nothing the previous attempt produced is lost.
+Lanes blocked behind a retried lane are retried with it.
+
+Everything that could refuse is checked before anything changes (a locked worktree refuses the
+retry); the git work comes before the state is reset, so a failure leaves the run as it was and
+trying again reuses the same attempt number. A worktree git still lists but whose folder was
+deleted by hand is simply forgotten.
 """
 
 from __future__ import annotations
 
 from spine.base.errors import UsageError
-from spine.base.git import git
-from spine.base.liveness import DriverLock
 from spine.model.result import LaneStatus
 from spine.model.state import LaneState, RunState
-from spine.workspace.context import ExecutionContext
+from spine.workspace import worktrees
+from spine.workspace.context import ExecutionContext, attempt_ref, lane_branch
 from spine.workspace.store import RunStore
-
-ATTEMPTS_PREFIX = "refs/spine/attempts"
 
 
 def lanes_to_retry(run: RunState, wanted: list[str]) -> list[str]:
@@ -56,46 +58,57 @@ def lanes_to_retry(run: RunState, wanted: list[str]) -> list[str]:
 
 def retry(ctx: ExecutionContext, store: RunStore, wanted: list[str]) -> tuple[RunState, list[str]]:
     """Reset the lanes to retry (under the run's driver lock) and return the run and their ids."""
-    with DriverLock(store.run_dir):
+    with store.driver_lock():
         run = store.load()
         lane_ids = lanes_to_retry(run, wanted)
         if not lane_ids:
             raise UsageError(f"every lane of run {run.run_id} succeeded; there is nothing to retry")
         for lane_id in lane_ids:
+            _refuse_if_locked(ctx, run, lane_id)
+        for lane_id in lane_ids:
             _reset(ctx, store, run, lane_id)
-        store.save(run)
+            store.save(run)
     return run, lane_ids
 
 
-def _reset(ctx: ExecutionContext, store: RunStore, run: RunState, lane_id: str) -> None:
-    from spine.maintenance.reaper import recover_and_remove
+def _refuse_if_locked(ctx: ExecutionContext, run: RunState, lane_id: str) -> None:
+    path = ctx.lane_worktree(run.run_id, lane_id)
+    entry = worktrees.registered(ctx.git, path)
+    if entry is not None and entry.locked:
+        raise UsageError(
+            f"the worktree of lane {run.run_id}/{lane_id} is locked ({entry.locked}); nothing was changed",
+            f"unlock it with `git worktree unlock {path}` to retry the lane",
+        )
 
+
+def _reset(ctx: ExecutionContext, store: RunStore, run: RunState, lane_id: str) -> None:
     lane = run.lanes[lane_id]
-    attempts = store.run_dir / "attempts" / lane_id
+    attempts = ctx.state.attempts_dir(run.run_id, lane_id)
     attempt = 1 + (sum(1 for p in attempts.iterdir() if p.name.isdigit()) if attempts.is_dir() else 0)
+    kept = None
+    branch = lane_branch(run.run_id, lane_id)
+    repo = ctx.git
+    if lane.branch == branch:  # a lane of its own; in-place lanes ran on the user's branch: leave that alone
+        head = repo.branch_sha(branch)
+        if head:
+            kept = attempt_ref(run.run_id, lane_id, attempt)
+            repo.run("update-ref", "-m", "spine: previous attempt of a retried lane", kept, head)
+        path = ctx.lane_worktree(run.run_id, lane_id)
+        if path.exists():
+            with worktrees.worktrees_lock(ctx, f"retrying lane {run.run_id}/{lane_id}"):
+                worktrees.recover_and_remove(ctx, path, head or lane.base_sha, f"{run.run_id}/{lane_id}")
+        elif worktrees.registered(ctx.git, path) is not None:
+            worktrees.remove(ctx, path)  # deleted by hand: only git's record of it is left
+        if head:
+            repo.run("update-ref", "-d", f"refs/heads/{branch}", head)
     lane_dir = ctx.state.lane_dir(run.run_id, lane_id)
     if lane_dir.exists():
         attempts.mkdir(parents=True, exist_ok=True)
-        lane_dir.rename(attempts / str(attempt))
-    primary = ctx.repo.primary_checkout
-    kept = None
-    branch = f"spine/{run.run_id}/{lane_id}"
-    if lane.branch == branch:  # a lane of its own; in-place lanes ran on the user's branch: leave that alone
-        head = git(
-            "rev-parse", "--verify", "-q", f"refs/heads/{branch}", cwd=primary, check=False
-        ).stdout.strip()
-        if head:
-            kept = f"{ATTEMPTS_PREFIX}/{run.run_id}/{lane_id}/{attempt}"
-            git("update-ref", "-m", "spine: previous attempt of a retried lane", kept, head, cwd=primary)
-        path = ctx.lane_worktree(run.run_id, lane_id)
-        if path.exists():
-            recover_and_remove(ctx, path, head or lane.base_sha, f"{run.run_id}/{lane_id}", run.run_id)
-        if head:
-            git("branch", "-D", branch, cwd=primary)
+        lane_dir.rename(ctx.state.attempt_dir(run.run_id, lane_id, attempt))
     if lane.spec.stacked_on is None:
-        tip = git("rev-parse", "--verify", "-q", f"{lane.base_ref}^{{commit}}", cwd=primary, check=False)
-        if tip.returncode == 0:
-            lane.base_sha = tip.stdout.strip()
+        tip = repo.resolve_commit(lane.base_ref)
+        if tip is not None:
+            lane.base_sha = tip
     previous = lane.status.value
     run.lanes[lane_id] = LaneState(
         spec=lane.spec, backend=lane.backend, base_ref=lane.base_ref, base_sha=lane.base_sha

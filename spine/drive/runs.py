@@ -1,14 +1,21 @@
-"""Creating, driving, finding and printing runs: the glue the commands share."""
+"""Creating, driving and finding runs.
+
+A run is created from resolved lane specs (``spine.lane.spec``): every lane's base ref and backend are
+checked first, so nothing exists yet when one is wrong. Runs are listed in the order they were
+created (an index appended at creation), not by the order of their ids, which a user may choose.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-import click
-
 from spine.base.errors import ExitCode, UsageError
-from spine.base.ids import check_id, format_duration, now_iso
+from spine.base.ids import check_id, now_iso
+from spine.lane.spec import stored_form
 from spine.model.result import LaneResult, LaneStatus
 from spine.model.state import LaneSpec, LaneState, RunState
 from spine.workspace.context import ExecutionContext
@@ -17,7 +24,7 @@ from spine.workspace.store import RunStore, driver_info
 if TYPE_CHECKING:
     from spine.drive.loop import StepListener
     from spine.drive.scheduler import Scheduler
-    from spine.lane.steps import Echo
+    from spine.lane.runtime import Echo
 
 
 def create_run(
@@ -33,31 +40,24 @@ def create_run(
     from spine.backends.registry import require_usable
 
     lanes: dict[str, LaneState] = {}
+    given: dict[str, LaneSpec] = {}
+    checked: set[str] = set()
     for spec in specs:
         backend = spec.backend or ctx.backend
-        require_usable(backend, ctx.config.backends.get(backend, {}))  # fail before anything exists
+        if backend not in checked:
+            require_usable(backend, ctx.config.backends.get(backend, {}))  # fail before anything exists
+            checked.add(backend)
         base_ref, base_sha = ctx.refs.base_ref, ctx.refs.base_sha
         if spec.stacked_on is not None:
             # Resolved when the lane starts, from the head of the lane it is stacked on.
             base_ref = spec.base or base_ref
         elif spec.base and spec.base != base_ref:
-            from spine.base.git import git
-
-            probe = git(
-                "rev-parse",
-                "--verify",
-                "-q",
-                f"{spec.base}^{{commit}}",
-                cwd=ctx.repo.primary_checkout,
-                check=False,
-            )
-            if probe.returncode != 0:
-                raise UsageError(
-                    f"lane {spec.id!r}: unknown base ref {spec.base!r}",
-                    "name an existing branch, tag or commit",
-                )
-            base_ref, base_sha = spec.base, probe.stdout.strip()
-        lanes[spec.id] = LaneState(spec=spec, backend=backend, base_ref=base_ref, base_sha=base_sha)
+            base_sha = ctx.git.require_commit(spec.base, what="base ref", given_by=f"lane {spec.id!r}")
+            base_ref = spec.base
+        stored = stored_form(spec)
+        if stored is not spec:
+            given[spec.id] = spec
+        lanes[spec.id] = LaneState(spec=stored, backend=backend, base_ref=base_ref, base_sha=base_sha)
     run = RunState(
         run_id=run_id,
         created_at=now_iso(),
@@ -70,9 +70,20 @@ def create_run(
         target_sha=ctx.refs.target_sha,
         lanes=lanes,
     )
-    store = RunStore(ctx.state.run_dir(run_id))
-    store.create(run)
+    store = RunStore(ctx.state, run_id)
+    store.create(run, given)
+    _index(ctx, run)
     return store, run
+
+
+def _index(ctx: ExecutionContext, run: RunState) -> None:
+    """Append the run to the creation-ordered index of runs (one O_APPEND write: whole or nothing)."""
+    line = json.dumps({"runId": run.run_id, "createdAt": run.created_at}) + "\n"
+    fd = os.open(ctx.state.run_index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def drive_run(
@@ -92,11 +103,10 @@ def drive_run(
     interrupted. ``jobs`` overrides (and records) the run's parallelism; ``max_steps`` stops early.
     ``listen`` is given the run being driven and returns the listener for its step events.
     """
-    from spine.base.liveness import DriverLock
     from spine.drive.loop import Driver, Interrupted
     from spine.drive.scheduler import scheduler_for
 
-    with DriverLock(store.run_dir):
+    with store.driver_lock():
         run = store.load()  # another driver may have advanced it before we got the lock
         if jobs is not None:
             run.jobs = max(1, jobs)
@@ -110,15 +120,19 @@ def drive_run(
             raise KeyboardInterrupt from None
         finally:
             run.driver = None
-            store.save(run)
+            with contextlib.suppress(OSError):  # what could be written was; the error in flight says why
+                store.save(run)
     return run
 
 
-def exit_code_for(statuses: Iterable[LaneStatus]) -> int:
-    """0 when every lane succeeded, 1 when one failed or was blocked, 130 when lanes were canceled."""
+def exit_code_for(statuses: Iterable[LaneStatus], run: RunState | None = None) -> int:
+    """0 when every lane succeeded; 3 when spine could not finish a lane because of the environment;
+    1 when one failed or was blocked; 130 when lanes were canceled."""
     statuses = list(statuses)
     if all(s == LaneStatus.SUCCEEDED for s in statuses):
         return ExitCode.OK
+    if run is not None and any(lane.facts.halt is not None for lane in run.lanes.values()):
+        return ExitCode.ENVIRONMENT
     if any(s in (LaneStatus.FAILED, LaneStatus.BLOCKED) for s in statuses):
         return ExitCode.FAILED
     if any(s == LaneStatus.CANCELED for s in statuses):
@@ -127,10 +141,35 @@ def exit_code_for(statuses: Iterable[LaneStatus]) -> int:
 
 
 def list_run_ids(ctx: ExecutionContext) -> list[str]:
-    """Run ids, oldest first (ids sort by creation time)."""
-    if not ctx.state.runs.is_dir():
+    """Run ids, oldest first, in the order the runs were created."""
+    runs = ctx.state.runs
+    if not runs.is_dir():
         return []
-    return sorted(p.name for p in ctx.state.runs.iterdir() if (p / "run.json").is_file())
+    present = {p.name for p in runs.iterdir() if not p.name.startswith(".") and (p / "run.json").is_file()}
+    ordered: list[str] = []
+    try:
+        with open(ctx.state.run_index, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    run_id = json.loads(line).get("runId")
+                except (ValueError, AttributeError):
+                    continue
+                if run_id in present and run_id not in ordered:
+                    ordered.append(run_id)
+    except OSError:
+        pass
+    rest = present.difference(ordered)
+    if rest:  # runs an older spine made, without the index: ordered by when they were created
+        ordered = sorted(ordered + list(rest), key=lambda rid: (_created_at(ctx, rid), rid))
+    return ordered
+
+
+def _created_at(ctx: ExecutionContext, run_id: str) -> str:
+    try:
+        with open(ctx.state.run_file(run_id), encoding="utf-8") as handle:
+            return str(json.load(handle).get("createdAt", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def parse_ref(ctx: ExecutionContext, ref: str | None) -> tuple[str, str | None]:
@@ -154,7 +193,7 @@ def parse_ref(ctx: ExecutionContext, ref: str | None) -> tuple[str, str | None]:
 def load_result(ctx: ExecutionContext, run_id: str, lane_id: str) -> LaneResult:
     path = ctx.state.result_file(run_id, lane_id)
     if not path.is_file():
-        run = RunStore(ctx.state.run_dir(run_id)).load()
+        run = RunStore(ctx.state, run_id).load()
         if lane_id not in run.lanes:
             raise UsageError(f"run {run_id!r} has no lane {lane_id!r}", f"its lanes: {', '.join(run.lanes)}")
         raise UsageError(
@@ -162,58 +201,3 @@ def load_result(ctx: ExecutionContext, run_id: str, lane_id: str) -> LaneResult:
             f"it is still running or was interrupted; see `spine show {run_id}`",
         )
     return LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
-
-
-def _worktree_shown(result: LaneResult) -> str:
-    if not result.worktree_kept:
-        return "returned to the worktree pool; the work is on the branch"
-    return result.worktree_path or "-"
-
-
-def render_result(result: LaneResult, result_path: str | None = None) -> str:
-    """A short human summary of one lane result."""
-    head = f"lane {result.run_id}/{result.lane_id}: {result.status.value}"
-    rows = [
-        ("objective", result.objective),
-        ("branch", result.branch or "-"),
-        ("worktree", _worktree_shown(result)),
-    ]
-    if result.duration_seconds is not None:
-        rows.append(("duration", format_duration(result.duration_seconds)))
-    for check in result.validation:
-        rows.append((f"check {check.name}", f"{check.status.value}: {check.summary}"))
-    if result.mode:
-        rows.append(("mode", f"{result.mode} ({result.mode_source})"))
-    if result.operator:
-        shown = ", ".join(f"{k}={v}" for k, v in (result.inputs or {}).items())
-        rows.append(("operator", result.operator + (f" ({shown})" if shown else "")))
-    for accepted in result.acceptance:
-        rows.append((f"accept {accepted.name}", f"{accepted.verdict.value}: {accepted.summary}"))
-    for item in result.evidence:
-        state = "found" if item.found else ("MISSING" if item.required else "missing (optional)")
-        rows.append((f"evidence {item.id}", f"{state}: {item.detail}"))
-    if result.verdict:
-        rows.append(("verdict", result.verdict.value))
-    if result.artifacts:
-        rows.append(("artifacts", ", ".join(a.path for a in result.artifacts)))
-    rows += [("log", result.log_path)]
-    if result_path:
-        rows.append(("result", result_path))
-    if result.debug_packet:
-        rows.append(("debug", f"spine debug {result.run_id}/{result.lane_id}"))
-    rows += [("summary", result.summary), ("next", result.next_action)]
-    width = max(len(k) for k, _ in rows)
-    return head + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
-
-
-def print_lane_result(ctx: ExecutionContext, run: RunState, lane_id: str, *, as_json: bool) -> LaneResult:
-    result = load_result(ctx, run.run_id, lane_id)
-    if as_json:
-        click.echo(result.to_json(), nl=False)
-    else:
-        path = str(ctx.state.result_file(run.run_id, lane_id))
-        color = {"succeeded": "green", "failed": "red", "canceled": "yellow"}.get(result.status.value)
-        text = render_result(result, path)
-        first, _, rest = text.partition("\n")
-        click.echo(click.style(first, fg=color, bold=True) + "\n" + rest)
-    return result

@@ -90,7 +90,7 @@ class DependencyScheduler:
         for lane_id, lane in run.lanes.items():
             if started(lane) or lane.complete:
                 continue
-            if lane.facts.get("cancel"):
+            if lane.facts.cancel is not None:
                 ready.add((lane_id, CANCEL))
             elif unmet_needs(run, lane):
                 ready.add((lane_id, BLOCK))

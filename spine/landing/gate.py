@@ -45,9 +45,6 @@ _MERGE_IDENTITY = {
     "GIT_COMMITTER_DATE": "@0 +0000",
 }
 
-# Lane run ids may not start with '.', so this directory under the worktree root never collides.
-GATE_WORKTREE_DIR = ".gate"
-
 
 class _Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -100,12 +97,13 @@ class MergeResult:
 
 def resolve_commit(ctx: ExecutionContext, rev: str, *, what: str, cwd: Path | None = None) -> str:
     """Resolve ``rev`` to a commit SHA or raise a UsageError naming ``what`` it was meant to be."""
-    if not rev.strip() or rev.startswith("-"):
+    if not rev.strip() or rev.startswith("-") or "\0" in rev:
         raise UsageError(f"invalid {what} {rev!r}", "name a branch, tag or commit, e.g. main")
     proc = git(
         "rev-parse",
         "--verify",
         "-q",
+        "--end-of-options",
         f"{rev}^{{commit}}",
         cwd=cwd or ctx.workspace.current_worktree,
         check=False,
@@ -173,7 +171,7 @@ def checks_hash(checks: Sequence[CheckSpec], env: dict[str, str]) -> str:
 
 
 def cache_file(ctx: ExecutionContext, tree: str, check_key: str) -> Path:
-    return ctx.state.gate / "verdicts" / f"{tree}-{check_key[:20]}.json"
+    return ctx.state.gate_verdict(tree, check_key)
 
 
 def load_cached(ctx: ExecutionContext, tree: str, check_key: str) -> GateVerdict | None:
@@ -185,16 +183,6 @@ def load_cached(ctx: ExecutionContext, tree: str, check_key: str) -> GateVerdict
         return None  # missing or unreadable: decide again rather than trust it
 
 
-def gate_worktrees_root(ctx: ExecutionContext) -> Path:
-    """Where throwaway gate worktrees are created (under the configured worktree root)."""
-    return ctx.workspace.worktree_root / GATE_WORKTREE_DIR
-
-
-def gate_liveness_dir(ctx: ExecutionContext, name: str) -> Path:
-    """The directory whose driver lock says a gate is still using worktree ``name``."""
-    return ctx.state.gate / "active" / name
-
-
 @contextlib.contextmanager
 def throwaway_checkout(ctx: ExecutionContext, commit: str, label: str) -> Iterator[Path]:
     """Check ``commit`` out in a throwaway detached worktree; remove it on the way out, whatever happens.
@@ -203,19 +191,19 @@ def throwaway_checkout(ctx: ExecutionContext, commit: str, label: str) -> Iterat
     ``spine gc`` can tell a gate in progress from one that was killed.
     """
     from spine.base.liveness import DriverLock
-    from spine.maintenance.reaper import remove_worktree
+    from spine.workspace import worktrees
 
     name = f"{label[:12]}-{os.getpid()}-{secrets.token_hex(3)}"
-    path = gate_worktrees_root(ctx) / name
-    alive = DriverLock(gate_liveness_dir(ctx, name))
+    path = ctx.workspace.gate / name
+    alive = DriverLock(ctx.state.gate_active_lock(name))
     alive.acquire()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        git("worktree", "add", "--quiet", "--detach", str(path), commit, cwd=ctx.repo.primary_checkout)
+        ctx.git.run(*worktrees.SAFE_CONFIG, "worktree", "add", "--quiet", "--detach", str(path), commit)
         try:
             yield path
         finally:
-            remove_worktree(ctx, path)
+            worktrees.remove(ctx, path)
     finally:
         alive.release()
         shutil.rmtree(alive.path.parent, ignore_errors=True)
@@ -280,13 +268,13 @@ def run_gate(
     ).stdout.strip()
     results: list[GateCheckResult] = []
     if checks:
-        log_dir = ctx.state.gate / "logs" / f"{merge.tree}-{key[:20]}"
+        log_dir = ctx.state.gate_logs(merge.tree, key)
         shutil.rmtree(log_dir, ignore_errors=True)
         log_dir.mkdir(parents=True, exist_ok=True)
         with throwaway_checkout(ctx, commit, merge.tree) as worktree:
-            from spine.lane.steps import copy_included_files
+            from spine.workspace.worktrees import copy_included
 
-            copy_included_files(ctx.repo.primary_checkout, worktree, list(ctx.config.setup.copy_files))
+            copy_included(ctx.repo.primary_checkout, worktree, list(ctx.config.setup.copy_files))
             env = check_env(
                 ctx,
                 {

@@ -15,7 +15,10 @@ from typing import Literal
 
 from spine.base.errors import ExitCode, SpineError, UsageError
 from spine.base.git import git
-from spine.workspace.context import ExecutionContext
+from spine.model.result import LaneResult
+from spine.model.state import RunState
+from spine.workspace.context import ExecutionContext, parse_lane_branch
+from spine.workspace.store import RunStore
 
 Strategy = Literal["merge", "squash", "rebase", "ff-only"]
 STRATEGIES: tuple[Strategy, ...] = ("merge", "squash", "rebase", "ff-only")
@@ -48,11 +51,9 @@ class Checkout:
 
 
 def _git_dir_of(ctx: ExecutionContext, path: Path) -> Path:
-    from spine.maintenance.reaper import worktree_git_dir
-
     if path == ctx.repo.primary_checkout:
         return ctx.repo.git_common_dir
-    return worktree_git_dir(path) or ctx.repo.git_common_dir
+    return ctx.git.registered_git_dir(path) or ctx.repo.git_common_dir
 
 
 def operation_in_progress(git_dir: Path) -> str | None:
@@ -76,10 +77,10 @@ def _rewritten_branch(git_dir: Path) -> str | None:
 
 def find_target_checkouts(ctx: ExecutionContext, target: str) -> list[Checkout]:
     """Worktrees where ``target`` is checked out, or is being rebased or bisected."""
-    from spine.maintenance.reaper import list_git_worktrees
+    from spine.workspace.worktrees import list_worktrees
 
     found = []
-    for wt in list_git_worktrees(ctx):
+    for wt in list_worktrees(ctx.git):
         if wt.prunable:
             continue
         git_dir = _git_dir_of(ctx, wt.path)
@@ -87,18 +88,6 @@ def find_target_checkouts(ctx: ExecutionContext, target: str) -> list[Checkout]:
         if wt.branch == target or rewriting:
             found.append(Checkout(wt.path, git_dir, wt.branch == target, operation_in_progress(git_dir)))
     return found
-
-
-def _sha(ctx: ExecutionContext, ref: str) -> str | None:
-    proc = git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}", cwd=ctx.repo.primary_checkout, check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def _is_ancestor(ctx: ExecutionContext, sha: str, of: str) -> bool:
-    return (
-        git("merge-base", "--is-ancestor", sha, of, cwd=ctx.repo.primary_checkout, check=False).returncode
-        == 0
-    )
 
 
 def _trailers(run_id: str, lane_id: str) -> str:
@@ -119,12 +108,11 @@ def compute_landing(
 ) -> str:
     """The commit the target should point at after landing ``lane_sha``; changes no ref or checkout."""
     from spine.landing.gate import merge_trees
-    from spine.maintenance.reaper import _identity_env
 
     primary = ctx.repo.primary_checkout
     label = f"{run_id}/{lane_id}"
     if strategy == "ff-only":
-        if not _is_ancestor(ctx, target_sha, lane_sha):
+        if not ctx.git.is_ancestor(target_sha, lane_sha):
             raise PromoteRefused(
                 f"{target} has commits the lane branch does not have, so it cannot be fast-forwarded",
                 f"use --strategy rebase, merge or squash: spine promote {label} --strategy rebase",
@@ -138,7 +126,7 @@ def compute_landing(
             f"lane {label} conflicts with {target} in: {', '.join(merge.conflicts)}",
             f"rebase the lane branch on {target} and resolve the conflicts, then promote again",
         )
-    ident = _identity_env(primary)
+    ident = ctx.git.identity_env()
     if strategy == "merge":
         message = f"Merge lane {label} into {target}\n\n{objective}\n\n{_trailers(run_id, lane_id)}\n"
         parents = ["-p", target_sha, "-p", lane_sha]
@@ -154,9 +142,8 @@ def compute_landing(
 def _rebase(ctx: ExecutionContext, *, target: str, target_sha: str, lane_sha: str, label: str) -> str:
     """Replay the lane's commits on the target in a throwaway worktree; no user checkout is touched."""
     from spine.landing.gate import throwaway_checkout
-    from spine.maintenance.reaper import _identity_env
 
-    if _is_ancestor(ctx, target_sha, lane_sha):
+    if ctx.git.is_ancestor(target_sha, lane_sha):
         return lane_sha  # already on top of the target: nothing to replay
     with throwaway_checkout(ctx, lane_sha, "rebase") as tmp:
         # Hooks of the user's repository are not run on commits they never made in this checkout.
@@ -169,7 +156,7 @@ def _rebase(ctx: ExecutionContext, *, target: str, target_sha: str, lane_sha: st
             target_sha,
             target_sha,
             cwd=tmp,
-            env=_identity_env(tmp),
+            env=ctx.git.identity_env(),
             check=False,
         )
         if proc.returncode != 0:
@@ -211,6 +198,7 @@ class Landing:
     commits: list[str]
     checkout: Path | None
     already: bool = False
+    promoted_before: str | None = None  # when this lane was promoted by an earlier `spine promote`
 
 
 def promote(
@@ -225,29 +213,54 @@ def promote(
     echo_gate: bool = True,
 ) -> Landing:
     """Land lane ``run_id/lane_id`` on its target with ``strategy``; see the module docstring."""
-    from filelock import FileLock
-
-    from spine.base.files import atomic_write_text
-    from spine.base.ids import now_iso
+    from spine.base.locks import hold
     from spine.drive.runs import load_result
-    from spine.model.result import LaneStatus, Promotion
     from spine.workspace.store import RunStore
 
     label = f"{run_id}/{lane_id}"
-    store = RunStore(ctx.state.run_dir(run_id))
+    store = RunStore(ctx.state, run_id)
     run = store.load()
-    result = load_result(ctx, run_id, lane_id)
+    load_result(ctx, run_id, lane_id)  # says clearly when the lane has no result
+    # One promotion of a lane at a time; what the result says is read again under the lock, so a
+    # second promotion sees the first one's record and lands nothing.
+    with hold(ctx.state.promote_lock(run_id, lane_id), f"promoting lane {label}", ctx.config.lock_timeout):
+        result = load_result(ctx, run_id, lane_id)
+        if result.promotion is not None and not force:
+            p = result.promotion
+            when = f"{p.strategy}, {p.promoted_at}"
+            return Landing(
+                p.target, p.target_after, p.target_after, [], None, already=True, promoted_before=when
+            )
+        return _promote(ctx, store, run, result, label, strategy, into, use_gate, force, echo_gate)
+
+
+def _promote(
+    ctx: ExecutionContext,
+    store: RunStore,
+    run: RunState,
+    result: LaneResult,
+    label: str,
+    strategy: Strategy,
+    into: str | None,
+    use_gate: bool,
+    force: bool,
+    echo_gate: bool,
+) -> Landing:
+    from spine.base.locks import hold
+    from spine.model.result import LaneStatus
+
+    run_id, lane_id = result.run_id, result.lane_id
     if result.status != LaneStatus.SUCCEEDED and not force:
         raise PromoteRefused(
             f"lane {label} did not succeed (status: {result.status.value}): {result.summary}",
             f"fix it and run it again, or land it anyway with: spine promote {label} --force",
         )
-    if not result.branch or not result.branch.startswith("spine/"):
+    if not result.branch or parse_lane_branch(result.branch) is None:
         raise UsageError(
             f"lane {label} has no lane branch to promote (it ran in place)",
             "its changes are already in your checkout",
         )
-    lane_sha = _sha(ctx, f"refs/heads/{result.branch}")
+    lane_sha = ctx.git.branch_sha(result.branch)
     if lane_sha is None:
         raise UsageError(
             f"the branch {result.branch} of lane {label} no longer exists",
@@ -269,9 +282,8 @@ def promote(
         target = target.removeprefix("refs/heads/")
     ref = f"refs/heads/{target}"
 
-    ctx.state.locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(ctx.state.lock_file("promote")), timeout=120):
-        target_sha = _sha(ctx, ref)
+    with hold(ctx.state.lock_file("promote"), f"promoting lane {label}", ctx.config.lock_timeout):
+        target_sha = ctx.git.resolve_commit(ref)
         if target_sha is None:
             raise UsageError(
                 f"the target {target!r} is not a local branch",
@@ -285,14 +297,8 @@ def promote(
                     "finish it or abort it there (e.g. git rebase --continue / --abort), then promote again",
                 )
         checkout = next((co.path for co in checkouts if co.has_target), None)
-        if _is_ancestor(ctx, lane_sha, target_sha):
+        if ctx.git.is_ancestor(lane_sha, target_sha):
             return Landing(target, target_sha, target_sha, [], checkout, already=True)
-        if result.promotion is not None and not force:
-            raise PromoteRefused(
-                f"lane {label} was already promoted onto {result.promotion.target} "
-                f"({result.promotion.strategy}, {result.promotion.promoted_at})",
-                "land it again with --force if you mean it",
-            )
         new_sha = compute_landing(
             ctx,
             strategy,
@@ -304,6 +310,13 @@ def promote(
             lane_id=lane_id,
             objective=result.objective,
         )
+        if new_sha != lane_sha and ctx.git.tree_of(new_sha) == ctx.git.tree_of(target_sha):
+            # The lane's change is in the target already (landed before a crash, or by hand):
+            # landing it again would add an empty commit. Record it as landed instead.
+            _record(
+                ctx, store, result, strategy, target, target_sha, target_sha, lane_sha, [], None, None, force
+            )
+            return Landing(target, target_sha, target_sha, [], checkout, already=True)
         gate_verdict: Literal["passed", "cached"] | None = None
         if use_gate:
             gate_verdict = _gate(ctx, target, target_sha, new_sha, label, echo_gate)
@@ -339,37 +352,72 @@ def promote(
         commits = git(
             "rev-list", "--reverse", f"{target_sha}..{new_sha}", cwd=ctx.repo.primary_checkout
         ).stdout.split()
-        promotion = Promotion(
-            strategy=strategy,
-            target=target,
-            target_before=target_sha,
-            target_after=new_sha,
-            lane_head=lane_sha,
-            commits=commits,
-            checkout=str(checkout) if checkout else None,
-            gate=gate_verdict,
-            forced=force,
-            promoted_at=now_iso(),
-        )
-        updated = result.model_copy(
-            update={
-                "promotion": promotion,
-                "next_action": f"landed on {target} ({strategy}); clean up the lane with `spine gc`",
-            }
-        )
-        atomic_write_text(ctx.state.result_file(run_id, lane_id), updated.to_json())
-        store.event(
-            "promoted",
-            lane_id,
-            strategy=strategy,
-            target=target,
-            before=target_sha,
-            after=new_sha,
-            checkout=str(checkout) if checkout else None,
-            gate=gate_verdict,
-            forced=force,
+        _record(
+            ctx,
+            store,
+            result,
+            strategy,
+            target,
+            target_sha,
+            new_sha,
+            lane_sha,
+            commits,
+            checkout,
+            gate_verdict,
+            force,
         )
         return Landing(target, target_sha, new_sha, commits, checkout)
+
+
+def _record(
+    ctx: ExecutionContext,
+    store: RunStore,
+    result: LaneResult,
+    strategy: Strategy,
+    target: str,
+    before: str,
+    after: str,
+    lane_sha: str,
+    commits: list[str],
+    checkout: Path | None,
+    gate_verdict: Literal["passed", "cached"] | None,
+    force: bool,
+) -> None:
+    """Record the promotion in the lane's result and the run's journal."""
+    from spine.base.files import atomic_write_text
+    from spine.base.ids import now_iso
+    from spine.model.result import Promotion
+
+    promotion = Promotion(
+        strategy=strategy,
+        target=target,
+        target_before=before,
+        target_after=after,
+        lane_head=lane_sha,
+        commits=commits,
+        checkout=str(checkout) if checkout else None,
+        gate=gate_verdict,
+        forced=force,
+        promoted_at=now_iso(),
+    )
+    updated = result.model_copy(
+        update={
+            "promotion": promotion,
+            "next_action": f"landed on {target} ({strategy}); clean up the lane with `spine gc`",
+        }
+    )
+    atomic_write_text(ctx.state.result_file(result.run_id, result.lane_id), updated.to_json())
+    store.event(
+        "promoted",
+        result.lane_id,
+        strategy=strategy,
+        target=target,
+        before=before,
+        after=after,
+        checkout=str(checkout) if checkout else None,
+        gate=gate_verdict,
+        forced=force,
+    )
 
 
 def _gate(

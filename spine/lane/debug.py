@@ -16,20 +16,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from spine.base.files import atomic_write_text
-from spine.base.git import git
 from spine.base.ids import format_duration, now_iso
+from spine.lane.outcome import FailureKind, Outcome
+from spine.model.facts import LaneFacts
 from spine.model.result import CheckStatus, DiffStat, LaneResult, Verdict
 from spine.model.state import LaneSpec
 
 if TYPE_CHECKING:
-    from spine.lane.steps import LaneRuntime
+    from spine.lane.runtime import LaneRuntime
 
 DEBUG_SCHEMA_VERSION = 1
 MAX_HYPOTHESES = 3
 
 
 class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
 
 class Symptom(_Camel):
@@ -45,6 +46,14 @@ class Symptom(_Camel):
     failed_checks: list[str] = Field(default_factory=list)
     missing_evidence: list[str] = Field(default_factory=list)
     error: str | None = None
+    error_detail: list[str] = Field(
+        default_factory=list,
+        description="the whole error text of the step spine could not finish (git's stderr, ...)",
+    )
+    check_output: dict[str, list[str]] = Field(
+        default_factory=dict, description="the last lines of each failed check's output"
+    )
+    invariants: list[str] = Field(default_factory=list, description="what the lane broke or spine had to fix")
 
 
 class Context(_Camel):
@@ -111,8 +120,7 @@ def repro_command(spec: LaneSpec, *, primary: Path, backend: str, base_sha: str)
         args += ["--idle-timeout", _seconds(spec.idle_timeout)]
     if spec.stall_timeout:
         args += ["--stall-timeout", _seconds(spec.stall_timeout)]
-    for key, value in spec.env.items():
-        args += ["--env", f"{key}={value}"]
+    env_keys = list(spec.env)
     for check in spec.checks:
         args += ["--check", check.command]
     outputs = set(binding.outputs) if binding is not None else set()
@@ -121,11 +129,13 @@ def repro_command(spec: LaneSpec, *, primary: Path, backend: str, base_sha: str)
             args += ["--artifact", pattern]
     if spec.commit_in_place:
         args.append("--commit")
-    args.append(spec.objective)
+    # Variables are named, never their values: the line takes them from the shell it is pasted into.
+    env = [f'--env {key}="${key}"' for key in env_keys]
+    tail = [spec.objective]
     if binding is None or not binding.operator:
-        args.append("--")
-        args += [spec.command] if isinstance(spec.command, str) else list(spec.command)
-    return shlex.join(args)
+        tail.append("--")
+        tail += [spec.command] if isinstance(spec.command, str) else list(spec.command)
+    return " ".join([shlex.join(args), *env, shlex.join(tail)])
 
 
 def _seconds(value: float | None) -> str:
@@ -134,23 +144,21 @@ def _seconds(value: float | None) -> str:
     return f"{value:g}s"
 
 
-def build_debug_packet(rt: LaneRuntime, result: LaneResult) -> DebugPacket:
-    """Assemble the packet from the result and the lane's facts."""
-    from spine.lane.grading import failure_kind
-
+def build_debug_packet(rt: LaneRuntime, result: LaneResult, outcome: Outcome) -> DebugPacket:
+    """Assemble the packet from the result, the outcome and the lane's facts."""
     lane = rt.lane
-    kind = failure_kind(result, lane.facts)
+    facts = lane.facts
     failed_checks = [v.name for v in result.validation if v.status == CheckStatus.FAILED]
     failed_checks += [a.name for a in result.acceptance if a.verdict == Verdict.FAIL]
     missing = [e.id for e in result.evidence if e.required and not e.found]
     tail = list(result.output_tail)
-    setup_failed = (lane.facts.get("setup") or {}).get("failed")
-    if setup_failed and not tail:
-        tail = list(setup_failed.get("tail") or [])
+    setup_failed = facts.setup.failed if facts.setup else None
+    if setup_failed is not None and not tail:
+        tail = list(setup_failed.tail)
     symptom = Symptom(
         summary=result.summary,
         status=result.status.value,
-        failure_kind=kind,
+        failure_kind=outcome.kind.value if outcome.kind else None,
         exit_code=result.exit_code,
         timed_out=result.timed_out,
         timeout_kind=result.timeout_kind,
@@ -158,15 +166,18 @@ def build_debug_packet(rt: LaneRuntime, result: LaneResult) -> DebugPacket:
         failed_checks=failed_checks,
         missing_evidence=missing,
         error=result.error,
+        error_detail=list(facts.halt.detail) if facts.halt else [],
+        check_output={v.name: list(v.output_tail) for v in result.validation if v.output_tail},
+        invariants=[f"{i.name}: {i.status}: {i.detail}" for i in result.invariants if i.status != "ok"],
     )
     context = Context(
         base_ref=result.base_ref,
         base_sha=result.base_sha,
-        recent_base_commits=_recent_commits(rt.ctx.repo.primary_checkout, result.base_sha),
+        recent_base_commits=_recent_commits(rt, result.base_sha),
         branch=result.branch,
         worktree=result.worktree_path,
         lane_commits=[f"{c.sha[:12]} {c.subject}" for c in result.commits],
-        changed_files=_changed(result),
+        changed_files=_changed(rt, outcome),
         diff_stat=result.diff_stat,
     )
     env_keys = sorted(
@@ -206,47 +217,60 @@ def build_debug_packet(rt: LaneRuntime, result: LaneResult) -> DebugPacket:
         symptom=symptom,
         context=context,
         repro=repro,
-        hypotheses=hypotheses(result, symptom, context, lane.spec, setup_failed)[:MAX_HYPOTHESES],
+        hypotheses=hypotheses(outcome, symptom, context, lane.spec, facts)[:MAX_HYPOTHESES],
         next_pointer=result.next_pointer or " ".join(result.next_action.split()),
         result_path=str(rt.ctx.state.result_file(result.run_id, result.lane_id)),
         log_path=result.log_path,
     )
 
 
-def write_debug_packet(rt: LaneRuntime, result: LaneResult) -> LaneResult:
+def write_debug_packet(rt: LaneRuntime, result: LaneResult, outcome: Outcome) -> LaneResult:
     """Write debug.json and debug.md for ``result``; return the result pointing at them."""
-    packet = build_debug_packet(rt, result)
+    packet = build_debug_packet(rt, result, outcome)
     path = rt.ctx.state.debug_file(result.run_id, result.lane_id)
     atomic_write_text(path, packet.to_json())
     atomic_write_text(rt.ctx.state.debug_markdown(result.run_id, result.lane_id), render_markdown(packet))
     return result.model_copy(update={"debug_packet": str(path)})
 
 
-def _recent_commits(primary: Path, base_sha: str, count: int = 5) -> list[str]:
-    proc = git("log", f"-{count}", "--format=%h %s", base_sha, cwd=primary, check=False)
+def _recent_commits(rt: LaneRuntime, base_sha: str, count: int = 5) -> list[str]:
+    proc = rt.ctx.git.run("log", f"-{count}", "--format=%h %s", base_sha, check=False)
     return [line for line in proc.stdout.splitlines() if line.strip()]
 
 
-def _changed(result: LaneResult) -> list[str]:
-    if not result.worktree_path or not Path(result.worktree_path).is_dir():
+def _changed(rt: LaneRuntime, outcome: Outcome) -> list[str]:
+    """What the lane changed, read through its registered git dir (not when the worktree is not trusted)."""
+    if (
+        rt.lane.worktree is None
+        or not Path(rt.lane.worktree).is_dir()
+        or outcome.kind == FailureKind.VIOLATION
+    ):
+        return []
+    if rt.lane.facts.create is None or rt.lane.facts.create.git_dir is None:
         return []
     from spine.lane.grading import changed_files
 
-    return changed_files(Path(result.worktree_path), result.base_sha)[:50]
+    try:
+        return changed_files(rt)[:50]
+    except Exception:
+        return []
 
 
 def hypotheses(
-    result: LaneResult, symptom: Symptom, context: Context, spec: LaneSpec, setup_failed: Any
+    outcome: Outcome, symptom: Symptom, context: Context, spec: LaneSpec, facts: LaneFacts
 ) -> list[str]:
-    """Explanations worth testing first, most specific first, drawn only from recorded facts."""
+    """Explanations worth testing first, most specific first, drawn only from the outcome and facts."""
     out: list[str] = []
     text = "\n".join(symptom.last_lines).lower()
-    kind = symptom.failure_kind
+    kind = outcome.kind.value if outcome.kind else None
+    setup_failed = facts.setup.failed if facts.setup else None
     code = symptom.exit_code
     changed = context.changed_files
+    if kind == "violation":
+        out.append(f"the command {outcome.cause}; spine does not trust what such a lane leaves behind")
     if kind == "setup_failed" and setup_failed:
         out.append(
-            f"setup command {setup_failed.get('command')!r} fails in a fresh worktree: a file it needs may be "
+            f"setup command {setup_failed.command!r} fails in a fresh worktree: a file it needs may be "
             "untracked in the primary checkout and not copied (list it in .worktreeinclude or setup.copy)"
         )
     if code == 127 or "command not found" in text or ": not found" in text:
@@ -292,7 +316,7 @@ def hypotheses(
                 f"{context.base_sha[:12]} too"
             )
     if kind == "missing_evidence":
-        for item in result.evidence:
+        for item in facts.validation.evidence if facts.validation else []:
             if item.required and not item.found:
                 out.append(f"the command did not produce {item.description} ({item.detail})")
         out.append(
@@ -311,7 +335,9 @@ def hypotheses(
     if kind == "canceled":
         out.append("the lane was canceled by a person or a signal; nothing points at the work itself")
     if kind == "error":
-        out.append(f"spine itself could not finish the lane: {result.error}")
+        out.append(f"spine itself could not finish the lane: {outcome.cause}")
+    if kind == "driver_died":
+        out.append("the spine process driving the run was killed (a closed terminal, an OOM kill, a reboot)")
     if not out:
         out.append("the last lines of the log show the first error; start from there")
     return list(dict.fromkeys(out))

@@ -16,15 +16,21 @@ import time
 import types
 from pathlib import Path
 
-from spine.base.git import git
 from spine.base.process import OutputSink
+from spine.workspace.worktrees import LaneWorktree
 
 
-def worktree_fingerprint(worktree: Path) -> str:
-    """A digest that changes whenever a file in the worktree is written, created, deleted or committed."""
-    proc = git(
-        "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", cwd=worktree, check=False
-    )
+def worktree_fingerprint(lane: LaneWorktree | Path) -> str:
+    """A digest that changes whenever a file in the worktree is written, created, deleted or committed.
+
+    ``git status`` runs through the worktree's registered git dir with programs switched off
+    (``LaneWorktree.git``): the command is still running and may have rewritten its ``.git``. A bare
+    path is taken as a checkout with its own ``.git`` directory.
+    """
+    if isinstance(lane, Path):
+        lane = LaneWorktree(path=lane, git_dir=lane / ".git")
+    worktree = lane.path
+    proc = lane.git("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", check=False)
     digest = hashlib.sha256(proc.stdout.encode("utf-8", "surrogateescape"))
     entries = proc.stdout.split("\0")
     skip_next = False
@@ -67,7 +73,11 @@ class StallWatch:
     """
 
     def __init__(
-        self, worktree: Path, limit: float, cancel: threading.Event, interval: float | None = None
+        self,
+        worktree: LaneWorktree | Path,
+        limit: float,
+        cancel: threading.Event,
+        interval: float | None = None,
     ) -> None:
         self.worktree = worktree
         self.limit = limit

@@ -1,4 +1,5 @@
-"""The one reaper: finds what spine left behind and cleans it up without ever losing uncommitted work.
+"""The reaper: spine gc's policy. Finds what spine left behind and cleans it up without ever losing
+uncommitted work; the worktree operations themselves are ``spine.workspace.worktrees``.
 
 It looks at lane worktrees of finished runs and of runs whose driver is dead, worktrees git knows
 under spine's worktree root that no run claims (and directories there git does not know), throwaway
@@ -8,46 +9,25 @@ the one liveness check.
 
 A dirty worktree is never deleted as is: its state (tracked changes, deletions and untracked files,
 not ignored ones) is committed to ``refs/spine/recovered/...`` first. A lane branch with commits the
-target does not contain is kept unless the caller asks to prune branches. ``lane.create_worktree``
-clears a half-created worktree through ``clear_half_created`` here, so there is one implementation.
+target does not contain is kept unless the caller asks to prune branches.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spine.base.git import GitFailed, git
+from spine.base.errors import SpineError
 from spine.base.liveness import run_is_driven
-from spine.workspace.context import ExecutionContext
-
-FALLBACK_IDENTITY = {
-    "GIT_AUTHOR_NAME": "spine",
-    "GIT_AUTHOR_EMAIL": "spine@localhost",
-    "GIT_COMMITTER_NAME": "spine",
-    "GIT_COMMITTER_EMAIL": "spine@localhost",
-}
-
-RECOVERED_PREFIX = "refs/spine/recovered"
-
-
-@dataclass
-class GitWorktree:
-    """One entry of ``git worktree list --porcelain``."""
-
-    path: Path
-    head: str | None = None
-    branch: str | None = None
-    locked: str | None = None
-    prunable: bool = False
+from spine.drive.recovery import close_dead_run
+from spine.workspace import worktrees as wt_ops
+from spine.workspace.context import ExecutionContext, attempt_refs_of_run, lane_branch, parse_lane_branch
+from spine.workspace.store import RunStore, StateTooNew
+from spine.workspace.worktrees import GitWorktree
 
 
 @dataclass
@@ -74,134 +54,6 @@ class Finding:
         }
 
 
-# --- primitives shared with the rest of spine ---------------------------------------------------
-
-
-def list_git_worktrees(ctx: ExecutionContext) -> list[GitWorktree]:
-    """Every worktree git has registered for this repository."""
-    out = git("worktree", "list", "--porcelain", cwd=ctx.repo.primary_checkout).stdout
-    found: list[GitWorktree] = []
-    for block in out.strip().split("\n\n"):
-        lines = block.splitlines()
-        if not lines or not lines[0].startswith("worktree "):
-            continue
-        entry = GitWorktree(path=Path(lines[0].removeprefix("worktree ")))
-        for line in lines[1:]:
-            key, _, value = line.partition(" ")
-            if key == "HEAD":
-                entry.head = value
-            elif key == "branch":
-                entry.branch = value.removeprefix("refs/heads/")
-            elif key == "locked":
-                entry.locked = value or "locked"
-            elif key == "prunable":
-                entry.prunable = True
-        found.append(entry)
-    return found
-
-
-def _identity_env(cwd: Path) -> dict[str, str]:
-    """The user's git identity if one is configured, else spine's, so a recovery never fails on it."""
-    probe = git("var", "GIT_COMMITTER_IDENT", cwd=cwd, check=False)
-    return {} if probe.returncode == 0 else dict(FALLBACK_IDENTITY)
-
-
-def worktree_git_dir(path: Path) -> Path | None:
-    """The private git directory of a linked worktree at ``path``, read from its ``.git`` file."""
-    dotgit = path / ".git"
-    try:
-        text = dotgit.read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    if not text.startswith("gitdir: "):
-        return None
-    gitdir = Path(text.removeprefix("gitdir: "))
-    if not gitdir.is_absolute():
-        gitdir = (path / gitdir).resolve()
-    return gitdir if gitdir.is_dir() else None
-
-
-def snapshot_directory(
-    ctx: ExecutionContext,
-    directory: Path,
-    parent: str,
-    ref_name: str,
-    message: str,
-    *,
-    include_deletions: bool = True,
-) -> str | None:
-    """Commit the state of ``directory`` on top of ``parent`` to ``refs/spine/recovered/<ref_name>``.
-
-    Uses a private index, so the worktree's own index (and any stale ``index.lock``) is never touched.
-    Ignored files are not included. Returns the recovery ref, or None when the directory holds
-    nothing that ``parent`` does not already have.
-    """
-    primary = ctx.repo.primary_checkout
-    fd, index = tempfile.mkstemp(prefix="spine-recover-", suffix=".index")
-    os.close(fd)
-    try:
-        env = {"GIT_INDEX_FILE": index}
-        gitdir = worktree_git_dir(directory)
-        own_index = gitdir / "index" if gitdir else None
-        if own_index is not None and own_index.is_file() and include_deletions:
-            shutil.copyfile(own_index, index)  # reuses its stat data: fast on big trees
-        else:
-            os.unlink(index)
-            git("read-tree", parent, cwd=primary, env=env)
-        add = ["add", "-A"] if include_deletions else ["add", "--ignore-removal"]
-        # An explicit git dir: a stray directory's own .git file may be broken or point elsewhere.
-        where = [f"--git-dir={ctx.repo.git_common_dir}", f"--work-tree={directory}"]
-        git(*where, *add, "--", ".", cwd=directory, env=env)
-        tree = git("write-tree", cwd=primary, env=env).stdout.strip()
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(index)
-    if tree == git("rev-parse", f"{parent}^{{tree}}", cwd=primary).stdout.strip():
-        return None
-    commit = git(
-        "commit-tree", tree, "-p", parent, "-m", message, cwd=primary, env=_identity_env(primary)
-    ).stdout.strip()
-    ref = f"{RECOVERED_PREFIX}/{ref_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    git("update-ref", "-m", "spine: recovered uncommitted work", ref, commit, "", cwd=primary)
-    return ref
-
-
-def remove_worktree(ctx: ExecutionContext, path: Path) -> None:
-    """Remove a worktree (registered or not, present or not) and git's record of it. Never raises."""
-    primary = ctx.repo.primary_checkout
-    proc = git("worktree", "remove", "--force", str(path), cwd=primary, check=False)
-    if proc.returncode != 0 and path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-    if proc.returncode != 0:
-        git("worktree", "prune", cwd=primary, check=False)
-    with contextlib.suppress(OSError):
-        path.parent.rmdir()  # the run's directory, once its last lane is gone
-
-
-def clear_half_created(ctx: ExecutionContext, path: Path, base_sha: str, label: str) -> str | None:
-    """Clear a worktree a crash left half-created at ``path`` so it can be created again.
-
-    Files that differ from ``base_sha`` are saved to a recovery ref first (deletions are not: a
-    half-finished checkout lacks files it never wrote). Returns the recovery ref, if one was made.
-    """
-    ref = None
-    if path.is_dir() and any(p.name != ".git" for p in path.iterdir()):
-        ref = snapshot_directory(
-            ctx,
-            path,
-            base_sha,
-            label,
-            f"spine: files found in a half-created worktree of {label}",
-            include_deletions=False,
-        )
-    remove_worktree(ctx, path)
-    return ref
-
-
-def is_registered(ctx: ExecutionContext, path: Path) -> bool:
-    return any(wt.path == path for wt in list_git_worktrees(ctx))
-
-
 # --- planning ------------------------------------------------------------------------------------
 
 
@@ -211,16 +63,6 @@ def _under(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _ref_sha(ctx: ExecutionContext, ref: str) -> str | None:
-    proc = git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}", cwd=ctx.repo.primary_checkout, check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def _is_ancestor(ctx: ExecutionContext, sha: str, of: str) -> bool:
-    proc = git("merge-base", "--is-ancestor", sha, of, cwd=ctx.repo.primary_checkout, check=False)
-    return proc.returncode == 0
 
 
 def _age_days(iso: str) -> float:
@@ -250,7 +92,7 @@ class Reaper:
         from spine.drive.runs import list_run_ids
 
         self.findings = []
-        worktrees = {wt.path: wt for wt in list_git_worktrees(self.ctx)}
+        worktrees = {wt.path: wt for wt in wt_ops.list_worktrees(self.ctx.git)}
         run_ids = list_run_ids(self.ctx)
         for run_id in run_ids:
             self._plan_run(run_id, worktrees)
@@ -263,20 +105,20 @@ class Reaper:
     # -- runs
 
     def _plan_run(self, run_id: str, worktrees: dict[Path, GitWorktree]) -> None:
-        from spine.workspace.store import RunStore
-
         ctx = self.ctx
         run_dir = ctx.state.run_dir(run_id)
         for lane_id in _lane_dirs(ctx, run_id):
             self._claimed.add(ctx.lane_worktree(run_id, lane_id))
         try:
-            run = RunStore(run_dir).load()
-        except Exception as exc:  # an unreadable run.json: report, touch nothing of that run
-            self.add(Finding("run", run_id, "skip", f"cannot read its run.json ({exc}); left alone"))
+            run = RunStore(ctx.state, run_id).load()
+        except (SpineError, OSError) as exc:  # an unreadable run.json: report, touch nothing of that run
+            text = exc.message if isinstance(exc, SpineError) else str(exc)
+            why = "a newer spine wrote it" if isinstance(exc, StateTooNew) else "cannot read its run.json"
+            self.add(Finding("run", run_id, "skip", f"{why} ({text}); left alone"))
             return
         for lane_id in run.lanes:
             self._claimed.add(ctx.lane_worktree(run_id, lane_id))
-        if run_is_driven(run_dir):
+        if run_is_driven(ctx.state.driver_lock(run_id)):
             self.add(Finding("run", run_id, "skip", "a spine process is driving it", run_id=run_id))
             return
         finished = all(lane.complete for lane in run.lanes.values())
@@ -299,7 +141,7 @@ class Reaper:
             if finished
             else ("its driver is dead" if dead else "the run is past retention")
         )
-        target_sha = _ref_sha(ctx, run.target_ref) or ctx.refs.target_sha
+        target_sha = ctx.git.resolve_commit(run.target_ref) or ctx.refs.target_sha
         for lane_id, lane in run.lanes.items():
             expected = ctx.lane_worktree(run_id, lane_id)
             if dead and lane.pgid and lane.worktree:
@@ -307,8 +149,8 @@ class Reaper:
             if lane.worktree is not None and Path(lane.worktree) != expected:
                 continue  # an in-place lane ran in the user's own checkout: nothing of spine's to remove
             self._plan_lane_worktree(run_id, lane_id, lane.base_sha, expected, worktrees.get(expected), why)
-            branch = f"spine/{run_id}/{lane_id}"
-            if lane.branch == branch or (lane.branch is None and _ref_sha(ctx, f"refs/heads/{branch}")):
+            branch = lane_branch(run_id, lane_id)
+            if lane.branch == branch or (lane.branch is None and ctx.git.branch_exists(branch)):
                 self._plan_branch(
                     branch, target_sha, run.target_ref, promoted=self._promoted(run_id, lane_id)
                 )
@@ -329,12 +171,8 @@ class Reaper:
             def delete_run() -> str:
                 shutil.rmtree(run_dir)
                 # Heads of retried lanes' earlier attempts belong to the run and go with it.
-                from spine.drive.retry import ATTEMPTS_PREFIX
-
-                primary = ctx.repo.primary_checkout
-                refs = git("for-each-ref", "--format=%(refname)", f"{ATTEMPTS_PREFIX}/{run_id}/", cwd=primary)
-                for ref in refs.stdout.split():
-                    git("update-ref", "-d", ref, cwd=primary, check=False)
+                for ref in ctx.git.refs_matching(attempt_refs_of_run(run_id)):
+                    ctx.git.delete_ref(ref)
                 return f"deleted {run_dir}"
 
             self.add(
@@ -345,7 +183,7 @@ class Reaper:
 
     def _plan_orphan_processes(self, run_id: str, pgid: int, worktree: Path) -> None:
         """A dead driver's command may still run: its group is killed before its worktree goes."""
-        pids = orphan_group_members(pgid, worktree)
+        pids = wt_ops.group_members_inside(pgid, worktree)
         if not pids:
             return
 
@@ -409,7 +247,7 @@ class Reaper:
                 )
             )
             return
-        gitdir = worktree_git_dir(path)
+        gitdir = ctx.git.registered_git_dir(path)
         if gitdir is not None and (gitdir / "index.lock").exists():
             lock = gitdir / "index.lock"
             self.add(
@@ -437,7 +275,7 @@ class Reaper:
 
     def _plan_branch(self, branch: str, target_sha: str, target_ref: str, *, promoted: bool) -> None:
         ctx = self.ctx
-        tip = _ref_sha(ctx, f"refs/heads/{branch}")
+        tip = ctx.git.branch_sha(branch)
         if tip is None:
             return
         ref_lock = ctx.repo.git_common_dir / "refs" / "heads" / f"{branch}.lock"
@@ -451,7 +289,7 @@ class Reaper:
                     _unlink(ref_lock),
                 )
             )
-        if _is_ancestor(ctx, tip, target_sha):
+        if ctx.git.is_ancestor(tip, target_sha):
             reason = f"everything on it is in {target_ref}"
         elif promoted:
             reason = "it was landed with `spine promote`, as its result records"
@@ -470,7 +308,7 @@ class Reaper:
             return
 
         def delete() -> str:
-            git("update-ref", "-d", f"refs/heads/{branch}", tip, cwd=ctx.repo.primary_checkout)
+            ctx.git.run("update-ref", "-d", f"refs/heads/{branch}", tip)
             return f"deleted branch {branch} (was {tip[:12]})"
 
         self.add(Finding("branch", branch, "delete", reason, delete))
@@ -480,8 +318,8 @@ class Reaper:
     def _plan_orphans(self, worktrees: dict[Path, GitWorktree]) -> None:
         ctx = self.ctx
         root = ctx.workspace.worktree_root
-        gate_root = root / ".gate"
-        pool_root = ctx.pool_worktrees  # the pool's own: trimmed by _plan_pool, never orphans
+        gate_root = ctx.workspace.gate
+        pool_root = ctx.workspace.pool  # the pool's own: trimmed by _plan_pool, never orphans
         for path, wt in worktrees.items():
             if (
                 not _under(path, root)
@@ -537,27 +375,25 @@ class Reaper:
         for path in pool.surplus(ctx):
 
             def remove(p: Path = path) -> str:
-                if pool.remove_pooled(ctx, p):
+                if wt_ops.remove_pooled(ctx, p):
                     return f"removed pooled worktree {p}"
                 return f"left pooled worktree {p}: a lane is taking it"
 
             self.add(Finding("pool-worktree", str(path), "remove", why, remove))
 
     def _plan_gate_worktrees(self, worktrees: dict[Path, GitWorktree]) -> None:
-        from spine.landing.gate import gate_liveness_dir, gate_worktrees_root
-
         ctx = self.ctx
-        root = gate_worktrees_root(ctx)
+        root = ctx.workspace.gate
         paths = {p for p in worktrees if _under(p, root)}
         if root.is_dir():
             paths |= {p for p in root.iterdir() if p.is_dir()}
         for path in sorted(paths):
-            alive_dir = gate_liveness_dir(ctx, path.name)
-            if run_is_driven(alive_dir):
+            alive_dir = ctx.state.gate_active(path.name)
+            if run_is_driven(ctx.state.gate_active_lock(path.name)):
                 continue
 
             def remove(p: Path = path, d: Path = alive_dir) -> str:
-                remove_worktree(ctx, p)
+                wt_ops.remove(ctx, p)
                 shutil.rmtree(d, ignore_errors=True)
                 return f"removed {p}"
 
@@ -565,12 +401,10 @@ class Reaper:
 
     def _plan_orphan_branches(self, run_ids: set[str]) -> None:
         ctx = self.ctx
-        out = git(
-            "for-each-ref", "--format=%(refname:short)", "refs/heads/spine/", cwd=ctx.repo.primary_checkout
-        ).stdout
-        for branch in out.split():
-            parts = branch.split("/")
-            if len(parts) != 3 or parts[1] in run_ids:
+        for ref in ctx.git.refs_matching("refs/heads/spine/"):
+            branch = ref.removeprefix("refs/heads/")
+            parsed = parse_lane_branch(branch)
+            if parsed is None or parsed[0] in run_ids:
                 continue
             self._plan_branch(branch, ctx.refs.target_sha, ctx.refs.target_ref, promoted=False)
 
@@ -584,10 +418,7 @@ class Reaper:
         """
         if dry_run:
             return self.plan()
-        from filelock import FileLock
-
-        self.ctx.state.locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.ctx.state.lock_file("worktrees")), timeout=120):
+        with wt_ops.worktrees_lock(self.ctx, "spine gc"):
             self.plan()
             return self.apply()
 
@@ -597,43 +428,18 @@ class Reaper:
         for finding in self.findings:
             if finding.apply is None:
                 continue
-            if finding.run_id and run_is_driven(ctx.state.run_dir(finding.run_id)):
+            if finding.run_id and run_is_driven(ctx.state.driver_lock(finding.run_id)):
                 finding.error = "a spine process started driving the run meanwhile; left alone"
                 continue
             try:
                 finding.done = finding.apply() or "done"
-            except (GitFailed, OSError) as exc:
-                finding.error = str(getattr(exc, "message", exc))
+            except (SpineError, OSError) as exc:
+                finding.error = exc.message if isinstance(exc, SpineError) else str(exc)
         return self.findings
 
 
-def orphan_group_members(pgid: int, worktree: Path) -> list[int]:
-    """Live processes of group ``pgid`` working inside ``worktree``.
-
-    A recorded group id may have been reused by an unrelated program since; requiring the process's
-    working directory to be inside the lane worktree rules that out.
-    """
-    proc_root = Path("/proc")
-    if not proc_root.is_dir():
-        return []
-    members = []
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
-            if int(fields[2]) != pgid or fields[0] == b"Z":
-                continue
-            cwd = Path(os.readlink(entry / "cwd"))
-        except (OSError, IndexError, ValueError):
-            continue
-        if _under(cwd, worktree):
-            members.append(int(entry.name))
-    return members
-
-
 def _lane_dirs(ctx: ExecutionContext, run_id: str) -> list[str]:
-    lanes = ctx.state.run_dir(run_id) / "lanes"
+    lanes = ctx.state.lanes_dir(run_id)
     return [p.name for p in lanes.iterdir()] if lanes.is_dir() else []
 
 
@@ -649,98 +455,13 @@ def _recoverer(ctx: ExecutionContext, path: Path, parent: str, label: str) -> Ca
     return lambda: _recover_and_remove(ctx, path, parent, label, None)
 
 
-def recover_and_remove(ctx: ExecutionContext, path: Path, parent: str, label: str, run_id: str | None) -> str:
-    """Save uncommitted work in ``path`` to a recovery ref, then remove the worktree (the public name)."""
-    return _recover_and_remove(ctx, path, parent, label, run_id)
-
-
 def _recover_and_remove(
     ctx: ExecutionContext, path: Path, parent: str, label: str, run_id: str | None
 ) -> str:
     """Save uncommitted work in ``path`` to a recovery ref, then remove the worktree."""
-    ref = None
-    if path.is_dir():
-        ref = snapshot_directory(ctx, path, parent, label, f"spine: uncommitted work recovered from {path}")
-    remove_worktree(ctx, path)
+    ref = wt_ops.recover_and_remove(ctx, path, parent, label)
     if ref and run_id:
-        from spine.workspace.store import RunStore
-
-        RunStore(ctx.state.run_dir(run_id)).event(
-            "work-recovered", label.split("/", 1)[-1], ref=ref, path=str(path)
-        )
+        RunStore(ctx.state, run_id).event("work-recovered", label.split("/", 1)[-1], ref=ref, path=str(path))
     if ref:
         return f"removed {path}; uncommitted work saved to {ref}"
     return f"removed {path}"
-
-
-def close_dead_run(ctx: ExecutionContext, run_id: str) -> str:
-    """Record the unfinished lanes of a run whose driver died as canceled, with a result file each."""
-    from spine.base.files import atomic_write_text
-    from spine.base.ids import now_iso
-    from spine.model.result import LaneResult, LaneStatus
-    from spine.workspace.store import RunStore
-
-    store = RunStore(ctx.state.run_dir(run_id))
-    run = store.load()
-    closed = []
-    for lane_id, lane in run.lanes.items():
-        if lane.complete:
-            continue
-        step = lane.current_step or lane.next_step or "?"
-        branch_sha = _ref_sha(ctx, f"refs/heads/{lane.branch}") if lane.branch else None
-        has_commits = branch_sha is not None and branch_sha != lane.base_sha
-        recovered = _recovery_refs(ctx, f"{run_id}/{lane_id}")
-        if recovered:
-            next_action = f"its uncommitted work is in {recovered[-1]} (git log -p {recovered[-1]})"
-        elif has_commits:
-            next_action = f"review what it committed on {lane.branch}, or run the lane again"
-        else:
-            next_action = "run the lane again with `spine run`"
-        result = LaneResult(
-            run_id=run_id,
-            lane_id=lane_id,
-            objective=lane.spec.objective,
-            status=LaneStatus.CANCELED,
-            sandbox_backend=lane.backend,
-            branch=lane.branch if branch_sha else None,
-            worktree_path=None,
-            log_path=str(ctx.state.log_file(run_id, lane_id)),
-            command=lane.spec.argv(),
-            base_ref=lane.base_ref,
-            base_sha=lane.base_sha,
-            head_sha=branch_sha,
-            error=f"the driver stopped during step {step} and never came back",
-            summary=f"its driver died during step {step}; spine gc removed the lane's worktree",
-            next_action=next_action,
-            started_at=lane.step_started_at,
-            completed_at=now_iso(),
-        )
-        atomic_write_text(ctx.state.result_file(run_id, lane_id), result.to_json())
-        lane.status = LaneStatus.CANCELED
-        lane.error = result.error
-        lane.current_step = None
-        lane.pgid = None
-        if "finalize" not in lane.steps_done:
-            lane.steps_done.append("finalize")
-        lane.facts["result"] = {
-            "path": str(ctx.state.result_file(run_id, lane_id)),
-            "status": result.status.value,
-            "nextAction": next_action,
-        }
-        store.event("reaped", lane_id, step=step)
-        closed.append(lane_id)
-    run.driver = None
-    run.halted = True
-    store.save(run)
-    return f"recorded {', '.join(closed) or 'no lanes'} as canceled"
-
-
-def _recovery_refs(ctx: ExecutionContext, label: str) -> list[str]:
-    out = git(
-        "for-each-ref",
-        "--sort=refname",
-        "--format=%(refname)",
-        f"{RECOVERED_PREFIX}/{label}-*",
-        cwd=ctx.repo.primary_checkout,
-    ).stdout
-    return out.split()

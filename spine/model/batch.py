@@ -9,7 +9,6 @@ once, as a usage error (exit 2), and nothing is created. See docs/batch.md.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spine.base.errors import UsageError
 from spine.base.ids import id_problem
-from spine.model.config import CheckSpec, Duration, SpineConfig, format_validation_error
-from spine.model.state import LANE_BASE_PREFIX, LaneSpec
+from spine.model.config import CheckSpec, Duration, format_validation_error
+from spine.model.state import LANE_BASE_PREFIX
 
 HINT = "see docs/batch.md for the batch file format, or `spine schema batch`"
 
@@ -40,7 +39,10 @@ class BatchLane(BaseModel):
         default=None, description="id of an operator from .spine.yaml to run instead of a command"
     )
     inputs: dict[str, Any] = Field(default_factory=dict, description="the operator's inputs, by name")
-    mode: str | None = Field(default=None, description="execution mode (or 'auto'); default: the operator's")
+    mode: str | None = Field(
+        default=None,
+        description="execution mode (or 'auto') whose evidence decides the lane; default: the operator's, or none",
+    )
     base: str | None = Field(
         default=None,
         description="ref the lane starts from, or lane:ID to start from another lane's result; default: the run's base",
@@ -66,6 +68,22 @@ class BatchLane(BaseModel):
     keep_worktree: bool = Field(
         default=False,
         description="keep the lane's worktree after it succeeds instead of returning it to the worktree pool",
+    )
+    env_passthrough: list[str] = Field(
+        default_factory=list,
+        description="names of variables passed from the invoking environment into an isolating backend",
+    )
+    network: bool | None = Field(
+        default=None,
+        description="allow network access in backends that can block it; default: from .spine.yaml",
+    )
+    commit_in_place: bool = Field(
+        default=False, description="with the in-place backend (none), commit the changes in the checkout"
+    )
+    checks_on_host: bool | None = Field(
+        default=None,
+        description="run setup commands and checks on the host instead of in the lane's isolation; "
+        "default: from .spine.yaml",
     )
 
     @field_validator("command")
@@ -106,8 +124,8 @@ class BatchLane(BaseModel):
             raise ValueError(
                 f"lane {self.id!r} gives both `command` and `op`; an operator brings its own command"
             )
-        if (self.inputs or self.mode) and self.op is None:
-            raise ValueError(f"lane {self.id!r}: `inputs` and `mode` only apply to operator lanes (`op`)")
+        if self.inputs and self.op is None:
+            raise ValueError(f"lane {self.id!r}: `inputs` only apply to operator lanes (`op`)")
         return self
 
 
@@ -229,72 +247,3 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
             if found:
                 return found
     return None
-
-
-def lane_specs(batch: BatchFile, config: SpineConfig) -> list[LaneSpec]:
-    """Turn validated batch lanes into lane specs, filling defaults from ``.spine.yaml``."""
-    from spine.commands.options import check_name
-
-    specs = []
-    for lane in batch.lanes:
-        given = lane.model_fields_set
-        taken = {c.name for c in config.checks}
-        checks = []
-        for check in lane.checks:
-            if isinstance(check, str):
-                checks.append(CheckSpec(name=check_name(check, taken), command=check))
-            else:
-                taken.add(check.name)
-                checks.append(check)
-        if lane.op is not None:
-            from spine.lane.grading import lane_spec_from_operator
-
-            try:
-                spec = lane_spec_from_operator(
-                    config,
-                    lane.op,
-                    lane.inputs,
-                    objective=lane.objective,
-                    lane_id=lane.id,
-                    mode=lane.mode,
-                    base=lane.base,
-                    backend=lane.backend,
-                    timeout=lane.timeout if "timeout" in given else None,
-                    idle_timeout=lane.idle_timeout if "idle_timeout" in given else config.idle_timeout,
-                    stall_timeout=lane.stall_timeout if "stall_timeout" in given else None,
-                    env=lane.env,
-                    checks=checks,
-                    artifacts=lane.artifacts,
-                    needs=lane.all_needs,
-                    keep_worktree=lane.keep_worktree,
-                )
-            except UsageError as exc:
-                hint = exc.hint
-                if hint and "--input" in hint:
-                    hint = re.sub(
-                        r"pass it with --input (\w+)=VALUE",
-                        r"set it in the lane's `inputs:`, e.g. inputs: {\1: VALUE}",
-                        hint,
-                    )
-                raise UsageError(f"lane {lane.id!r}: {exc.message}", hint) from None
-            specs.append(spec)
-            continue
-        assert lane.command is not None and lane.objective is not None  # checked by the model
-        specs.append(
-            LaneSpec(
-                id=lane.id,
-                objective=lane.objective,
-                command=lane.command,
-                base=lane.base,
-                backend=lane.backend,
-                timeout=lane.timeout if "timeout" in given else config.timeout,
-                idle_timeout=lane.idle_timeout if "idle_timeout" in given else config.idle_timeout,
-                stall_timeout=lane.stall_timeout if "stall_timeout" in given else config.stall_timeout,
-                env=dict(lane.env),
-                checks=checks,
-                artifacts=list(lane.artifacts),
-                needs=lane.all_needs,
-                keep_worktree=lane.keep_worktree,
-            )
-        )
-    return specs

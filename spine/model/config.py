@@ -195,6 +195,15 @@ class SpineConfig(_Model):
         description="names of variables passed from the invoking environment into isolating backends "
         "(bubblewrap, docker, remote sandboxes), which otherwise see only PATH, locale, SPINE_* and 'env'",
     )
+    lock_timeout: Duration = Field(
+        default=120.0,
+        description="how long spine waits for a lock another spine process holds before giving up (exit 3)",
+    )
+    checks_on_host: bool = Field(
+        default=False,
+        description="run setup commands, checks and acceptance checks on the host even when the lane's backend "
+        "isolates its command (bubblewrap, docker, remote sandboxes); by default they run in the same isolation",
+    )
     network: bool = Field(
         default=False,
         description="allow network access in backends that can block it (bubblewrap, docker, e2b, vercel-sandbox)",

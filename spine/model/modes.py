@@ -7,6 +7,7 @@ replaces them per mode under ``modes:`` in ``.spine.yaml``. See docs/operators.m
 """
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from spine.base.files import inside, read_inside
 
 
 class Mode(StrEnum):
@@ -410,10 +413,13 @@ def _size(facts: EvidenceFacts, rel: str) -> int:
             return art.size
     if facts.root is None:
         return 0
+    path = inside(facts.root, rel)  # never through a link: it could lead outside the worktree
+    if path is None:
+        return -1  # listed but gone (deleted by the lane), or a link
     try:
-        return (facts.root / rel).stat().st_size
+        return os.lstat(path).st_size
     except OSError:
-        return -1  # listed but gone (deleted by the lane)
+        return -1
 
 
 def _candidates(rule: EvidenceRule, facts: EvidenceFacts) -> list[str]:
@@ -477,14 +483,21 @@ def _evaluate_one(rule: EvidenceRule, facts: EvidenceFacts) -> Finding:
 def _manifest_problem(facts: EvidenceFacts, rel: str, rule: EvidenceRule) -> tuple[str | None, list[str]]:
     """(why the manifest does not count, or None; the keys that satisfied the rule)."""
     stored = next((a.stored_at for a in facts.artifacts if a.path == rel and a.stored_at), None)
-    path = Path(stored) if stored else (facts.root / rel if facts.root else None)
-    if path is None:
-        return "cannot be read", []
+    raw: bytes | None = None
+    if stored:
+        try:
+            raw = Path(stored).read_bytes()
+        except OSError:
+            raw = None
+    elif facts.root is not None:
+        raw = read_inside(facts.root, rel)
+    if raw is None:
+        return "cannot be read (missing, or a link)", []
+    if len(raw) < rule.min_size:
+        return _too_small(rule), []
     try:
-        if path.stat().st_size < rule.min_size:
-            return _too_small(rule), []
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
         return "cannot be read", []
     except json.JSONDecodeError as exc:
         return f"not JSON ({exc.msg} at line {exc.lineno})", []

@@ -43,7 +43,9 @@ class Verdict(StrEnum):
 
 
 class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # Readers keep fields they do not know: a newer spine may add fields without a new schema version
+    # (docs/result-format.md). The JSON Schema says so too (additionalProperties is not false).
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
 
 class Commit(_Camel):
@@ -68,6 +70,22 @@ class Validation(_Camel):
     summary: str
     exit_code: int | None = None
     duration_seconds: float | None = None
+    output_tail: list[str] = Field(
+        default_factory=list, description="last lines of a failed check's output (secrets masked)"
+    )
+
+
+class Invariant(_Camel):
+    """One thing spine checked about a lane after its command ran, instead of assuming it."""
+
+    name: Literal["worktree", "head", "processes", "commit"] = Field(
+        description="worktree: still the lane's own; head: on the lane branch; processes: none left "
+        "alive; commit: holds only the command's work"
+    )
+    status: Literal["ok", "fixed", "violated"] = Field(
+        description="fixed: spine put it right (and says how); violated: the lane fails with this cause"
+    )
+    detail: str
 
 
 class AcceptanceResult(_Camel):
@@ -154,6 +172,15 @@ class LaneResult(_Camel):
     output_tail: list[str] = Field(default_factory=list, description="last lines of the command's output")
     error: str | None = Field(
         default=None, description="why spine itself could not finish the lane, if it could not"
+    )
+    failure_kind: str | None = Field(
+        default=None,
+        description="why a lane did not succeed, as a key: setup_failed, command_failed, timeout, stall, "
+        "check_failed, missing_evidence, violation, error, canceled, blocked, driver_died",
+    )
+    invariants: list[Invariant] = Field(
+        default_factory=list,
+        description="what spine checked after the command (worktree, head, processes, commit)",
     )
     promotion: Promotion | None = Field(default=None, description="set once `spine promote` landed the lane")
     operator: str | None = Field(default=None, description="the operator the lane ran, if any")

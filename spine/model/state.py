@@ -1,4 +1,9 @@
-"""The run state models: what run.json holds (``spine.workspace.store`` reads and writes it)."""
+"""The run state models: what run.json holds (``spine.workspace.store`` reads and writes it).
+
+run.json carries ``schemaVersion``: the major version of this format. Readers take every older
+version (``upgrade`` converts it), tolerate fields they do not know within their own version (a newer
+spine may add some), and refuse a newer version with a message that says to upgrade spine.
+"""
 
 import functools
 from typing import TYPE_CHECKING, Any
@@ -7,10 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from spine.model.config import CheckSpec
+from spine.model.facts import LaneFacts
 from spine.model.result import LaneStatus
 
 if TYPE_CHECKING:
     from spine.model.operators import OpBinding
+
+STATE_VERSION = 2
+"""The run.json format written by this spine. 1: facts were an untyped mapping."""
 
 LANE_BASE_PREFIX = "lane:"
 """A lane base of the form ``lane:ID`` starts the lane from lane ID's result (stacked lanes)."""
@@ -18,12 +27,14 @@ LANE_BASE_PREFIX = "lane:"
 STEPS: tuple[str, ...] = ("create_worktree", "setup", "execute", "commit", "validate", "finalize")
 
 
-class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+class _State(BaseModel):
+    # Fields this spine does not know are kept (and written back): a newer spine of the same state
+    # version may have added them.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
 
-class LaneSpec(_Camel):
-    """What a lane was asked to do; fixed once the run is created."""
+class LaneSpec(_State):
+    """What a lane was asked to do; fixed once the run is created (``spine.lane.spec`` builds it)."""
 
     id: str
     objective: str
@@ -43,9 +54,18 @@ class LaneSpec(_Camel):
     keep_worktree: bool = Field(
         default=False, description="keep the worktree where it ran even when the pool would take it back"
     )
+    checks_on_host: bool = Field(
+        default=False,
+        description="run setup commands, checks and acceptance checks on the host instead of inside "
+        "the lane's isolating backend",
+    )
     op: dict[str, Any] | None = Field(
         default=None,
         description="the operator and mode the lane runs under (see docs/operators.md): an OpBinding as data",
+    )
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="where each setting came from: flag, batch lane, operator, .spine.yaml or default",
     )
 
     @functools.cached_property
@@ -70,7 +90,7 @@ class LaneSpec(_Camel):
         return list(self.command)
 
 
-class LaneState(_Camel):
+class LaneState(_State):
     """A lane's progress through the steps, and the facts each finished step recorded."""
 
     spec: LaneSpec
@@ -84,8 +104,7 @@ class LaneState(_Camel):
     branch: str | None = None
     worktree: str | None = None
     pgid: int | None = None
-    facts: dict[str, Any] = Field(default_factory=dict)
-    error: str | None = None
+    facts: LaneFacts = Field(default_factory=LaneFacts)
 
     @property
     def next_step(self) -> str | None:
@@ -99,16 +118,16 @@ class LaneState(_Camel):
         return "finalize" in self.steps_done
 
 
-class DriverInfo(_Camel):
+class DriverInfo(_State):
     pid: int
     host: str
     started_at: str
 
 
-class RunState(_Camel):
+class RunState(_State):
     """run.json: everything the drive loop needs to continue a run."""
 
-    schema_version: int = 1
+    schema_version: int = STATE_VERSION
     run_id: str
     created_at: str
     kind: str = "run"
@@ -121,3 +140,41 @@ class RunState(_Camel):
     driver: DriverInfo | None = None
     lanes: dict[str, LaneState]
     halted: bool = False
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Convert run.json data of an older state version to this one (a no-op for the current one)."""
+    if data.get("schemaVersion", 1) == 1:
+        for lane in (data.get("lanes") or {}).values():
+            if isinstance(lane, dict):
+                _upgrade_lane_v1(lane)
+        data["schemaVersion"] = 2
+    return data
+
+
+def _upgrade_lane_v1(lane: dict[str, Any]) -> None:
+    """Version 1 kept each step's facts as a loose mapping keyed by step name, and the halt as ``error``."""
+    old: dict[str, Any] = lane.get("facts") or {}
+    new: dict[str, Any] = {}
+    for key in ("startedAt", "cancel", "blocked", "notStarted", "setup", "execute", "result"):
+        if isinstance(old.get(key), dict):
+            new[key] = dict(old[key])
+    if isinstance(old.get("create_worktree"), dict):
+        new["create"] = dict(old["create_worktree"])
+    if isinstance(new.get("setup"), dict):
+        setup = new["setup"]
+        copied = setup.get("copied") or []
+        if isinstance(copied, list):
+            setup["copied"], setup["copiedSample"] = len(copied), copied[:20]
+        setup["commands"] = [c for c in setup.get("commands") or [] if isinstance(c, dict)]
+    if isinstance(old.get("commit"), dict):
+        new["commit"] = {
+            k: v for k, v in old["commit"].items() if k in ("commits", "headSha", "diffStat", "skipped")
+        }
+    if isinstance(old.get("validate"), list) or isinstance(old.get("acceptance"), list):
+        new["validation"] = {"checks": old.get("validate") or [], "acceptance": old.get("acceptance") or []}
+    error = lane.pop("error", None)
+    if error:
+        step, _, message = str(error).removeprefix("step ").partition(" failed: ")
+        new["halt"] = {"step": step if message else "?", "error": message or str(error)}
+    lane["facts"] = new

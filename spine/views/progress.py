@@ -46,10 +46,11 @@ class PlainProgress:
         elif what == "start" and step == "validate" and lane.spec.checks:
             line = "running checks"
         elif what == "halted":
-            line = f"step {step} could not run: {lane.error}"
+            halt = lane.facts.halt
+            line = f"step {step} could not run: {halt.error if halt else '?'}"
         elif what == "done" and step == "finalize":
-            result = lane.facts.get("result") or {}
-            line = f"{lane.status.value}: {result.get('nextAction', '')}"
+            result = lane.facts.result
+            line = f"{lane.status.value}: {result.next_action if result else ''}"
         if line is None or (what == "start" and step in PSEUDO_STEPS):
             return
         with self._lock:
@@ -90,10 +91,10 @@ class LiveProgress:
         name = lane_id.ljust(width)
         if lane.complete:
             mark, color = MARKS.get(lane.status, ("  ", None))
-            result = lane.facts.get("result") or {}
-            took = (lane.facts.get("execute") or {}).get("durationSeconds")
+            result = lane.facts.result
+            took = lane.facts.execute.duration_seconds if lane.facts.execute else None
             text = f"{lane.status.value}" + (f" in {format_duration(took)}" if took is not None else "")
-            note = result.get("nextAction", "")
+            note = result.next_action if result else ""
             return f" {click.style(mark, fg=color)} {name}  {text}  {click.style(note, dim=True)}"
         if lane.current_step is None and not lane.steps_done:
             waiting = [n for n in lane.spec.needs if not self.run.lanes[n].complete]

@@ -66,7 +66,7 @@ def lane_view(
         else:
             status = "planned"
         step = lane.current_step or (lane.next_step if started(lane) else None)
-    begun = parse_time(lane.facts.get("startedAt"))
+    begun = parse_time(lane.facts.started_at)
     ended = parse_time(result.completed_at) if result else None
     duration = ((ended or now) - begun).total_seconds() if begun and (ended or started(lane)) else None
     if result:
@@ -86,9 +86,9 @@ def lane_view(
         "status": status,
         "step": step,
         "branch": lane.branch,
-        "worktree": None if (lane.facts.get("result") or {}).get("returnedToPool") else lane.worktree,
+        "worktree": None if (lane.facts.result and lane.facts.result.returned_to_pool) else lane.worktree,
         "needs": list(lane.spec.needs),
-        "startedAt": lane.facts.get("startedAt"),
+        "startedAt": lane.facts.started_at,
         "completedAt": result.completed_at if result else None,
         "ageSeconds": round((now - begun).total_seconds(), 1) if begun else None,
         "durationSeconds": round(duration, 1) if duration is not None else None,
@@ -100,7 +100,7 @@ def lane_view(
 
 def run_view(ctx: ExecutionContext, run: RunState) -> dict[str, Any]:
     """A whole run: state, counts per status and every lane's view."""
-    driven = run_is_driven(ctx.state.run_dir(run.run_id))
+    driven = run_is_driven(ctx.state.driver_lock(run.run_id))
     now = datetime.now(UTC)
     lanes = [lane_view(ctx, run, lane_id, driven, now) for lane_id in run.lanes]
     counts: dict[str, int] = {}
@@ -118,7 +118,7 @@ def run_view(ctx: ExecutionContext, run: RunState) -> dict[str, Any]:
         "jobs": run.jobs,
         "failFast": run.fail_fast,
         "counts": {k: counts[k] for k in STATUS_ORDER if k in counts},
-        "exitCode": exit_code_for(lane.status for lane in run.lanes.values()) if complete else None,
+        "exitCode": exit_code_for((lane.status for lane in run.lanes.values()), run) if complete else None,
         "lanes": lanes,
     }
 
@@ -160,7 +160,7 @@ def print_run_summary(ctx: ExecutionContext, run: RunState, *, as_json: bool) ->
         click.echo(json.dumps(view, indent=2))
     else:
         click.echo(render_run(view))
-    return exit_code_for(lane.status for lane in run.lanes.values())
+    return exit_code_for((lane.status for lane in run.lanes.values()), run)
 
 
 def render_run_list(views: list[dict[str, Any]]) -> str:

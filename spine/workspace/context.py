@@ -1,23 +1,70 @@
 """The ExecutionContext: the single answer to "where does everything live?".
 
 ``resolve_context`` is the only code in spine that asks git where the repository, its common dir and
-the primary checkout are, and the only code that derives state paths. It runs once per invocation;
-its result is handed down. From the primary checkout, any subdirectory, or any lane worktree, every
-shared field comes out the same. When it cannot resolve, it raises an error that says what is wrong
-and how to fix it; it never falls back to another directory.
+the primary checkout are, and this module is the only one that derives a path under the state
+directory (``StatePaths``) or names a ref spine owns (lane branches, attempt and recovery refs). It
+runs once per invocation; its result is handed down. From the primary checkout, any subdirectory, or
+any lane worktree, every shared field comes out the same. When it cannot resolve, it raises an error
+that says what is wrong and how to fix it; it never falls back to another directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spine.base.errors import NotARepository, UsageError
-from spine.base.git import GitFailed, git
+from spine.base.git import git
+from spine.base.redact import looks_secret, register
 from spine.model.config import CONFIG_FILE, SpineConfig, load_config
+from spine.workspace.repo import Repository
+
+# Refs spine owns. Lane branches are ordinary branches so people can check them out and push them;
+# the rest are refs outside refs/heads, so `git branch` stays clean and `git push --all` skips them.
+LANE_BRANCH_PREFIX = "spine/"
+ATTEMPTS_REFS = "refs/spine/attempts"
+RECOVERED_REFS = "refs/spine/recovered"
+
+# Directories under the worktree root that are not run ids (run ids cannot start with '.').
+POOL_DIR = ".pool"
+GATE_DIR = ".gate"
+
+
+def lane_branch(run_id: str, lane_id: str) -> str:
+    """The branch of lane LANE of run RUN: ``spine/RUN/LANE``."""
+    return f"{LANE_BRANCH_PREFIX}{run_id}/{lane_id}"
+
+
+def parse_lane_branch(branch: str) -> tuple[str, str] | None:
+    """(run id, lane id) of a lane branch name, or None when ``branch`` is not one."""
+    if not branch.startswith(LANE_BRANCH_PREFIX):
+        return None
+    parts = branch.removeprefix(LANE_BRANCH_PREFIX).split("/")
+    return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
+
+
+def attempt_ref(run_id: str, lane_id: str, attempt: int) -> str:
+    """Where the head of attempt N of a retried lane is kept."""
+    return f"{ATTEMPTS_REFS}/{run_id}/{lane_id}/{attempt}"
+
+
+def attempt_refs_of_run(run_id: str) -> str:
+    """The prefix of every attempt ref of a run (for ``git for-each-ref``)."""
+    return f"{ATTEMPTS_REFS}/{run_id}/"
+
+
+def recovery_ref(label: str) -> str:
+    """A new recovery ref for uncommitted work found under ``label`` (e.g. RUN/LANE)."""
+    return f"{RECOVERED_REFS}/{label}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def recovery_refs_pattern(label: str) -> str:
+    """The ``for-each-ref`` pattern of every recovery ref made for ``label``."""
+    return f"{RECOVERED_REFS}/{label}-*"
 
 
 @dataclass(frozen=True)
@@ -37,6 +84,22 @@ class Workspace:
     current_worktree: Path
     is_primary: bool
     worktree_root: Path
+
+    def lane_worktree(self, run_id: str, lane_id: str) -> Path:
+        return self.worktree_root / run_id / lane_id
+
+    def run_worktrees(self, run_id: str) -> Path:
+        return self.worktree_root / run_id
+
+    @property
+    def pool(self) -> Path:
+        """Where pooled worktrees wait."""
+        return self.worktree_root / POOL_DIR
+
+    @property
+    def gate(self) -> Path:
+        """Where throwaway gate worktrees are created."""
+        return self.worktree_root / GATE_DIR
 
 
 @dataclass(frozen=True)
@@ -76,8 +139,24 @@ class StatePaths:
         """Lock files of the worktree pool's slots."""
         return self.root / "pool"
 
+    @property
+    def crash_logs(self) -> Path:
+        return self.root / "crash"
+
+    @property
+    def run_index(self) -> Path:
+        """Run ids in the order they were created, one JSON line each."""
+        return self.root / "run-index.jsonl"
+
+    def pool_slot_lock(self, slot: str) -> Path:
+        return self.pool / f"{slot}.lock"
+
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
+
+    def new_run_dir(self, run_id: str) -> Path:
+        """Where a run is assembled before it appears under its id (see ``RunStore.create``)."""
+        return self.runs / f".new-{run_id}-{os.getpid()}"
 
     def run_file(self, run_id: str) -> Path:
         return self.runs / run_id / "run.json"
@@ -85,8 +164,15 @@ class StatePaths:
     def events_file(self, run_id: str) -> Path:
         return self.runs / run_id / "events.jsonl"
 
+    def driver_lock(self, run_id: str) -> Path:
+        """The flock a run's driver holds (``spine.base.liveness``)."""
+        return self.runs / run_id / "driver.lock"
+
+    def lanes_dir(self, run_id: str) -> Path:
+        return self.runs / run_id / "lanes"
+
     def lane_dir(self, run_id: str, lane_id: str) -> Path:
-        return self.runs / run_id / "lanes" / lane_id
+        return self.lanes_dir(run_id) / lane_id
 
     def result_file(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "result.json"
@@ -100,6 +186,20 @@ class StatePaths:
     def debug_markdown(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "debug.md"
 
+    def artifacts_dir(self, run_id: str, lane_id: str) -> Path:
+        return self.lane_dir(run_id, lane_id) / "artifacts"
+
+    def promote_lock(self, run_id: str, lane_id: str) -> Path:
+        """Held while lane RUN/LANE is promoted, so that it lands once."""
+        return self.lane_dir(run_id, lane_id) / "promote.lock"
+
+    def attempts_dir(self, run_id: str, lane_id: str) -> Path:
+        """Earlier attempts of a retried lane: ``N/`` holds attempt N's result, log and debug packet."""
+        return self.runs / run_id / "attempts" / lane_id
+
+    def attempt_dir(self, run_id: str, lane_id: str, attempt: int) -> Path:
+        return self.attempts_dir(run_id, lane_id) / str(attempt)
+
     def lock_file(self, name: str) -> Path:
         return self.locks / f"{name}.lock"
 
@@ -111,12 +211,26 @@ class StatePaths:
         """A request to cancel every lane of the run."""
         return self.runs / run_id / "cancel-all"
 
+    def gate_verdict(self, tree: str, checks_key: str) -> Path:
+        return self.gate / "verdicts" / f"{tree}-{checks_key[:20]}.json"
+
+    def gate_logs(self, tree: str, checks_key: str) -> Path:
+        return self.gate / "logs" / f"{tree}-{checks_key[:20]}"
+
+    def gate_active(self, name: str) -> Path:
+        """The directory whose driver lock says a gate is still using worktree ``name``."""
+        return self.gate / "active" / name
+
+    def gate_active_lock(self, name: str) -> Path:
+        return self.gate_active(name) / "driver.lock"
+
 
 @dataclass(frozen=True)
 class ExecutionContext:
     """Everything a command needs to know about where it runs; built by ``resolve_context``."""
 
     repo: RepoIdentity
+    git: Repository
     workspace: Workspace
     refs: Refs
     state: StatePaths
@@ -127,12 +241,12 @@ class ExecutionContext:
     cwd: Path = field(compare=False)
 
     def lane_worktree(self, run_id: str, lane_id: str) -> Path:
-        return self.workspace.worktree_root / run_id / lane_id
+        return self.workspace.lane_worktree(run_id, lane_id)
 
     @property
     def pool_worktrees(self) -> Path:
         """Where pooled worktrees wait; run ids cannot start with '.', so no run collides with it."""
-        return self.workspace.worktree_root / ".pool"
+        return self.workspace.pool
 
     def shared(self) -> dict[str, Any]:
         """The fields that must be identical from every working directory of the repository."""
@@ -183,14 +297,16 @@ def resolve_context(
     primary = _primary_checkout(common_dir, here)
     config_path = primary / CONFIG_FILE
     config = load_config(config_path)
+    register(value for name, value in config.env.items() if looks_secret(name))
     if backend is not None:
         config = config.model_copy(update={"backend": backend})
     state = StatePaths(common_dir / "spine")
     root = Path(config.worktree_root) if config.worktree_root else state.default_worktrees
     if not root.is_absolute():
         root = primary / root
-    refs = _resolve_refs(common_dir, primary, base or config.base, target or config.target)
-    _check_backend_name(config.backend)
+    repository = Repository(git_common_dir=common_dir, primary_checkout=primary)
+    refs = _resolve_refs(repository, base, target, config, config_path)
+    _check_backend_name(config.backend, backend is None, config_path)
     return ExecutionContext(
         repo=RepoIdentity(
             id=hashlib.sha256(str(common_dir).encode()).hexdigest()[:16],
@@ -198,6 +314,7 @@ def resolve_context(
             primary_checkout=primary,
             git_common_dir=common_dir,
         ),
+        git=repository,
         workspace=Workspace(current_worktree=toplevel, is_primary=toplevel == primary, worktree_root=root),
         refs=refs,
         state=state,
@@ -259,37 +376,32 @@ def _primary_head(common_dir: Path) -> tuple[str, bool]:
     return head, False
 
 
-def _resolve_refs(common_dir: Path, primary: Path, base: str | None, target: str | None) -> Refs:
-    head, _ = _primary_head(common_dir)
-    base_ref = base or head
-    target_ref = target or base_ref
-    for name, ref in (("base", base_ref), ("target", target_ref)):
-        if ref.startswith("-") or not ref.strip():
-            raise UsageError(f"invalid {name} ref {ref!r}", "name a branch, tag or commit, e.g. main")
+def _resolve_refs(
+    repo: Repository, base: str | None, target: str | None, config: SpineConfig, config_path: Path
+) -> Refs:
+    head, _ = _primary_head(repo.git_common_dir)
+    base_ref = base or config.base or head
+    target_ref = target or config.target or base_ref
+    where = {
+        "base": "--base" if base else (f"{config_path}: key 'base'" if config.base else "the primary HEAD"),
+        "target": "--target" if target else (f"{config_path}: key 'target'" if config.target else "the base"),
+    }
     wanted = [base_ref] if target_ref == base_ref else [base_ref, target_ref]
-    proc = git("rev-parse", *(f"{ref}^{{commit}}" for ref in wanted), cwd=primary, check=False)
-    if proc.returncode != 0:
-        if not base and git("rev-parse", "--verify", "-q", "HEAD", cwd=primary, check=False).returncode != 0:
-            raise UsageError(
-                f"the repository at {primary} has no commits yet",
-                "make a first commit (git add -A && git commit -m 'initial commit') and try again",
-            )
-        for name, ref in (("base", base_ref), ("target", target_ref)):
-            try:
-                git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}", cwd=primary)
-            except GitFailed:
-                flag = "--base" if name == "base" else "--target"
-                raise UsageError(
-                    f"unknown {name} ref {ref!r}: no branch, tag or commit has that name",
-                    f"check `git branch -a`, or pass an existing ref with {flag}",
-                ) from None
-        raise UsageError(f"cannot resolve refs {wanted}: {proc.stderr.strip()}")
-    shas = proc.stdout.split()
-    return Refs(base_ref=base_ref, base_sha=shas[0], target_ref=target_ref, target_sha=shas[-1])
+    shas = repo.resolve_commits(wanted)
+    if shas is not None:
+        return Refs(base_ref=base_ref, base_sha=shas[0], target_ref=target_ref, target_sha=shas[-1])
+    if not (base or config.base) and repo.resolve_commit("HEAD") is None:
+        raise UsageError(
+            f"the repository at {repo.primary_checkout} has no commits yet",
+            "make a first commit (git add -A && git commit -m 'initial commit') and try again",
+        )
+    for name, ref in (("base", base_ref), ("target", target_ref)):
+        repo.require_commit(ref, what=f"{name} ref", given_by=where[name])
+    raise UsageError(f"cannot resolve refs {wanted}")  # pragma: no cover - require_commit raised
 
 
-def _check_backend_name(name: str) -> None:
-    from spine.backends.registry import BUILTIN, known_backend_names
+def _check_backend_name(name: str, from_config: bool, config_path: Path) -> None:
+    from spine.base.backend_names import BUILTIN, known_backend_names
 
     if name in BUILTIN:
         return  # no need to scan installed packages' entry points for a built-in name
@@ -299,4 +411,7 @@ def _check_backend_name(name: str) -> None:
 
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UsageError(f"unknown backend {name!r}", f"{hint}known backends: {', '.join(sorted(names))}")
+        where = f"{config_path}: key 'backend': " if from_config else "--backend: "
+        raise UsageError(
+            f"{where}unknown backend {name!r}", f"{hint}known backends: {', '.join(sorted(names))}"
+        )

@@ -1,0 +1,341 @@
+"""Rendering a lane's outcome: its summary, its next action and the result file.
+
+Everything here is a pure function of the lane's state, its outcome (``spine.lane.outcome``) and a
+few names (run id, log path, backend). The next action is always a step that works: a command to
+run, a branch to review, a file to read; tests run them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spine.base.ids import format_duration, now_iso
+from spine.lane.outcome import FailureKind, Outcome
+from spine.model.facts import LaneFacts
+from spine.model.result import CheckStatus, LaneResult, Verdict
+from spine.model.state import LaneState
+
+
+@dataclass(frozen=True)
+class Where:
+    """The names a rendering needs besides the lane's state."""
+
+    run_id: str
+    log_path: str
+    backend: str
+    in_place: bool = False
+
+    def retry(self, lane_id: str) -> str:
+        return f"`spine resume {self.run_id} --retry --lane {lane_id}`"
+
+
+def describe_changes(facts: LaneFacts, branch: str | None, in_place: bool) -> str:
+    """'2 files changed (+9 -3) in 1 commit on BRANCH', 'no changes', or why nothing was committed."""
+    commit = facts.commit
+    if commit is None or commit.diff_stat is None:
+        if in_place and (commit is None or commit.skipped):
+            return "changes not committed (in-place backend)"
+        return "nothing committed"
+    if not commit.commits:
+        return "no changes"
+    stat = commit.diff_stat
+    files = f"{stat.files_changed} file{'s' if stat.files_changed != 1 else ''} changed (+{stat.insertions} -{stat.deletions})"
+    own = sum(1 for c in commit.commits if c.made_by == "command")
+    count = f"{len(commit.commits)} commit{'s' if len(commit.commits) != 1 else ''}"
+    if own:
+        count += f", {own} made by the command"
+    return f"{files} in {count} on {branch}"
+
+
+def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
+    """One or two sentences: what happened, and what the lane changed."""
+    facts, spec = lane.facts, lane.spec
+    ex = facts.execute
+    took = f" after {format_duration(ex.duration_seconds)}" if ex and ex.duration_seconds is not None else ""
+    changes = describe_changes(facts, lane.branch, where.in_place)
+    kind = outcome.kind
+    if outcome.succeeded:
+        text = f"command succeeded{took}; {changes}"
+        checks = facts.validation
+        passed = [c.name for c in checks.checks if c.status == CheckStatus.PASSED] if checks else []
+        if passed:
+            text += f"; checks passed: {', '.join(passed)}"
+        elif spec.binding is None:
+            text += "; no checks configured"
+        text += _grading(facts)
+        if ex is not None and ex.stopped:
+            text += f"; spine stopped {_processes(len(ex.stopped))} the command left running"
+        return text
+    if kind == FailureKind.BLOCKED and facts.blocked is not None:
+        said = {"failed": "failed", "canceled": "was canceled", "blocked": "was blocked"}
+        needs, root = facts.blocked.needs, facts.blocked.root
+        text = f"not started: it needs {', '.join(needs)}, and " + " and ".join(
+            f"{need} {said.get(status, status)}" for need, status in needs.items()
+        )
+        if set(root) != set(needs):
+            text += f" (because {', '.join(f'{k} {said.get(v, v)}' for k, v in root.items())})"
+        return text
+    if kind == FailureKind.CANCELED and facts.not_started is not None:
+        if facts.not_started.reason == "fail-fast":
+            return (
+                f"not started: lane {facts.not_started.after} failed and the run stops after the first "
+                "failure (--fail-fast)"
+            )
+        return "not started: canceled (spine cancel) before it began"
+    if kind == FailureKind.DRIVER_DIED and facts.driver_died is not None:
+        removed = "; spine gc removed the lane's worktree" if facts.driver_died.worktree_removed else ""
+        return f"its driver died during step {facts.driver_died.step}{removed}"
+    if kind == FailureKind.ERROR and facts.halt is not None:
+        return f"spine could not finish the lane: step {facts.halt.step} failed: {facts.halt.error}"
+    if kind == FailureKind.VIOLATION:
+        return f"the lane is not trusted: {outcome.cause}; {changes}"
+    if kind == FailureKind.CANCELED:
+        return f"canceled{took}; {changes}"
+    if kind == FailureKind.SETUP_FAILED and facts.setup is not None and facts.setup.failed is not None:
+        failed = facts.setup.failed
+        how = "timed out" if failed.timed_out else f"failed (exit {failed.exit_code})"
+        return f"setup command {failed.command!r} {how}; the command did not run"
+    if kind == FailureKind.TIMEOUT:
+        return f"command timed out{took} (wall-clock limit) and was stopped; {changes}"
+    if kind == FailureKind.STALL and ex is not None and ex.timed_out == "stall":
+        limit = format_duration(spec.stall_timeout or 0)
+        return f"command showed no progress (no output, no file changes) for {limit} and was stopped{took}; {changes}"
+    if kind == FailureKind.STALL:
+        limit = format_duration(spec.idle_timeout or 0)
+        return f"command printed nothing for {limit} and was stopped{took}; {changes}"
+    if kind == FailureKind.COMMAND_FAILED and ex is not None:
+        return f"command exited with code {ex.exit_code}{took}; {changes}"
+    if kind == FailureKind.CHECK_FAILED:
+        checks = facts.validation
+        names = [c.name for c in checks.checks if c.status == CheckStatus.FAILED] if checks else []
+        names += [a.name for a in checks.acceptance if a.verdict == Verdict.FAIL] if checks else []
+        plural = "s" if len(names) > 1 else ""
+        return f"command succeeded{took} but check{plural} {', '.join(names)} failed; {changes}" + _grading(
+            facts
+        )
+    if kind == FailureKind.MISSING_EVIDENCE:
+        text = f"command succeeded{took}; {changes}" + _grading(facts)
+        checks = facts.validation
+        shown = checks is not None and (
+            any(e.found for e in checks.evidence) or any(a.verdict == Verdict.PASS for a in checks.acceptance)
+        )
+        if not shown:
+            text += "; no evidence was produced, so the lane does not count"
+        return text
+    return f"{outcome.cause}; {changes}"
+
+
+def _grading(facts: LaneFacts) -> str:
+    checks = facts.validation
+    if checks is None or (not checks.acceptance and not checks.evidence):
+        return ""
+    text = ""
+    if checks.acceptance:
+        text += "; acceptance: " + ", ".join(f"{a.name} {a.verdict.value}" for a in checks.acceptance)
+    found = [e.id for e in checks.evidence if e.found]
+    missing = [e.id for e in checks.evidence if not e.found and e.required]
+    optional = [e.id for e in checks.evidence if not e.found and not e.required]
+    if found:
+        text += f"; evidence found: {', '.join(found)}"
+    if missing:
+        text += f"; evidence missing: {', '.join(missing)}"
+    if optional:
+        text += f"; optional evidence missing: {', '.join(optional)}"
+    return text
+
+
+def _processes(count: int) -> str:
+    return f"{count} process{'es' if count != 1 else ''}"
+
+
+def next_action(lane: LaneState, outcome: Outcome, where: Where) -> str:
+    """The one thing to do next, as a step that works."""
+    facts, spec = lane.facts, lane.spec
+    lane_id, run_id, log = spec.id, where.run_id, where.log_path
+    kind = outcome.kind
+    retry = where.retry(lane_id)
+    binding = spec.binding
+    if binding is not None:
+        configured = _operator_pointer(lane, outcome, where)
+        if configured:
+            return configured
+    if outcome.succeeded:
+        commits = facts.commit.commits if facts.commit else []
+        if commits and lane.branch and not where.in_place:
+            return (
+                f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}), "
+                f"then land it with `spine promote {run_id}/{lane_id}`"
+            )
+        if where.in_place:
+            return (
+                "review the commit in your checkout (git show HEAD)"
+                if commits
+                else "review the changes in your checkout (git status)"
+            )
+        return "nothing to review: the command changed nothing; clean up the lane with `spine gc`"
+    if kind == FailureKind.BLOCKED and facts.blocked is not None:
+        root = facts.blocked.root
+        first = next(iter(root), "")
+        fixes = " and ".join(f"lane {name} ({status})" for name, status in root.items())
+        return f"fix {fixes} first (see `spine show {run_id}/{first}`), then retry with `spine resume {run_id} --retry`"
+    if kind == FailureKind.CANCELED and facts.not_started is not None:
+        if facts.not_started.reason == "fail-fast":
+            failed = facts.not_started.after
+            return (
+                f"fix lane {failed} (see `spine show {run_id}/{failed}`), then retry both with "
+                f"`spine resume {run_id} --retry`"
+            )
+        return f"if it is still wanted, run it with {retry}"
+    if kind == FailureKind.DRIVER_DIED and facts.driver_died is not None:
+        if facts.driver_died.recovered_ref:
+            ref = facts.driver_died.recovered_ref
+            return f"its uncommitted work is in {ref} (git log -p {ref}); run the lane again with {retry}"
+        if lane.branch and facts.commit and facts.commit.commits:
+            return f"review what it committed on {lane.branch}, or run the lane again with {retry}"
+        return f"run the lane again with {retry}"
+    if kind == FailureKind.ERROR:
+        return f"fix the cause above, then run the lane again with {retry} (its work so far is kept)"
+    if kind == FailureKind.VIOLATION:
+        kept = f"inspect the worktree at {lane.worktree}" if lane.worktree else "inspect the lane"
+        return (
+            f"{kept}: {outcome.cause}; run the lane again with {retry} once the command no longer does that"
+        )
+    if kind == FailureKind.CANCELED:
+        if lane.branch and not where.in_place:
+            return f"review what it left on {lane.branch}, or run it again with {retry}"
+        return f"run it again with {retry}"
+    if kind == FailureKind.SETUP_FAILED:
+        return f"fix the setup command in .spine.yaml (its output is in {log}), then run the lane again with {retry}"
+    if kind == FailureKind.TIMEOUT:
+        return f"inspect the log at {log}; raise --timeout if the work needs longer"
+    if kind == FailureKind.STALL and facts.execute is not None and facts.execute.timed_out == "stall":
+        return f"inspect the log at {log}; find what it waits on, or raise --stall-timeout"
+    if kind == FailureKind.STALL:
+        return f"inspect the log at {log}; raise --idle-timeout if long silences are expected"
+    if kind == FailureKind.COMMAND_FAILED:
+        last = last_line(facts.execute.tail if facts.execute else [])
+        return f"inspect the log at {log}" + (f" (last line: {last!r})" if last else "")
+    if kind == FailureKind.CHECK_FAILED:
+        name, command = failing_check(facts)
+        where_to = f"cd {lane.worktree}" if lane.worktree else "the lane worktree"
+        return f"reproduce the failing check {name}: {where_to} && {command}"
+    if kind == FailureKind.MISSING_EVIDENCE:
+        checks = facts.validation
+        missing = [e.description for e in checks.evidence if e.required and not e.found] if checks else []
+        return f"produce the missing evidence ({', '.join(missing) or 'evidence'}) and run the lane again with {retry}"
+    return f"inspect the log at {log}"
+
+
+def failing_check(facts: LaneFacts) -> tuple[str, str]:
+    """(name, command) of the first check that failed: acceptance checks first."""
+    checks = facts.validation
+    if checks is None:
+        return "", ""
+    for accepted in checks.acceptance:
+        if accepted.verdict == Verdict.FAIL:
+            return accepted.name, accepted.command
+    return next(((c.name, c.command) for c in checks.checks if c.status == CheckStatus.FAILED), ("", ""))
+
+
+def last_line(tail: list[str]) -> str:
+    return next((line.strip()[:160] for line in reversed(tail) if line.strip()), "")
+
+
+def _operator_pointer(lane: LaneState, outcome: Outcome, where: Where) -> str | None:
+    """The operator's own next pointer for this outcome (``next`` on success, ``failure_paths``)."""
+    from spine.model.operators import pointer
+
+    binding = lane.spec.binding
+    assert binding is not None
+    checks = lane.facts.validation
+    failed_check = ""
+    if checks is not None:
+        failed_check = next((a.name for a in checks.acceptance if a.verdict == Verdict.FAIL), "") or next(
+            (c.name for c in checks.checks if c.status == CheckStatus.FAILED), ""
+        )
+    fields = {
+        "op": binding.operator or "",
+        "mode": binding.mode.value if binding.mode else "",
+        "run_id": where.run_id,
+        "lane_id": lane.spec.id,
+        "branch": lane.branch or "",
+        "worktree": lane.worktree or "",
+        "log": where.log_path,
+        "check": failed_check,
+        "missing": ", ".join(
+            e.description for e in (checks.evidence if checks else []) if e.required and not e.found
+        ),
+        "timebox": format_duration(lane.spec.timeout) if lane.spec.timeout else "none",
+        "base_sha": lane.base_sha,
+    }
+    if outcome.succeeded:
+        return pointer(binding.next, fields) if binding.next else None
+    configured = binding.failure_paths.for_kind(outcome.kind.value) if outcome.kind else None
+    if configured and pointer(configured, fields):
+        return pointer(configured, fields)
+    if outcome.kind == FailureKind.TIMEOUT and binding.stop_rule:
+        return f"stopped by the timebox ({fields['timebox']}): {binding.stop_rule}"
+    if outcome.kind == FailureKind.STALL and binding.stop_rule:
+        return f"stopped: no progress; {binding.stop_rule}"
+    return None
+
+
+def build_result(lane: LaneState, outcome: Outcome, where: Where) -> LaneResult:
+    """The result file of a lane, from its state and outcome."""
+    facts, spec = lane.facts, lane.spec
+    ex, commit, checks = facts.execute, facts.commit, facts.validation
+    action = " ".join(next_action(lane, outcome, where).split())
+    binding = spec.binding
+    error = None
+    if facts.halt is not None:
+        error = f"step {facts.halt.step} failed: {facts.halt.error}"
+    elif outcome.kind == FailureKind.DRIVER_DIED:
+        error = outcome.cause
+    debug_hint = (
+        not outcome.succeeded and outcome.kind not in (FailureKind.BLOCKED,) and facts.not_started is None
+    )
+    pointer_text = action
+    if binding is not None and binding.mode is not None and debug_hint:
+        pointer_text = f"{action} (debug packet: spine debug {where.run_id}/{spec.id})"
+    verdict = checks.verdict if checks is not None else None
+    if binding is not None and binding.mode is not None and not outcome.succeeded:
+        verdict = Verdict.FAIL
+    return LaneResult(
+        run_id=where.run_id,
+        lane_id=spec.id,
+        objective=spec.objective,
+        status=outcome.status,
+        sandbox_backend=where.backend,
+        branch=lane.branch,
+        worktree_path=lane.worktree,
+        log_path=where.log_path,
+        provider_run_id=ex.provider_run_id if ex else None,
+        command=spec.argv(),
+        base_ref=lane.base_ref,
+        base_sha=lane.base_sha,
+        head_sha=commit.head_sha if commit else None,
+        commits=list(commit.commits) if commit else [],
+        artifacts=list(checks.artifacts) if checks else [],
+        validation=list(checks.checks) if checks else [],
+        exit_code=ex.exit_code if ex else None,
+        timed_out=bool(ex and ex.timed_out),
+        timeout_kind=ex.timed_out if ex else None,
+        duration_seconds=ex.duration_seconds if ex else None,
+        diff_stat=commit.diff_stat if commit else None,
+        output_tail=(ex.tail if ex else [])[-10:],
+        error=error,
+        failure_kind=outcome.kind.value if outcome.kind else None,
+        invariants=list(commit.invariants) if commit else [],
+        operator=binding.operator if binding else None,
+        mode=binding.mode.value if binding and binding.mode else None,
+        mode_source=binding.mode_source if binding and binding.mode else None,
+        inputs=dict(binding.inputs) if binding and binding.operator else None,
+        acceptance=list(checks.acceptance) if checks else [],
+        evidence=list(checks.evidence) if checks else [],
+        verdict=verdict,
+        summary=summary(lane, outcome, where),
+        next_action=pointer_text if binding is not None and binding.mode is not None else action,
+        next_pointer=pointer_text,
+        started_at=(ex.started_at if ex else None) or facts.started_at or lane.step_started_at,
+        completed_at=now_iso(),
+    )

@@ -1,0 +1,61 @@
+"""A lane's result as text: the block `spine run` and `spine show` print."""
+
+from __future__ import annotations
+
+import click
+
+from spine.base.ids import format_duration
+from spine.model.result import LaneResult
+
+
+def _worktree_shown(result: LaneResult) -> str:
+    if not result.worktree_kept:
+        return "returned to the worktree pool; the work is on the branch"
+    return result.worktree_path or "-"
+
+
+def render_result(result: LaneResult, result_path: str | None = None) -> str:
+    """A short human summary of one lane result."""
+    head = f"lane {result.run_id}/{result.lane_id}: {result.status.value}"
+    rows = [
+        ("objective", result.objective),
+        ("branch", result.branch or "-"),
+        ("worktree", _worktree_shown(result)),
+    ]
+    if result.duration_seconds is not None:
+        rows.append(("duration", format_duration(result.duration_seconds)))
+    for check in result.validation:
+        rows.append((f"check {check.name}", f"{check.status.value}: {check.summary}"))
+    if result.mode:
+        rows.append(("mode", f"{result.mode} ({result.mode_source})"))
+    if result.operator:
+        shown = ", ".join(f"{k}={v}" for k, v in (result.inputs or {}).items())
+        rows.append(("operator", result.operator + (f" ({shown})" if shown else "")))
+    for accepted in result.acceptance:
+        rows.append((f"accept {accepted.name}", f"{accepted.verdict.value}: {accepted.summary}"))
+    for item in result.evidence:
+        state = "found" if item.found else ("MISSING" if item.required else "missing (optional)")
+        rows.append((f"evidence {item.id}", f"{state}: {item.detail}"))
+    if result.verdict:
+        rows.append(("verdict", result.verdict.value))
+    if result.artifacts:
+        rows.append(("artifacts", ", ".join(a.path for a in result.artifacts)))
+    rows += [("log", result.log_path)]
+    if result_path:
+        rows.append(("result", result_path))
+    if result.debug_packet:
+        rows.append(("debug", f"spine debug {result.run_id}/{result.lane_id}"))
+    rows += [("summary", result.summary), ("next", result.next_action)]
+    width = max(len(k) for k, _ in rows)
+    return head + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def print_result(result: LaneResult, result_path: str, *, as_json: bool) -> None:
+    """Print ``result`` on stdout: the result file as JSON, or the text block with a coloured head."""
+    if as_json:
+        click.echo(result.to_json(), nl=False)
+        return
+    color = {"succeeded": "green", "failed": "red", "canceled": "yellow"}.get(result.status.value)
+    text = render_result(result, result_path)
+    first, _, rest = text.partition("\n")
+    click.echo(click.style(first, fg=color, bold=True) + "\n" + rest)
