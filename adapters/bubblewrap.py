@@ -2,9 +2,10 @@
 
 What the command gets: its lane worktree writable; the rest of the file system read-only; the
 repository's git directory (hooks and config included) read-only; spine's state, home directories
-and /tmp hidden behind empty private file systems; no network unless the lane allows it; its own PID
-namespace, so a timeout or cancel that ends bwrap ends every process the command started; no
-capabilities; only the environment variables the lane declares.
+and /tmp hidden behind empty private file systems; no network unless the lane allows it, and then no
+host sockets under /run either; its own PID namespace, so a timeout or cancel that ends bwrap ends
+every process the command started; no capabilities; only the environment variables the lane
+declares. Setup commands, checks and acceptance checks run the same way (docs/adr/0058).
 """
 
 from __future__ import annotations
@@ -90,9 +91,13 @@ class Bubblewrap:
             "/media",
             os.path.expanduser("~"),
         ]
+        if not spec.network:
+            # Without a network, host IPC is the way out that is left: the unix sockets under /run
+            # (container engines, D-Bus, systemd, databases). Abstract sockets die with --unshare-net.
+            hidden += ["/run", "/var/run"]
         hidden += [str(p) for p in self.settings.get("hide", [])]
         for path in dict.fromkeys(hidden):
-            if os.path.isdir(path):
+            if os.path.isdir(path) and not os.path.islink(path):
                 argv += ["--tmpfs", path]
         for sock in SOCKETS:
             if os.path.exists(sock):

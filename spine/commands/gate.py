@@ -55,6 +55,7 @@ def command(
     from pathlib import Path
 
     from spine.base.errors import UsageError
+    from spine.base.redact import redact_text
     from spine.drive.loop import sigterm_as_interrupt
     from spine.landing.gate import echo_to_stderr, gate_checks, resolve_commit, run_gate
     from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
@@ -124,20 +125,22 @@ def command(
         path = Path(junit_path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(junit_xml(verdict), encoding="utf-8")
+            path.write_text(redact_text(junit_xml(verdict)), encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot write the JUnit report to {junit_path}: {exc.strerror}") from None
     if as_json:
-        click.echo(verdict.to_json(), nl=False)
+        click.echo(redact_text(verdict.to_json()), nl=False)
     else:
-        text = render_table(verdict)
+        text = redact_text(render_table(verdict))
         first, _, rest = text.partition("\n")
         click.echo(click.style(first, fg="green" if verdict.passed else "red", bold=True) + "\n" + rest)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(verdict):
-            click.echo(line, err=as_json)  # stdout is the documented channel; keep --json output clean
+            click.echo(
+                redact_text(line), err=as_json
+            )  # stdout is the documented channel; keep --json output clean
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             with open(summary_file, "a", encoding="utf-8") as handle:
-                handle.write(step_summary(verdict))
+                handle.write(redact_text(step_summary(verdict)))
     return 0 if verdict.passed else 1

@@ -323,14 +323,19 @@ def _run_check(
     log_path: Path,
     echo: OutputSink | None,
 ) -> GateCheckResult:
+    """Run one gate check; what it prints reaches the log, the terminal and the verdict with secrets masked."""
     from spine.base.ids import format_duration
+    from spine.base.redact import StreamRedactor, process_redactor
 
+    redactor = process_redactor()
+    streams = {name: StreamRedactor(redactor) for name in ("stdout", "stderr")}
     with open(log_path, "wb") as log:
 
         def sink(stream: str, chunk: bytes) -> None:
-            log.write(chunk)
-            if echo:
-                echo(stream, chunk)
+            shown = streams[stream].feed(chunk)
+            log.write(shown)
+            if echo and shown:
+                echo(stream, shown)
 
         outcome = run_process(
             ["/bin/sh", "-c", check.command],
@@ -338,7 +343,13 @@ def _run_check(
             env=env,
             timeout=check.timeout if check.timeout is not None else ctx.config.timeout,
             on_output=sink,
+            supervise=True,
         )
+        for name, stream in streams.items():
+            rest = stream.flush()
+            log.write(rest)
+            if echo and rest:
+                echo(name, rest)
     if outcome.ok:
         status: Literal["passed", "failed"] = "passed"
         summary = "passed"
@@ -350,12 +361,12 @@ def _run_check(
         summary = f"exit {outcome.exit_code}" + (f": {last[:200]}" if last else "")
     return GateCheckResult(
         name=check.name,
-        command=check.command,
+        command=redactor.redact_text(check.command),
         status=status,
         exit_code=outcome.exit_code,
         timed_out=outcome.timed_out is not None,
         duration_seconds=round(outcome.duration, 3),
-        summary=summary,
-        output_tail=outcome.tail[-20:],
+        summary=redactor.redact_text(summary),
+        output_tail=[redactor.redact_text(line) for line in outcome.tail[-20:]],
         log_path=str(log_path),
     )

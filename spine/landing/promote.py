@@ -50,12 +50,6 @@ class Checkout:
     operation: str | None
 
 
-def _git_dir_of(ctx: ExecutionContext, path: Path) -> Path:
-    if path == ctx.repo.primary_checkout:
-        return ctx.repo.git_common_dir
-    return ctx.git.registered_git_dir(path) or ctx.repo.git_common_dir
-
-
 def operation_in_progress(git_dir: Path) -> str | None:
     """Which git operation is stopped half-way in the worktree owning ``git_dir``, if any."""
     for marker, what in _IN_PROGRESS:
@@ -83,7 +77,7 @@ def find_target_checkouts(ctx: ExecutionContext, target: str) -> list[Checkout]:
     for wt in list_worktrees(ctx.git):
         if wt.prunable:
             continue
-        git_dir = _git_dir_of(ctx, wt.path)
+        git_dir = ctx.git.git_dir_of(wt.path)
         rewriting = _rewritten_branch(git_dir) == target
         if wt.branch == target or rewriting:
             found.append(Checkout(wt.path, git_dir, wt.branch == target, operation_in_progress(git_dir)))

@@ -196,10 +196,11 @@ def next_action(lane: LaneState, outcome: Outcome, where: Where) -> str:
     if kind == FailureKind.ERROR:
         return f"fix the cause above, then run the lane again with {retry} (its work so far is kept)"
     if kind == FailureKind.VIOLATION:
-        kept = f"inspect the worktree at {lane.worktree}" if lane.worktree else "inspect the lane"
-        return (
-            f"{kept}: {outcome.cause}; run the lane again with {retry} once the command no longer does that"
-        )
+        broken = facts.commit.violations[0].name if facts.commit and facts.commit.violations else ""
+        again = f"run the lane again with {retry} once the command no longer does that"
+        if broken == "worktree" or not lane.worktree:
+            return f"{again}; `spine gc` saves what is left of its worktree to a recovery ref and removes it"
+        return f"inspect the worktree at {lane.worktree}, then {again}"
     if kind == FailureKind.CANCELED:
         if lane.branch and not where.in_place:
             return f"review what it left on {lane.branch}, or run it again with {retry}"

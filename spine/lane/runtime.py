@@ -199,7 +199,7 @@ class LaneRuntime:
             network=cfg.network if spec.network is None else spec.network,
             env_passthrough=tuple(sorted(declared)),
             settings=self.ctx.config.backends.get(self.backend.name, {}),
-            git_dir=self.ctx.repo.git_common_dir,
+            git_dir=self.ctx.git.common_dir,
             state_dir=self.ctx.state.root,
             timeout=spec.timeout,
         )

@@ -287,6 +287,11 @@ def commit(rt: LaneRuntime) -> None:
     if head.status == "violated":
         lane.facts.commit = CommitFacts(invariants=invariants, head_sha=wt.head().sha)
         return
+    leaked = _private_files_committed(rt, wt)
+    if leaked is not None:
+        invariants.append(leaked)
+        lane.facts.commit = CommitFacts(invariants=invariants, head_sha=wt.head().sha)
+        return
     stale = _remove_stale_index_lock(wt)
     wt.git("add", "-A")
     excluded = _leave_out_setup_work(rt, wt)
@@ -300,7 +305,7 @@ def commit(rt: LaneRuntime) -> None:
         for sha, subject, by_spine in _log_entries(rt, wt)
     ]
     head_sha = commits[-1].sha if commits else wt.out("rev-parse", "HEAD")
-    invariants.append(_commit_invariant(rt, wt, head_sha, excluded, stale))
+    invariants.append(_commit_invariant(excluded, stale))
     lane.facts.commit = CommitFacts(
         commits=commits,
         head_sha=head_sha,
@@ -372,6 +377,13 @@ def _head_invariant(rt: LaneRuntime, wt: LaneWorktree) -> Invariant:
             status="violated",
             detail=f"HEAD left the lane branch: it is {where} at {head.sha[:12]}, which does not build on "
             f"{branch} ({tip[:12]}); the work is there, not on the lane branch",
+        )
+    if head.sha == tip:
+        wt.git("symbolic-ref", "-m", "spine: back to the lane branch", "HEAD", f"refs/heads/{branch}")
+        return Invariant(
+            name="head",
+            status="fixed",
+            detail=f"the command left HEAD {where} at the lane branch's own commit; spine put HEAD back on {branch}",
         )
     wt.git("update-ref", "-m", "spine: follow the command's HEAD", f"refs/heads/{branch}", head.sha, tip)
     wt.git("symbolic-ref", "-m", "spine: back to the lane branch", "HEAD", f"refs/heads/{branch}")
@@ -453,21 +465,27 @@ def _tree_entries(wt: LaneWorktree, tree: str, paths: list[str]) -> dict[str, tu
     return found
 
 
-def _commit_invariant(
-    rt: LaneRuntime, wt: LaneWorktree, head: str, excluded: list[str], stale: bool
-) -> Invariant:
+def _private_files_committed(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | None:
+    """A violation when the command's own commits hold a file spine copied in from the user's checkout."""
     setup = rt.lane.facts.setup
     private = setup.private if setup else []
-    if private and head != rt.lane.base_sha:
-        committed = set(_changed_paths(wt, rt.lane.base_sha, head))
-        leaked = [p for p in private if p in committed]
-        if leaked:
-            return Invariant(
-                name="commit",
-                status="violated",
-                detail=f"the command committed files spine copied in from your checkout ({', '.join(leaked[:5])}); "
-                "they are private and must not land",
-            )
+    if not private:
+        return None
+    out = wt.git(
+        "log", "--format=", "--name-only", "--no-renames", f"{rt.lane.base_sha}..HEAD", "--", *private
+    )
+    leaked = sorted({p for p in out.stdout.splitlines() if p})
+    if not leaked:
+        return None
+    return Invariant(
+        name="commit",
+        status="violated",
+        detail=f"the command committed files spine copied in from your checkout ({', '.join(leaked[:5])}); "
+        "they are private and must not land",
+    )
+
+
+def _commit_invariant(excluded: list[str], stale: bool) -> Invariant:
     notes = []
     if excluded:
         notes.append(f"left out what spine copied in or setup produced: {', '.join(excluded[:5])}")
@@ -577,9 +595,11 @@ def validate(rt: LaneRuntime) -> None:
                 from spine.lane.grading import run_acceptance  # operator machinery, only when there is one
 
                 acceptance = run_acceptance(rt, box, binding, out, _why_not_run(ex, broken))
+        artifacts, problems = ([], []) if broken else collect_artifacts(rt)
+        for problem in problems:
+            out.note(f"artifact not kept: {problem}")
     finally:
         out.close()
-    artifacts, problems = ([], []) if broken else collect_artifacts(rt)
     validated = ValidateFacts(
         checks=results, acceptance=acceptance, artifacts=artifacts, artifact_problems=problems
     )

@@ -260,7 +260,9 @@ class Reaper:
                     run_id,
                 )
             )
-        parent = (registered.head if registered and registered.head else None) or base_sha
+        head = registered.head if registered and registered.head else None
+        # A worktree whose branch is gone lists HEAD as zeros: its base is then the parent to keep.
+        parent = head if head and ctx.git.resolve_commit(head) else base_sha
         label = f"{run_id}/{lane_id}"
         self.add(
             Finding(
@@ -278,7 +280,7 @@ class Reaper:
         tip = ctx.git.branch_sha(branch)
         if tip is None:
             return
-        ref_lock = ctx.repo.git_common_dir / "refs" / "heads" / f"{branch}.lock"
+        ref_lock = ctx.git.branch_lock_file(branch)
         if ref_lock.exists():
             self.add(
                 Finding(

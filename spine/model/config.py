@@ -177,7 +177,8 @@ class SpineConfig(_Model):
     target: str | None = Field(default=None, description="ref lanes are meant to land on; default: the base")
     backend: str = Field(default="local-worktree", description="isolation backend (see `spine backends`)")
     worktree_root: str | None = Field(
-        default=None, description="directory for lane worktrees; default: <git-common-dir>/spine/worktrees"
+        default=None,
+        description="directory for lane worktrees; default: spine/worktrees in the repository's git directory",
     )
     timeout: Duration | None = Field(default=3600.0, description="wall-clock limit for a lane's command")
     idle_timeout: Duration | None = Field(

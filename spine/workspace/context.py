@@ -304,7 +304,7 @@ def resolve_context(
     root = Path(config.worktree_root) if config.worktree_root else state.default_worktrees
     if not root.is_absolute():
         root = primary / root
-    repository = Repository(git_common_dir=common_dir, primary_checkout=primary)
+    repository = Repository(common_dir=common_dir, primary_checkout=primary)
     refs = _resolve_refs(repository, base, target, config, config_path)
     _check_backend_name(config.backend, backend is None, config_path)
     return ExecutionContext(
@@ -379,7 +379,7 @@ def _primary_head(common_dir: Path) -> tuple[str, bool]:
 def _resolve_refs(
     repo: Repository, base: str | None, target: str | None, config: SpineConfig, config_path: Path
 ) -> Refs:
-    head, _ = _primary_head(repo.git_common_dir)
+    head, _ = _primary_head(repo.common_dir)
     base_ref = base or config.base or head
     target_ref = target or config.target or base_ref
     where = {

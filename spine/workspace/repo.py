@@ -25,7 +25,7 @@ FALLBACK_EMAIL = "spine@localhost"
 class Repository:
     """One repository: its common git dir and its primary checkout."""
 
-    git_common_dir: Path
+    common_dir: Path
     primary_checkout: Path
 
     def run(
@@ -122,10 +122,20 @@ class Repository:
 
     # --- linked worktrees ------------------------------------------------------------------------
 
+    def git_dir_of(self, checkout: Path) -> Path:
+        """The git dir of a checkout git knows: the common dir for the primary, else its registered one."""
+        if checkout == self.primary_checkout:
+            return self.common_dir
+        return self.registered_git_dir(checkout) or self.common_dir
+
+    def branch_lock_file(self, branch: str) -> Path:
+        """The lock file git leaves beside a loose branch ref while it updates it."""
+        return self.common_dir / "refs" / "heads" / f"{branch}.lock"
+
     @property
     def worktrees_admin(self) -> Path:
         """Where git keeps the private git dirs of linked worktrees."""
-        return self.git_common_dir / "worktrees"
+        return self.common_dir / "worktrees"
 
     def registered_git_dir(self, worktree: Path) -> Path | None:
         """The private git dir git registered for the linked worktree at ``worktree``, or None.

@@ -1,6 +1,6 @@
 """Run state on disk: run.json (the loop's truth) and events.jsonl (an append-only journal).
 
-Both live under ``<git-common-dir>/spine/runs/<run-id>/`` (``StatePaths``). run.json is written
+Both live in the run's directory of spine's state (``StatePaths.run_dir``). run.json is written
 atomically (temp file, fsync, ``os.replace``) with every secret masked; events are appended one JSON
 line at a time (flushed, not fsynced). A new run appears whole: its directory is assembled under a
 temporary name and renamed into place, so a failed create never leaves an empty run directory that

@@ -188,7 +188,7 @@ def open_worktree(repo: Repository, path: Path) -> LaneWorktree | None:
 def checkout_worktree(repo: Repository, path: Path) -> LaneWorktree:
     """The user's own checkout at ``path`` (the primary or a linked worktree), for in-place lanes."""
     if os.path.realpath(path) == os.path.realpath(repo.primary_checkout):
-        return LaneWorktree(path=path, git_dir=repo.git_common_dir)
+        return LaneWorktree(path=path, git_dir=repo.common_dir)
     found = open_worktree(repo, path)
     if found is None:
         raise EnvironmentProblem(f"{path} is not a checkout git knows")
@@ -306,8 +306,10 @@ def snapshot(
             os.unlink(index)
             repo.run("read-tree", parent, env=env)
         add = ["add", "-A"] if include_deletions else ["add", "--ignore-removal"]
-        where = [f"--git-dir={repo.git_common_dir}", f"--work-tree={directory}", *SAFE_CONFIG]
-        git(*where, *add, "--", ".", cwd=directory, env=env)
+        where = [f"--git-dir={repo.common_dir}", f"--work-tree={directory}", *SAFE_CONFIG]
+        # Repositories nested inside (a lane may create one) cannot be added as files; leave them out.
+        spec = "\0".join([".", *(f":(exclude,literal){p}" for p in _nested_repositories(directory))]) + "\0"
+        git(*where, *add, "--pathspec-from-file=-", "--pathspec-file-nul", cwd=directory, env=env, input=spec)
         tree = repo.out("write-tree", env=env)
     finally:
         with contextlib.suppress(OSError):
@@ -318,6 +320,19 @@ def snapshot(
     ref = recovery_ref(label)
     repo.run("update-ref", "-m", "spine: recovered uncommitted work", ref, commit, "")
     return ref
+
+
+def _nested_repositories(root: Path) -> list[str]:
+    """Relative paths of the directories below ``root`` that hold a ``.git`` of their own (links not followed)."""
+    found = []
+    for current, dirs, files in os.walk(root):
+        here = Path(current)
+        if here != root and (".git" in dirs or ".git" in files):
+            found.append(here.relative_to(root).as_posix())
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if d != ".git"]
+    return found
 
 
 def clear_half_created(ctx: ExecutionContext, path: Path, base_sha: str, label: str) -> str | None:
