@@ -2,7 +2,7 @@
 
 Steps run code in two ways. The lane's command runs through its backend (``execute``). Setup
 commands, checks and acceptance checks run through ``LaneRuntime.sandbox``: behind the same port, in
-the same isolation as the command, unless the lane says ``checks_on_host`` (docs/adr/0060). On the
+the same isolation as the command, unless the lane says ``checks_on_host`` (docs/adr/0058). On the
 local backends that is a subprocess in the worktree under the subreaper, as before.
 """
 
