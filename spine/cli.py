@@ -6,6 +6,7 @@ lane machinery.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -79,11 +80,23 @@ def cli(directory: str | None) -> None:
     """
     if directory:
         try:
+            previous: str | None = os.getcwd()
+        except OSError:  # the directory spine was started in is gone: nothing to go back to
+            previous = None
+        try:
             os.chdir(directory)
         except OSError as exc:
             raise click.BadParameter(
                 f"cannot change to {directory!r}: {exc.strerror}", param_hint="-C"
             ) from None
+        if previous is not None:
+            # run_cli returns to its caller: leave the caller's working directory as it was.
+            click.get_current_context().call_on_close(lambda: _change_back(previous))
+
+
+def _change_back(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.chdir(path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,16 @@ def test_help_and_version(spine: Spine, repo: Path) -> None:
     assert spine("--version", cwd=repo).stdout.startswith("spine, version")
     assert spine("-C", str(repo / "src"), "context", cwd=Path("/")).returncode == 0
     assert spine("-C", "/no/such/dir", "context", cwd=repo).returncode == 2
+
+
+def test_dash_c_lasts_one_call_of_run_cli(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """run_cli returns to its caller; the caller's working directory is its own again, -C or not."""
+    from spine.cli import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["-C", str(repo / "src"), "context", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["repository"]["primaryCheckout"] == str(repo)
+    assert Path.cwd() == tmp_path
+    assert run_cli(["-C", str(repo), "show", "no-such-run"]) == 2
+    assert Path.cwd() == tmp_path
