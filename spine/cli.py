@@ -125,11 +125,11 @@ def run_cli(argv: list[str] | None = None) -> int:
         click.echo("spine: interrupted", err=True)
         return ExitCode.INTERRUPTED
     except Exception:
-        return _report_crash()
+        return _report_crash(sys.argv if argv is None else ["spine", *argv])
     return int(result or 0)
 
 
-def _report_crash() -> int:
+def _report_crash(argv: list[str]) -> int:
     # Imported here, not at the top: they cost `spine --help` several milliseconds on every start.
     import tempfile
     import traceback
@@ -138,7 +138,7 @@ def _report_crash() -> int:
 
     fd, path = tempfile.mkstemp(prefix="spine-crash-", suffix=".log")
     with os.fdopen(fd, "w") as handle:
-        handle.write(f"spine {__version__}, python {sys.version.split()[0]}\nargv: {sys.argv}\n\n")
+        handle.write(f"spine {__version__}, python {sys.version.split()[0]}\nargv: {argv}\n\n")
         traceback.print_exc(file=handle)
     kind, value = sys.exc_info()[:2]
     name = kind.__name__ if kind else "error"

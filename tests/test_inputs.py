@@ -63,3 +63,26 @@ def test_dash_c_lasts_one_call_of_run_cli(repo: Path, tmp_path: Path, monkeypatc
     assert Path.cwd() == tmp_path
     assert run_cli(["-C", str(repo), "show", "no-such-run"]) == 2
     assert Path.cwd() == tmp_path
+
+
+def test_a_bug_exits_4_with_a_crash_log_not_a_traceback(
+    spine: Spine, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from spine import context as spine_context
+
+    def broken(**kw: object) -> None:
+        raise RuntimeError("resolver exploded")
+
+    monkeypatch.setattr(spine_context, "resolve_context", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    proc = spine("context", "--json", cwd=repo)
+    assert proc.returncode == 4
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "internal error (RuntimeError: resolver exploded); this is a bug in spine" in proc.stderr
+    [log] = tmp_path.glob("spine-crash-*.log")
+    assert f"details: {log}" in proc.stderr
+    text = log.read_text()
+    assert "argv: ['spine', 'context', '--json']" in text  # what spine was asked, not the host's argv
+    assert "Traceback" in text and "resolver exploded" in text
