@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,13 +62,16 @@ def test_timeout_interrupts_spine_which_stops_its_lane(spine: Spine, repo: Path,
     pid_file = tmp_path / "pid"
     handler = signal.getsignal(signal.SIGALRM)
     with pytest.raises(subprocess.TimeoutExpired) as caught:
-        spine("run", "hang", "--", "sh", "-c", f"echo $$ > {pid_file}; exec sleep 60", cwd=repo, timeout=2)
+        spine("run", "hang", "--", "sh", "-c", f"echo $$ > {pid_file}; exec sleep 60", cwd=repo, timeout=3)
     assert "interrupted" in str(caught.value.stderr)
     pid = int(pid_file.read_text())
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid)
+    [run] = (repo / ".git" / "spine" / "runs").iterdir()
+    [lane] = (run / "lanes").iterdir()
+    assert json.loads((lane / "result.json").read_text())["status"] == "canceled"
     # No alarm is left armed, and the handler is what it was.
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     assert signal.getsignal(signal.SIGALRM) is handler
