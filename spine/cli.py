@@ -6,6 +6,7 @@ lane machinery.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -79,11 +80,23 @@ def cli(directory: str | None) -> None:
     """
     if directory:
         try:
+            previous: str | None = os.getcwd()
+        except OSError:  # the directory spine was started in is gone: nothing to go back to
+            previous = None
+        try:
             os.chdir(directory)
         except OSError as exc:
             raise click.BadParameter(
                 f"cannot change to {directory!r}: {exc.strerror}", param_hint="-C"
             ) from None
+        if previous is not None:
+            # run_cli returns to its caller: leave the caller's working directory as it was.
+            click.get_current_context().call_on_close(lambda: _change_back(previous))
+
+
+def _change_back(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.chdir(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,11 +125,11 @@ def run_cli(argv: list[str] | None = None) -> int:
         click.echo("spine: interrupted", err=True)
         return ExitCode.INTERRUPTED
     except Exception:
-        return _report_crash()
+        return _report_crash(sys.argv if argv is None else ["spine", *argv])
     return int(result or 0)
 
 
-def _report_crash() -> int:
+def _report_crash(argv: list[str]) -> int:
     # Imported here, not at the top: they cost `spine --help` several milliseconds on every start.
     import tempfile
     import traceback
@@ -125,7 +138,7 @@ def _report_crash() -> int:
 
     fd, path = tempfile.mkstemp(prefix="spine-crash-", suffix=".log")
     with os.fdopen(fd, "w") as handle:
-        handle.write(f"spine {__version__}, python {sys.version.split()[0]}\nargv: {sys.argv}\n\n")
+        handle.write(f"spine {__version__}, python {sys.version.split()[0]}\nargv: {argv}\n\n")
         traceback.print_exc(file=handle)
     kind, value = sys.exc_info()[:2]
     name = kind.__name__ if kind else "error"

@@ -79,7 +79,10 @@ def test_misspelled_backend_is_a_usage_error(spine: Spine, repo: Path) -> None:
 
 
 def _plugin(tmp_path: Path, module_source: str, target: str) -> dict[str, str]:
-    """A third-party package (module + dist-info with an entry point) on PYTHONPATH."""
+    """A third-party package (module + dist-info with an entry point) on PYTHONPATH.
+
+    Only a new interpreter reads PYTHONPATH, so spine runs as a subprocess with this environment.
+    """
     site = tmp_path / "site"
     (site / "fancy_backend-0.1.dist-info").mkdir(parents=True)
     (site / "fancy_backend.py").write_text(textwrap.dedent(module_source))
@@ -111,7 +114,7 @@ def test_third_party_backend_through_the_entry_point(spine: Spine, repo: Path, t
         ''',
         "fancy_backend:Fancy",
     )
-    rows = {r["name"]: r for r in spine.json("backends", "--json", cwd=repo, env=env)["backends"]}
+    rows = {r["name"]: r for r in spine.json("backends", "--json", cwd=repo, env=env, subprocess=True)["backends"]}
     assert rows["fancy"]["source"] == "plugin" and rows["fancy"]["usable"]
     assert rows["fancy"]["description"] == "Fancy local lanes from a separate package."
     result = spine.json(
@@ -126,6 +129,7 @@ def test_third_party_backend_through_the_entry_point(spine: Spine, repo: Path, t
         'echo "$FANCY" > f.txt',
         cwd=repo,
         env=env,
+        subprocess=True,
     )
     assert result["sandboxBackend"] == "fancy" and result["status"] == "succeeded"
     assert git("show", f"{result['branch']}:f.txt", cwd=repo) == "yes"
@@ -133,11 +137,11 @@ def test_third_party_backend_through_the_entry_point(spine: Spine, repo: Path, t
 
 def test_broken_plugin_is_reported_not_raised(spine: Spine, repo: Path, tmp_path: Path) -> None:
     env = _plugin(tmp_path, "import not_a_module_anywhere\n", "fancy_backend:Fancy")
-    proc = spine("backends", "--json", cwd=repo, env=env)
+    proc = spine("backends", "--json", cwd=repo, env=env, subprocess=True)
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["backends"]}
     assert not rows["fancy"]["usable"] and "not_a_module_anywhere" in rows["fancy"]["reason"]
-    run = spine("run", "--backend", "fancy", "x", "--", "true", cwd=repo, env=env)
+    run = spine("run", "--backend", "fancy", "x", "--", "true", cwd=repo, env=env, subprocess=True)
     assert run.returncode == 3 and "cannot be loaded" in run.stderr
 
 

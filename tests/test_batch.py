@@ -271,7 +271,8 @@ def test_fail_fast_starts_nothing_new_but_lets_running_lanes_finish(
 
 def test_plain_progress_lines_when_not_a_terminal(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
     batch = write_batch(tmp_path / "lanes.json", [lane("one", "write:x.txt"), lane("two", "exit:2")])
-    proc = spine("batch", str(batch), "--run-id", "plain", cwd=repo, env=env)
+    # stderr is a real pipe, as when a shell redirects it.
+    proc = spine("batch", str(batch), "--run-id", "plain", cwd=repo, env=env, subprocess=True)
     assert proc.returncode == 1
     assert "[one] started" in proc.stderr and "[one] succeeded: review branch spine/plain/one" in proc.stderr
     assert "[two] failed: inspect the log" in proc.stderr
@@ -285,7 +286,8 @@ def test_verbose_echoes_prefixed_lane_output(spine: Any, repo: Path, tmp_path: P
     batch = write_batch(
         tmp_path / "lanes.json", [{"id": "talk", "objective": "talk", "command": "echo hello from the lane"}]
     )
-    proc = spine("batch", str(batch), "-v", cwd=repo)
+    # Lane output reaches the real stderr of the spine process from its reader threads.
+    proc = spine("batch", str(batch), "-v", cwd=repo, subprocess=True)
     assert proc.returncode == 0
     assert "[talk] hello from the lane" in proc.stderr
 

@@ -52,7 +52,7 @@ def test_clean_merge_passes_and_the_checks_see_the_merge_result(branched: Path, 
         "    - name: both-sides\n      command: test -f main.txt && test -f feature.txt\n",
     )
     head_before = git("rev-parse", "HEAD", cwd=branched)
-    verdict = spine.json("gate", "feature", "--json", cwd=branched)
+    verdict = spine.json("gate", "feature", "--json", cwd=branched, subprocess=True)  # as a CI step runs it
     assert verdict["passed"] is True
     assert verdict["reason"] == "passed"
     assert verdict["into"] == "main"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,39 @@ def test_help_and_version(spine: Spine, repo: Path) -> None:
     assert spine("--version", cwd=repo).stdout.startswith("spine, version")
     assert spine("-C", str(repo / "src"), "context", cwd=Path("/")).returncode == 0
     assert spine("-C", "/no/such/dir", "context", cwd=repo).returncode == 2
+
+
+def test_dash_c_lasts_one_call_of_run_cli(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """run_cli returns to its caller; the caller's working directory is its own again, -C or not."""
+    from spine.cli import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["-C", str(repo / "src"), "context", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["repository"]["primaryCheckout"] == str(repo)
+    assert Path.cwd() == tmp_path
+    assert run_cli(["-C", str(repo), "show", "no-such-run"]) == 2
+    assert Path.cwd() == tmp_path
+
+
+def test_a_bug_exits_4_with_a_crash_log_not_a_traceback(
+    spine: Spine, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from spine.workspace import context as spine_context
+
+    def broken(**kw: object) -> None:
+        raise RuntimeError("resolver exploded")
+
+    monkeypatch.setattr(spine_context, "resolve_context", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    proc = spine("context", "--json", cwd=repo)
+    assert proc.returncode == 4
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "internal error (RuntimeError: resolver exploded); this is a bug in spine" in proc.stderr
+    [log] = tmp_path.glob("spine-crash-*.log")
+    assert f"details: {log}" in proc.stderr
+    text = log.read_text()
+    assert "argv: ['spine', 'context', '--json']" in text  # what spine was asked, not the host's argv
+    assert "Traceback" in text and "resolver exploded" in text

@@ -99,7 +99,10 @@ def test_sigkill_at_a_step_then_resume(
     spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path, crash_at: str
 ) -> None:
     batch = three_lanes(tmp_path)
-    proc = spine("batch", str(batch), "-j", "1", "--run-id", "r", cwd=repo, env={**env, "SPINE_CRASH_AT": crash_at})
+    # The driver SIGKILLs itself at the crash point: it must be a process of its own.
+    proc = spine(
+        "batch", str(batch), "-j", "1", "--run-id", "r", cwd=repo, env={**env, "SPINE_CRASH_AT": crash_at}, subprocess=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert run_json(repo, "r")["lanes"]["a"]["stepsDone"] != list(
         ("create_worktree", "setup", "execute", "commit", "validate", "finalize")
@@ -296,7 +299,7 @@ def test_half_made_worktree_is_reconciled_not_duplicated(
 ) -> None:
     batch = write_batch(tmp_path / "lanes.json", [lane("a", "start", "write:a.txt", "end", keep_worktree=True)])
     crash = "a/create_worktree:effects" if leftover.startswith("locked") else "a/create_worktree:begin"
-    proc = spine("batch", str(batch), "--run-id", "h", cwd=repo, env={**env, "SPINE_CRASH_AT": crash})
+    proc = spine("batch", str(batch), "--run-id", "h", cwd=repo, env={**env, "SPINE_CRASH_AT": crash}, subprocess=True)
     assert proc.returncode == -signal.SIGKILL
     path = state_dir(repo) / "worktrees/h/a"
     if leftover == "locked-half-checkout":

@@ -22,8 +22,9 @@ def run_lane(spine: Spine, repo: Path, *args: str, expect: int | None = 0, **kw:
 
 def test_success_commits_on_lane_branch_and_writes_result(spine: Spine, repo: Path) -> None:
     head_before = git("rev-parse", "HEAD", cwd=repo)
+    # End to end as a user's shell runs it: its own interpreter, real pipes.
     result = run_lane(spine, repo, "--lane", "greet", "make the greeting friendlier", "--",
-                      "sh", "-c", "echo 'echo hello, friend' > src/greet.sh && echo edited")
+                      "sh", "-c", "echo 'echo hello, friend' > src/greet.sh && echo edited", subprocess=True)
     assert result["status"] == "succeeded"
     assert result["exitCode"] == 0
     branch = result["branch"]
@@ -125,8 +126,10 @@ def test_checks_from_config_run_and_are_skipped_when_the_command_fails(spine: Sp
 
 
 def test_stdin_is_closed(spine: Spine, repo: Path) -> None:
-    # If stdin were inherited, `cat` would copy the input (or block forever on a terminal).
-    result = run_lane(spine, repo, "read stdin", "--", "sh", "-c", "cat > got.txt", input="secret input\n", timeout=30)
+    # If stdin were inherited, `cat` would copy the input (or block forever on a terminal). A real
+    # pipe on spine's stdin, as a shell pipeline gives it.
+    result = run_lane(spine, repo, "read stdin", "--", "sh", "-c", "cat > got.txt", input="secret input\n", timeout=30,
+                      subprocess=True)
     assert result["status"] == "succeeded"
     assert git("show", f"{result['branch']}:got.txt", cwd=repo) == ""
 
