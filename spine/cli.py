@@ -124,9 +124,22 @@ def run_cli(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("spine: interrupted", err=True)
         return ExitCode.INTERRUPTED
+    except OSError as exc:
+        # The file system said no (disk full, read-only, permissions): the environment, not a bug.
+        click.echo(_render_os_error(exc), err=True)
+        return ExitCode.ENVIRONMENT
     except Exception:
         return _report_crash(sys.argv if argv is None else ["spine", *argv])
     return int(result or 0)
+
+
+def _render_os_error(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return (
+        f"spine: error: cannot use{where}: {exc.strerror or exc}\n"
+        "  hint: free disk space or make spine's state directory writable, then run the same command "
+        "again (`spine resume RUN` continues a run)"
+    )
 
 
 def _report_crash(argv: list[str]) -> int:

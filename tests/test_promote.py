@@ -198,3 +198,24 @@ def test_promoting_twice_lands_once_and_an_unknown_lane_is_bad_input(repo: Path,
     assert git("rev-parse", "main", cwd=repo) == landed
     unknown = spine("promote", "r1/nope", cwd=repo)
     assert unknown.returncode == 2 and "has no lane 'nope'" in unknown.stderr
+
+
+def test_the_hint_for_a_conflict_is_a_way_that_lands_the_lane(repo: Path, spine: Spine) -> None:
+    run_lane(spine, repo, "echo lane > README.md")
+    write_files(repo, {"README.md": "main's own edit\n"})
+    git("commit", "-qam", "main edits the readme", cwd=repo)
+    refused = spine("promote", "r1/work", "--strategy", "rebase", cwd=repo)
+    assert refused.returncode == 1 and "README.md" in refused.stderr
+    assert "--strategy merge" not in refused.stderr  # a merge would conflict the same way
+    hint = refused.stderr.split("hint: ", 1)[1]
+    assert "git switch spine/r1/work && git rebase main" in hint
+    # Follow the hint: resolve on the lane branch, then land what was resolved.
+    git("switch", "-q", "spine/r1/work", cwd=repo)
+    subprocess.run(["git", "rebase", "main"], cwd=repo, capture_output=True, check=False)
+    write_files(repo, {"README.md": "both\n"})
+    git("add", "README.md", cwd=repo)
+    subprocess.run(["git", "-c", "core.editor=true", "rebase", "--continue"], cwd=repo, check=True, capture_output=True)
+    git("switch", "-q", "main", cwd=repo)
+    landed = spine("promote", "r1/work", "--force", "--gate", cwd=repo)
+    assert landed.returncode == 0, landed.stderr
+    assert git("show", "main:README.md", cwd=repo) == "both"

@@ -240,7 +240,11 @@ def run_process(
     if on_start:
         on_start(pgid)
 
+    sink_errors: list[BaseException] = []
+
     def pump(stream_name: str, pipe: object) -> None:
+        # The pipe is drained whatever happens to the output's consumer: a reader that stopped would
+        # leave the command blocked on a full pipe until its timebox.
         fd = pipe.fileno()  # type: ignore[attr-defined]
         while True:
             try:
@@ -251,8 +255,11 @@ def run_process(
                 break
             box.activity()
             tail.feed(chunk)
-            if on_output:
-                on_output(stream_name, chunk)
+            if on_output and not sink_errors:
+                try:
+                    on_output(stream_name, chunk)
+                except Exception as exc:  # e.g. the log's disk is full: reported after the command ends
+                    sink_errors.append(exc)
 
     readers = [
         threading.Thread(target=pump, args=("stdout", proc.stdout), daemon=True),
@@ -286,6 +293,9 @@ def run_process(
                 pipe.close()
         exited.close()
 
+    if sink_errors:
+        _forget(report)
+        raise sink_errors[0]
     code = proc.returncode
     if code is not None and code < 0:
         code = 128 + (-code)

@@ -57,6 +57,16 @@ def command(
 
         run, retried = retry_lanes(ctx, store, list(lanes))
         click.echo(f"retrying {', '.join(retried)} of run {run_id}", err=True)
-    elif all(lane.complete for lane in run.lanes.values()) and not as_json:
-        click.echo(f"run {run_id} is complete: every lane has a result; nothing to resume", err=True)
+    elif all(lane.complete for lane in run.lanes.values()):
+        from spine.model.result import LaneStatus
+
+        again = [f"{lid} ({lane.status.value})" for lid, lane in run.lanes.items() if lane.status != LaneStatus.SUCCEEDED]
+        if again:
+            click.echo(
+                f"run {run_id} is complete: every lane has a result; {', '.join(again)} did not succeed. "
+                f"Run them again as new attempts with `spine resume {run_id} --retry` (or --retry --lane ID)",
+                err=True,
+            )
+        else:
+            click.echo(f"run {run_id} is complete: every lane succeeded; nothing to resume", err=True)
     return drive_with_progress(ctx, store, run, jobs=jobs, as_json=as_json, verbose=verbose)

@@ -110,3 +110,23 @@ def close_dead_run(ctx: ExecutionContext, run_id: str, *, worktrees_removed: boo
     run.halted = True
     store.save(run)
     return f"recorded {', '.join(closed) or 'no lanes'} as canceled (their driver died)"
+
+
+def record_worktree_removed(ctx: ExecutionContext, run_id: str, lane_id: str, ref: str | None) -> None:
+    """Say in the lane's result and debug packet that gc removed its worktree, and where its work went."""
+    from spine.lane.debug import load_packet, render_markdown
+    from spine.model.result import LaneResult
+
+    path = ctx.state.result_file(run_id, lane_id)
+    if not path.is_file():
+        return
+    result = LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
+    update = {"worktree_kept": False, "worktree_removed_at": now_iso(), "recovery_ref": ref}
+    atomic_write_text(path, result.model_copy(update=update).to_json())
+    debug = ctx.state.debug_file(run_id, lane_id)
+    if debug.is_file():
+        packet = load_packet(debug)
+        context = packet.context.model_copy(update={"worktree": None, "recovery_ref": ref})
+        packet = packet.model_copy(update={"context": context})
+        atomic_write_text(debug, packet.to_json())
+        atomic_write_text(ctx.state.debug_markdown(run_id, lane_id), render_markdown(packet))

@@ -17,7 +17,7 @@ from spine.base.errors import ExitCode, SpineError, UsageError
 from spine.base.git import git
 from spine.model.result import LaneResult
 from spine.model.state import RunState
-from spine.workspace.context import ExecutionContext, parse_lane_branch
+from spine.workspace.context import ExecutionContext, lane_branch, parse_lane_branch
 from spine.workspace.store import RunStore
 
 Strategy = Literal["merge", "squash", "rebase", "ff-only"]
@@ -117,8 +117,7 @@ def compute_landing(
     merge = merge_trees(ctx, target_sha, lane_sha)
     if merge.tree is None:
         raise PromoteRefused(
-            f"lane {label} conflicts with {target} in: {', '.join(merge.conflicts)}",
-            f"rebase the lane branch on {target} and resolve the conflicts, then promote again",
+            f"lane {label} conflicts with {target} in: {', '.join(merge.conflicts)}", resolve_by_hand(label, target)
         )
     ident = ctx.git.identity_env()
     if strategy == "merge":
@@ -157,11 +156,24 @@ def _rebase(ctx: ExecutionContext, *, target: str, target_sha: str, lane_sha: st
             conflicts = git("diff", "--name-only", "--diff-filter=U", cwd=tmp, check=False).stdout.split()
             git("rebase", "--abort", cwd=tmp, check=False)
             detail = f" in: {', '.join(conflicts)}" if conflicts else f": {proc.stderr.strip()[-300:]}"
-            raise PromoteRefused(
-                f"the commits of lane {label} do not apply cleanly on {target}{detail}",
-                f"use --strategy merge, or rebase the lane branch on {target} yourself and promote again",
-            )
+            from spine.landing.gate import merge_trees
+
+            if merge_trees(ctx, target_sha, lane_sha).tree is not None:
+                hint = f"--strategy merge lands it cleanly: spine promote {label} --strategy merge"
+            else:
+                hint = resolve_by_hand(label, target)
+            raise PromoteRefused(f"the commits of lane {label} do not apply cleanly on {target}{detail}", hint)
         return git("rev-parse", "HEAD", cwd=tmp).stdout.strip()
+
+
+def resolve_by_hand(label: str, target: str) -> str:
+    """The steps that resolve a conflicting lane and land it after all, each a command that works."""
+    run_id, _, lane_id = label.partition("/")
+    branch = lane_branch(run_id, lane_id)
+    return (
+        f"resolve it on the lane branch: `git switch {branch} && git rebase {target}` (fix, `git rebase "
+        f"--continue`), then land what you resolved: `spine promote {label} --force --gate`"
+    )
 
 
 def dirty_paths_in_the_way(checkout: Path, changed: set[str]) -> list[str]:

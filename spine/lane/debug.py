@@ -64,6 +64,7 @@ class Context(_Camel):
     recent_base_commits: list[str] = Field(default_factory=list, description="'sha subject', newest first")
     branch: str | None = None
     worktree: str | None = None
+    recovery_ref: str | None = Field(default=None, description="where gc saved the worktree's uncommitted work")
     lane_commits: list[str] = Field(default_factory=list)
     changed_files: list[str] = Field(default_factory=list)
     diff_stat: DiffStat | None = None
@@ -368,6 +369,10 @@ def render_markdown(packet: DebugPacket) -> str:
         lines.append(f"- recent commits on the base: {'; '.join(c.recent_base_commits[:3])}")
     if c.branch:
         lines.append(f"- lane branch: {c.branch}")
+    if c.worktree:
+        lines.append(f"- worktree: {c.worktree}")
+    if c.recovery_ref:
+        lines.append(f"- the worktree was removed by spine gc; its uncommitted work is in {c.recovery_ref}")
     lines.append(f"- changed by the lane: {', '.join(c.changed_files[:10]) or 'nothing'}")
     lines += ["", "## Minimal repro", "", "```sh", r.spine, "```", ""]
     short = len(r.shell) <= 200 and "\n" not in r.shell

@@ -705,6 +705,10 @@ def finalize(rt: LaneRuntime) -> None:
     returned: bool | None = None
     if result is None:
         result = build_result(lane, outcome, where(rt))
+        if not rt.log_path.exists():  # a lane that never started: its log says why
+            out = rt.output()
+            out.note(result.summary)
+            out.close()
         if outcome.status in (LaneStatus.FAILED, LaneStatus.CANCELED):
             result = _with_debug_packet(rt, result, outcome)
         # Only succeeded lanes go back to the pool: everything they made is committed, and a failed

@@ -23,7 +23,7 @@ from typing import Any
 
 from spine.base.errors import SpineError
 from spine.base.liveness import run_is_driven
-from spine.drive.recovery import close_dead_run
+from spine.drive.recovery import close_dead_run, record_worktree_removed
 from spine.workspace import worktrees as wt_ops
 from spine.workspace.context import ExecutionContext, attempt_refs_of_run, lane_branch, parse_lane_branch
 from spine.workspace.store import RunStore, StateTooNew
@@ -462,8 +462,11 @@ def _recover_and_remove(
 ) -> str:
     """Save uncommitted work in ``path`` to a recovery ref, then remove the worktree."""
     ref = wt_ops.recover_and_remove(ctx, path, parent, label)
-    if ref and run_id:
-        RunStore(ctx.state, run_id).event("work-recovered", label.split("/", 1)[-1], ref=ref, path=str(path))
+    if run_id:
+        lane_id = label.split("/", 1)[-1]
+        if ref:
+            RunStore(ctx.state, run_id).event("work-recovered", lane_id, ref=ref, path=str(path))
+        record_worktree_removed(ctx, run_id, lane_id, ref)
     if ref:
         return f"removed {path}; uncommitted work saved to {ref}"
     return f"removed {path}"

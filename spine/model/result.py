@@ -153,6 +153,12 @@ class LaneResult(_Camel):
         description="false when the lane's worktree went back to the worktree pool after it succeeded: "
         "worktreePath no longer holds it, and the work is on the branch",
     )
+    worktree_removed_at: str | None = Field(
+        default=None, description="when `spine gc` removed the lane's worktree (worktreePath no longer holds it)"
+    )
+    recovery_ref: str | None = Field(
+        default=None, description="the ref holding what was uncommitted in the worktree when gc removed it"
+    )
     log_path: str
     provider_run_id: str | None = None
     command: list[str] = Field(default_factory=list)

@@ -9,6 +9,9 @@ from spine.model.result import LaneResult
 
 
 def _worktree_shown(result: LaneResult) -> str:
+    if result.worktree_removed_at:
+        saved = f"; uncommitted work saved to {result.recovery_ref}" if result.recovery_ref else ""
+        return f"removed by spine gc at {result.worktree_removed_at}{saved}"
     if not result.worktree_kept:
         return "returned to the worktree pool; the work is on the branch"
     return result.worktree_path or "-"
