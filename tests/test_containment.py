@@ -218,3 +218,48 @@ def test_the_security_suite_is_listed_in_the_backend_docs() -> None:
     tests = [name for name in dir(module) if name.startswith("test_") and name != "test_the_security_suite_is_listed_in_the_backend_docs"]
     for name in tests:
         assert name in doc, f"docs/backends.md does not list {name}"
+
+
+def test_a_patch_from_a_remote_sandbox_cannot_write_outside_the_worktree(repo: Path, tmp_path: Path) -> None:
+    """What a remote sandbox sends back is applied by git apply, which refuses a path through a link,
+    into .git, or outside the worktree; the lane then fails with the patch kept."""
+    from spine.adapters.remote import RemoteSandbox
+    from spine.backends.base import SandboxHandle
+    from spine.base.errors import EnvironmentProblem
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = (
+        "diff --git a/esc b/esc\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n+++ b/esc\n"
+        f"@@ -0,0 +1 @@\n+{outside}\n\\ No newline at end of file\n"
+        "diff --git a/esc/pwned b/esc/pwned\nnew file mode 100644\nindex 0000000..2222222\n--- /dev/null\n"
+        "+++ b/esc/pwned\n@@ -0,0 +1 @@\n+pwned\n"
+    )
+    hook = (
+        "diff --git a/.git/hooks/post-checkout b/.git/hooks/post-checkout\nnew file mode 100755\n"
+        "index 0000000..3333333\n--- /dev/null\n+++ b/.git/hooks/post-checkout\n@@ -0,0 +1 @@\n+touch pwned\n"
+    )
+    climb = (
+        "diff --git a/../climbed b/../climbed\nnew file mode 100644\nindex 0000000..4444444\n--- /dev/null\n"
+        "+++ b/../climbed\n@@ -0,0 +1 @@\n+pwned\n"
+    )
+
+    class Driver:
+        root = "/remote"
+
+        def __init__(self, patch: str) -> None:
+            self.patch = patch.encode()
+
+        def run(self, script: str, **kw: object) -> int:
+            return 0
+
+        def read_file(self, path: str) -> bytes:
+            return self.patch
+
+    for patch in (link, hook, climb):
+        handle = SandboxHandle(backend="test", worktree=repo, data={"driver": Driver(patch)})
+        with pytest.raises(EnvironmentProblem, match="do not apply"):
+            RemoteSandbox().collect(handle)
+    assert list(outside.iterdir()) == []
+    assert not (repo / ".git" / "hooks" / "post-checkout").exists()
+    assert not (repo.parent / "climbed").exists()
