@@ -328,8 +328,16 @@ class RemoteSandbox:
         # The patch is the sandbox's word, not ours: git apply refuses paths outside the worktree, in
         # .git, or beyond a symbolic link; and nothing from the worktree's config runs while it does.
         applied = git_binary(
-            "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
-            "apply", "--binary", "--whitespace=nowarn", "-", cwd=handle.worktree, input=data,
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "apply",
+            "--binary",
+            "--whitespace=nowarn",
+            "-",
+            cwd=handle.worktree,
+            input=data,
         )
         if applied.returncode != 0:
             fd, kept = tempfile.mkstemp(prefix="spine-remote-", suffix=".patch")

@@ -60,7 +60,11 @@ def command(
     elif all(lane.complete for lane in run.lanes.values()):
         from spine.model.result import LaneStatus
 
-        again = [f"{lid} ({lane.status.value})" for lid, lane in run.lanes.items() if lane.status != LaneStatus.SUCCEEDED]
+        again = [
+            f"{lid} ({lane.status.value})"
+            for lid, lane in run.lanes.items()
+            if lane.status != LaneStatus.SUCCEEDED
+        ]
         if again:
             click.echo(
                 f"run {run_id} is complete: every lane has a result; {', '.join(again)} did not succeed. "

@@ -96,24 +96,8 @@ class MergeResult:
 
 
 def resolve_commit(ctx: ExecutionContext, rev: str, *, what: str, cwd: Path | None = None) -> str:
-    """Resolve ``rev`` to a commit SHA or raise a UsageError naming ``what`` it was meant to be."""
-    if not rev.strip() or rev.startswith("-") or "\0" in rev:
-        raise UsageError(f"invalid {what} {rev!r}", "name a branch, tag or commit, e.g. main")
-    proc = git(
-        "rev-parse",
-        "--verify",
-        "-q",
-        "--end-of-options",
-        f"{rev}^{{commit}}",
-        cwd=cwd or ctx.workspace.current_worktree,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise UsageError(
-            f"unknown {what} {rev!r}: no branch, tag or commit has that name",
-            "check `git branch -a` and `git log --oneline`",
-        )
-    return proc.stdout.strip()
+    """Resolve ``rev`` in the checkout spine was started in (or ``cwd``), or raise a UsageError naming ``what``."""
+    return ctx.git.require_commit(rev, what=what, at=cwd or ctx.workspace.current_worktree)
 
 
 def merge_trees(ctx: ExecutionContext, into_sha: str, rev_sha: str) -> MergeResult:

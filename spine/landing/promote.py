@@ -117,7 +117,8 @@ def compute_landing(
     merge = merge_trees(ctx, target_sha, lane_sha)
     if merge.tree is None:
         raise PromoteRefused(
-            f"lane {label} conflicts with {target} in: {', '.join(merge.conflicts)}", resolve_by_hand(label, target)
+            f"lane {label} conflicts with {target} in: {', '.join(merge.conflicts)}",
+            resolve_by_hand(label, target),
         )
     ident = ctx.git.identity_env()
     if strategy == "merge":
@@ -162,7 +163,9 @@ def _rebase(ctx: ExecutionContext, *, target: str, target_sha: str, lane_sha: st
                 hint = f"--strategy merge lands it cleanly: spine promote {label} --strategy merge"
             else:
                 hint = resolve_by_hand(label, target)
-            raise PromoteRefused(f"the commits of lane {label} do not apply cleanly on {target}{detail}", hint)
+            raise PromoteRefused(
+                f"the commits of lane {label} do not apply cleanly on {target}{detail}", hint
+            )
         return git("rev-parse", "HEAD", cwd=tmp).stdout.strip()
 
 

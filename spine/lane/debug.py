@@ -64,7 +64,9 @@ class Context(_Camel):
     recent_base_commits: list[str] = Field(default_factory=list, description="'sha subject', newest first")
     branch: str | None = None
     worktree: str | None = None
-    recovery_ref: str | None = Field(default=None, description="where gc saved the worktree's uncommitted work")
+    recovery_ref: str | None = Field(
+        default=None, description="where gc saved the worktree's uncommitted work"
+    )
     lane_commits: list[str] = Field(default_factory=list)
     changed_files: list[str] = Field(default_factory=list)
     diff_stat: DiffStat | None = None

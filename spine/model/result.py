@@ -154,7 +154,8 @@ class LaneResult(_Camel):
         "worktreePath no longer holds it, and the work is on the branch",
     )
     worktree_removed_at: str | None = Field(
-        default=None, description="when `spine gc` removed the lane's worktree (worktreePath no longer holds it)"
+        default=None,
+        description="when `spine gc` removed the lane's worktree (worktreePath no longer holds it)",
     )
     recovery_ref: str | None = Field(
         default=None, description="the ref holding what was uncommitted in the worktree when gc removed it"

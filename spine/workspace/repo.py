@@ -44,11 +44,15 @@ class Repository:
 
     # --- commits and refs ----------------------------------------------------------------------
 
-    def resolve_commit(self, rev: str) -> str | None:
-        """The commit ``rev`` names, or None (also for text that is not a revision at all)."""
+    def resolve_commit(self, rev: str, *, at: Path | None = None) -> str | None:
+        """The commit ``rev`` names, or None (also for text that is not a revision at all).
+
+        ``at`` resolves it in another checkout of the repository (where ``HEAD`` means that checkout's).
+        """
         if not rev.strip() or rev.startswith("-") or "\0" in rev:
             return None
-        proc = self.run("rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}", check=False)
+        args = ("rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}")
+        proc = git(*args, cwd=at, check=False) if at is not None else self.run(*args, check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
     def resolve_commits(self, revs: Sequence[str]) -> list[str] | None:
@@ -60,9 +64,11 @@ class Repository:
         shas = proc.stdout.split()
         return shas if proc.returncode == 0 and len(shas) == len(revs) else None
 
-    def require_commit(self, rev: str, *, what: str, given_by: str | None = None) -> str:
+    def require_commit(
+        self, rev: str, *, what: str, given_by: str | None = None, at: Path | None = None
+    ) -> str:
         """The commit ``rev`` names, or a UsageError naming ``what`` it was meant to be and where it came from."""
-        sha = self.resolve_commit(rev)
+        sha = self.resolve_commit(rev, at=at)
         if sha is not None:
             return sha
         where = f"{given_by}: " if given_by else ""
