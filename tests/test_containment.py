@@ -224,6 +224,7 @@ def test_a_patch_from_a_remote_sandbox_cannot_write_outside_the_worktree(repo: P
     """What a remote sandbox sends back is applied by git apply, which refuses a path through a link,
     into .git, or outside the worktree; the lane then fails with the patch kept."""
     from spine.adapters.remote import RemoteSandbox
+
     from spine.backends.base import SandboxHandle
     from spine.base.errors import EnvironmentProblem
 
