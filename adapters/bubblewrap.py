@@ -117,7 +117,9 @@ class Bubblewrap:
         argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not spec.network:
             argv.append("--unshare-net")
-        argv += ["--cap-drop", "ALL", "--die-with-parent", "--new-session", "--clearenv"]
+        # No --clearenv/--setenv: the command's environment is bwrap's own (set below), so no value of
+        # it ever appears in a process list.
+        argv += ["--cap-drop", "ALL", "--die-with-parent", "--new-session"]
         return argv
 
     def exec(
@@ -135,15 +137,11 @@ class Bubblewrap:
         inside = declared_env(env, handle.data["spec"])
         inside.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         inside.update({"HOME": SANDBOX_HOME, "TMPDIR": "/tmp"})
-        full = list(handle.data["argv"])
-        for key, value in sorted(inside.items()):
-            full += ["--setenv", key, value]
-        full += ["--", *argv]
-        # bwrap itself needs nothing from the environment; the command's is set with --setenv.
+        full = [*handle.data["argv"], "--", *argv]
         return run_process(
             full,
             cwd=handle.worktree,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            env=inside,
             timeout=timeout,
             idle_timeout=idle_timeout,
             on_output=on_output,

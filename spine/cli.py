@@ -148,13 +148,19 @@ def _report_crash(argv: list[str]) -> int:
     import traceback
 
     from spine.base.errors import ExitCode
+    from spine.base.redact import MASK, looks_secret, redact_text
 
+    def masked(arg: str) -> str:
+        name, sep, _ = arg.partition("=")
+        return f"{name}={MASK.decode()}" if sep and looks_secret(name) else arg
+
+    shown = [masked(arg) for arg in argv]
     fd, path = tempfile.mkstemp(prefix="spine-crash-", suffix=".log")
     with os.fdopen(fd, "w") as handle:
-        handle.write(f"spine {__version__}, python {sys.version.split()[0]}\nargv: {argv}\n\n")
-        traceback.print_exc(file=handle)
+        header = f"spine {__version__}, python {sys.version.split()[0]}\nargv: {shown}\n\n"
+        handle.write(redact_text(header + traceback.format_exc()))
     kind, value = sys.exc_info()[:2]
     name = kind.__name__ if kind else "error"
-    click.echo(f"spine: internal error ({name}: {value}); this is a bug in spine.", err=True)
+    click.echo(redact_text(f"spine: internal error ({name}: {value}); this is a bug in spine."), err=True)
     click.echo(f"  details: {path}", err=True)
     return ExitCode.INTERNAL

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,13 @@ def test_a_detached_head_that_leaves_the_work_off_the_lane_branch_fails_and_says
 # --- 3. processes outlive the lane -------------------------------------------------------------------
 
 
-LOOP = 'setsid sh -c "while :; do date >> beat.log; sleep 0.2; done" </dev/null >/dev/null 2>&1 & sleep 0.5'
+BEAT = f"beat-{uuid.uuid4().hex[:10]}.log"  # unique: other processes on the machine may print "beat"
+LOOP = f'setsid sh -c "while :; do date >> {BEAT}; sleep 0.2; done" </dev/null >/dev/null 2>&1 & sleep 0.5'
 
 
 def _beats() -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if "beat.log" in line and "ps -eo" not in line]
+    return [line for line in out.splitlines() if BEAT in line and "ps -eo" not in line]
 
 
 def test_processes_a_command_leaves_behind_are_stopped_before_the_worktree_is_reused(
@@ -122,22 +124,23 @@ def test_processes_a_command_leaves_behind_are_stopped_before_the_worktree_is_re
     result = run_lane(spine, repo, "--run-id", "r1", "--lane", "a", "beats", "--", "sh", "-c", LOOP)
     assert result["status"] == "succeeded"
     processes = invariant(result, "processes")
-    assert processes["status"] == "fixed" and "beat.log" in processes["detail"]
+    assert processes["status"] == "fixed" and BEAT in processes["detail"]
     assert _beats() == []
     # The next lane takes the same worktree from the pool; nothing writes beat.log into it any more.
     unrelated = run_lane(spine, repo, "--run-id", "r2", "--lane", "b", "unrelated", "--", "sh", "-c", "sleep 0.6; echo b > b.txt")
     assert unrelated["status"] == "succeeded"
-    assert "beat.log" not in files_of(repo, "spine/r2/b")
+    assert BEAT not in files_of(repo, "spine/r2/b")
 
 
 def test_a_timeout_stops_descendants_that_left_the_group_and_ignore_sigterm(spine: Spine, repo: Path) -> None:
-    stubborn = 'trap "" TERM; setsid sh -c "trap \\"\\" TERM; sleep 300" </dev/null >/dev/null 2>&1 & sleep 300'
+    marker = f"stubborn-{uuid.uuid4().hex[:10]}"
+    stubborn = f'trap "" TERM; setsid sh -c "trap \\"\\" TERM; sleep 300" {marker} </dev/null >/dev/null 2>&1 & sleep 300'
     started = time.monotonic()
     result = run_lane(spine, repo, "--timeout", "2", "stubborn", "--", "sh", "-c", stubborn, expect=1)
     took = time.monotonic() - started
     assert result["failureKind"] == "timeout"
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert "sleep 300" not in out
+    assert marker not in out
     # The limit plus the grace period SIGTERM gets, not the 5 s reader waits of a leaked pipe.
     assert result["durationSeconds"] < 2 + 3 + 2, took
 

@@ -1,12 +1,23 @@
 """Writing state files so that readers never see half of one, and never a secret."""
 
 import contextlib
+import json
 import os
 import stat
 import threading
 from pathlib import Path
 
-from spine.base.redact import redact_text
+from spine.base.redact import redact_data, redact_text
+
+
+def atomic_write_json(path: Path, text: str) -> None:
+    """Write a JSON document atomically, with secrets masked in its text but never in its identifiers.
+
+    ``text`` is the JSON as a model dumps it (``indent=2``); ids, refs and paths (``IDENTIFIER_KEYS``)
+    are written as they are, because spine reads them back.
+    """
+    data = redact_data(json.loads(text))
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", redact=False)
 
 
 def atomic_write_text(path: Path, text: str, *, redact: bool = True) -> None:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from spine.base.redact import StreamRedactor, process_redactor
+
 OutputSink = Callable[[str, bytes], None]
 """Called with ("stdout" | "stderr", chunk) for every chunk of output, from reader threads."""
 
@@ -54,6 +56,8 @@ class ProcessOutcome:
     tail: list[str] = field(default_factory=list)
     # (pid, command line) of processes the command left behind, which the supervisor stopped.
     stopped: list[tuple[int, str]] = field(default_factory=list)
+    # The supervisor itself was killed (not by spine): what the command started was not stopped.
+    supervisor_lost: bool = False
 
     @property
     def ok(self) -> bool:
@@ -241,6 +245,9 @@ def run_process(
         on_start(pgid)
 
     sink_errors: list[BaseException] = []
+    # The tail is redacted as a stream, so a secret that spans lines (a private key) is masked whole.
+    secrets = process_redactor()
+    tail_streams = {name: StreamRedactor(secrets) for name in ("stdout", "stderr")}
 
     def pump(stream_name: str, pipe: object) -> None:
         # The pipe is drained whatever happens to the output's consumer: a reader that stopped would
@@ -254,7 +261,7 @@ def run_process(
             if not chunk:
                 break
             box.activity()
-            tail.feed(chunk)
+            tail.feed(tail_streams[stream_name].feed(chunk))
             if on_output and not sink_errors:
                 try:
                     on_output(stream_name, chunk)
@@ -293,10 +300,13 @@ def run_process(
                 pipe.close()
         exited.close()
 
+    for stream in tail_streams.values():
+        tail.feed(stream.flush())
     if sink_errors:
         _forget(report)
         raise sink_errors[0]
     code = proc.returncode
+    lost = supervise and code is not None and code < 0 and box.timed_out is None and not box.canceled
     if code is not None and code < 0:
         code = 128 + (-code)
     return ProcessOutcome(
@@ -306,6 +316,7 @@ def run_process(
         duration=time.monotonic() - started,
         tail=tail.lines(),
         stopped=_read_stopped(report),
+        supervisor_lost=lost,
     )
 
 

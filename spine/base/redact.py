@@ -19,8 +19,15 @@ from collections.abc import Iterable, Mapping
 MASK = b"[REDACTED]"
 
 SECRET_NAME = re.compile(
-    r"TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|PRIVATE|AUTH(?!OR)|COOKIE|SESSION"
+    r"TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|PRIVATE|AUTH(?!OR)|COOKIE|SESSION_(KEY|ID)"
     r"|(^|_)(API|ACCESS|SIGNING|ENCRYPTION|MASTER)?_?KEYS?($|_)|APIKEY|ACCESSKEY|(^|_)PAT($|_)|(^|_)DSN($|_)",
+    re.IGNORECASE,
+)
+
+# Names that match the pattern above but hold where something is, not a secret: a socket, a file,
+# a directory, a process id, a desktop session's settings. Masking their values would mask paths.
+NOT_SECRET_NAME = re.compile(
+    r"(_SOCK|_SOCKET|_PID|_DIR|_PATH|_FILE|_HOME)$|^(XDG_|DBUS_|DESKTOP_|GNOME_|KDE_)|^XAUTHORITY$",
     re.IGNORECASE,
 )
 
@@ -31,7 +38,7 @@ _NOT_SECRETS = frozenset({"true", "false", "none", "null", "yes", "no"})
 
 def looks_secret(name: str) -> bool:
     """True when a variable's name suggests it holds a token, key or password."""
-    return bool(SECRET_NAME.search(name))
+    return bool(SECRET_NAME.search(name)) and not NOT_SECRET_NAME.search(name)
 
 
 class Redactor:
@@ -130,3 +137,76 @@ def process_redactor() -> Redactor:
 def redact_text(text: str) -> str:
     """``text`` with every secret this process knows of masked."""
     return process_redactor().redact_text(text)
+
+
+# Keys whose values spine reads back as identifiers, refs or paths: never rewritten by redaction (a
+# secret value that happens to equal part of one would otherwise corrupt the state).
+IDENTIFIER_KEYS = frozenset(
+    {
+        "runId",
+        "laneId",
+        "id",
+        "needs",
+        "branch",
+        "worktree",
+        "worktreePath",
+        "worktreeRoot",
+        "logPath",
+        "storedAt",
+        "path",
+        "paths",
+        "resultPath",
+        "debugPacket",
+        "gitDir",
+        "baseRef",
+        "baseSha",
+        "headSha",
+        "sha",
+        "targetRef",
+        "targetSha",
+        "stateDir",
+        "recoveryRef",
+        "recoveredRef",
+        "laneHead",
+        "targetBefore",
+        "targetAfter",
+        "checkout",
+        "mergedTree",
+        "mergeCommit",
+        "revSha",
+        "intoSha",
+        "tree",
+        "backend",
+        "sandboxBackend",
+        "step",
+        "stepsDone",
+        "currentStep",
+        "status",
+        "kind",
+        "schemaVersion",
+        "createdAt",
+        "startedAt",
+        "completedAt",
+        "requestedAt",
+        "stepStartedAt",
+    }
+)
+
+
+def redact_data(data: object, redactor: Redactor | None = None) -> object:
+    """``data`` (parsed JSON) with secrets masked in every string, except values under ``IDENTIFIER_KEYS``
+    and mapping keys (lane ids)."""
+    active = redactor if redactor is not None else process_redactor()
+    if not active:
+        return data
+
+    def walk(value: object, key: str | None) -> object:
+        if isinstance(value, str):
+            return value if key in IDENTIFIER_KEYS else active.redact_text(value)
+        if isinstance(value, list):
+            return [walk(item, key) for item in value]
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items()}
+        return value
+
+    return walk(data, None)

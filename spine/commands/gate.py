@@ -73,6 +73,7 @@ def command(
             ctx = resolve_context(base=into, target=into)
         except UsageError:
             raise problem from None
+    lane_backend: str | None = None
     if lane_ref:
         if rev:
             raise UsageError("give either REV or --lane, not both", f"spine gate --lane {lane_ref}")
@@ -90,6 +91,7 @@ def command(
                 f"lane {lane_ref} has no branch to gate", "it ran in place; gate your checkout instead"
             )
         rev = result.branch
+        lane_backend = result.sandbox_backend  # the lane's own isolation: the tree holds its command's work
         default_into = ctx.config.gate.into or RunStore(ctx.state, run_id).load().target_ref
     else:
         # pre-commit's pre-push stage names what is being pushed; a plain invocation gates HEAD.
@@ -119,6 +121,7 @@ def command(
             use_cache=not no_cache,
             echo=None if quiet else echo_to_stderr,
             on_check=announce,
+            backend=lane_backend,
         )
 
     if junit_path:

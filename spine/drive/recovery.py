@@ -18,7 +18,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_json, atomic_write_text
 from spine.base.ids import now_iso
 from spine.base.process import kill_group
 from spine.lane.outcome import classify
@@ -95,7 +95,7 @@ def close_dead_run(ctx: ExecutionContext, run_id: str, *, worktrees_removed: boo
             update={"worktree_path": None if worktrees_removed else lane.worktree}
         )
         path = ctx.state.result_file(run_id, lane_id)
-        atomic_write_text(path, result.to_json())
+        atomic_write_json(path, result.to_json())
         lane.status = outcome.status
         lane.current_step = None
         lane.pgid = None
@@ -122,11 +122,11 @@ def record_worktree_removed(ctx: ExecutionContext, run_id: str, lane_id: str, re
         return
     result = LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
     update = {"worktree_kept": False, "worktree_removed_at": now_iso(), "recovery_ref": ref}
-    atomic_write_text(path, result.model_copy(update=update).to_json())
+    atomic_write_json(path, result.model_copy(update=update).to_json())
     debug = ctx.state.debug_file(run_id, lane_id)
     if debug.is_file():
         packet = load_packet(debug)
         context = packet.context.model_copy(update={"worktree": None, "recovery_ref": ref})
         packet = packet.model_copy(update={"context": context})
-        atomic_write_text(debug, packet.to_json())
+        atomic_write_json(debug, packet.to_json())
         atomic_write_text(ctx.state.debug_markdown(run_id, lane_id), render_markdown(packet))

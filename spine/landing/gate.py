@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from spine.base.errors import EnvironmentProblem, UsageError
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_json
 from spine.base.git import clean_env, git
 from spine.base.ids import now_iso
-from spine.base.process import OutputSink, run_process
+from spine.base.process import OutputSink, ProcessOutcome, run_process
 from spine.model.config import CheckSpec
 from spine.workspace.context import ExecutionContext
 
@@ -212,13 +212,19 @@ def run_gate(
     use_cache: bool = True,
     echo: OutputSink | None = None,
     on_check: Callable[[CheckSpec], None] | None = None,
+    backend: str | None = None,
 ) -> GateVerdict:
-    """Decide whether ``rev`` may land on ``into``: merge, then run ``checks`` on the merged tree."""
+    """Decide whether ``rev`` may land on ``into``: merge, then run ``checks`` on the merged tree.
+
+    The checks run in the isolation of ``backend`` (default: the configured one), like a lane's
+    checks, unless ``checks_on_host`` says otherwise: the tree holds what a lane's command wrote.
+    """
     import time
 
     started = time.monotonic()
     merge = merge_trees(ctx, into_sha, rev_sha)
-    key = checks_hash(checks, dict(ctx.config.env))
+    isolation = _isolation(ctx, backend or ctx.backend)
+    key = checks_hash(checks, {**ctx.config.env, "SPINE_GATE_ISOLATION": isolation or "host"})
     if merge.tree is None:
         return GateVerdict(
             passed=False,
@@ -270,12 +276,12 @@ def run_gate(
                     "SPINE_WORKTREE": str(worktree),
                 },
             )
-            for index, check in enumerate(checks):
-                if on_check:
-                    on_check(check)
-                results.append(
-                    _run_check(ctx, check, worktree, env, log_dir / f"{index}-{_safe(check.name)}.log", echo)
-                )
+            with _check_runner(ctx, isolation, worktree, merge.tree) as runner:
+                for index, check in enumerate(checks):
+                    if on_check:
+                        on_check(check)
+                    log = log_dir / f"{index}-{_safe(check.name)}.log"
+                    results.append(_run_check(ctx, check, worktree, env, log, echo, runner))
     passed = all(r.status == "passed" for r in results)
     verdict = GateVerdict(
         passed=passed,
@@ -291,12 +297,78 @@ def run_gate(
         decided_at=now_iso(),
         duration_seconds=round(time.monotonic() - started, 3),
     )
-    atomic_write_text(cache_file(ctx, merge.tree, key), verdict.to_json())
+    atomic_write_json(cache_file(ctx, merge.tree, key), verdict.to_json())
     return verdict
 
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[:60] or "check"
+
+
+CheckRunner = Callable[[list[str], dict[str, str], "float | None", OutputSink], ProcessOutcome]
+
+
+def _isolation(ctx: ExecutionContext, backend: str) -> str | None:
+    """The backend gate checks run in, or None for the host (a local backend, or ``checks_on_host``)."""
+    if ctx.config.checks_on_host:
+        return None
+    from spine.backends.registry import load_backend
+
+    loaded = load_backend(backend, ctx.config.backends.get(backend, {}))
+    isolates = bool(getattr(loaded, "isolates", True)) and not loaded.in_place
+    return backend if isolates else None
+
+
+@contextlib.contextmanager
+def _check_runner(
+    ctx: ExecutionContext, isolation: str | None, worktree: Path, tree: str
+) -> Iterator[CheckRunner]:
+    """Runs gate checks on the host (under the subreaper) or in a sandbox of ``isolation``."""
+    if isolation is None:
+
+        def on_host(
+            argv: list[str], env: dict[str, str], timeout: float | None, sink: OutputSink
+        ) -> ProcessOutcome:
+            return run_process(argv, cwd=worktree, env=env, timeout=timeout, on_output=sink, supervise=True)
+
+        yield on_host
+        return
+    from spine.backends.base import SandboxSpec
+    from spine.backends.registry import require_usable
+
+    settings = ctx.config.backends.get(isolation, {})
+    sandbox = require_usable(isolation, settings)
+    spec = SandboxSpec(
+        worktree=worktree,
+        run_id="gate",
+        lane_id=tree[:12],
+        network=ctx.config.network,
+        env_passthrough=tuple(sorted({*ctx.config.env, *ctx.config.env_passthrough} | set(GATE_VARIABLES))),
+        settings=settings,
+        git_dir=ctx.git.common_dir,
+        state_dir=ctx.state.root,
+        timeout=ctx.config.timeout,
+    )
+    handle = sandbox.prepare(spec)
+    try:
+
+        def in_sandbox(
+            argv: list[str], env: dict[str, str], timeout: float | None, sink: OutputSink
+        ) -> ProcessOutcome:
+            return sandbox.exec(handle, argv, env=env, timeout=timeout, on_output=sink)
+
+        yield in_sandbox
+    finally:
+        sandbox.teardown(handle)
+
+
+GATE_VARIABLES = (
+    "SPINE_GATE_REV",
+    "SPINE_GATE_REV_SHA",
+    "SPINE_GATE_INTO",
+    "SPINE_GATE_INTO_SHA",
+    "SPINE_GATE_TREE",
+)
 
 
 def _run_check(
@@ -306,6 +378,7 @@ def _run_check(
     env: dict[str, str],
     log_path: Path,
     echo: OutputSink | None,
+    runner: CheckRunner,
 ) -> GateCheckResult:
     """Run one gate check; what it prints reaches the log, the terminal and the verdict with secrets masked."""
     from spine.base.ids import format_duration
@@ -321,14 +394,8 @@ def _run_check(
             if echo and shown:
                 echo(stream, shown)
 
-        outcome = run_process(
-            ["/bin/sh", "-c", check.command],
-            cwd=worktree,
-            env=env,
-            timeout=check.timeout if check.timeout is not None else ctx.config.timeout,
-            on_output=sink,
-            supervise=True,
-        )
+        timeout = check.timeout if check.timeout is not None else ctx.config.timeout
+        outcome = runner(["/bin/sh", "-c", check.command], env, timeout, sink)
         for name, stream in streams.items():
             rest = stream.flush()
             log.write(rest)

@@ -328,7 +328,7 @@ def _promote(
             return Landing(target, target_sha, target_sha, [], checkout, already=True)
         gate_verdict: Literal["passed", "cached"] | None = None
         if use_gate:
-            gate_verdict = _gate(ctx, target, target_sha, new_sha, label, echo_gate)
+            gate_verdict = _gate(ctx, target, target_sha, new_sha, label, echo_gate, result.sandbox_backend)
         changed = set(
             git("diff", "--name-only", "-z", target_sha, new_sha, cwd=ctx.repo.primary_checkout).stdout.split(
                 "\0"
@@ -393,7 +393,7 @@ def _record(
     force: bool,
 ) -> None:
     """Record the promotion in the lane's result and the run's journal."""
-    from spine.base.files import atomic_write_text
+    from spine.base.files import atomic_write_json
     from spine.base.ids import now_iso
     from spine.model.result import Promotion
 
@@ -415,7 +415,7 @@ def _record(
             "next_action": f"landed on {target} ({strategy}); clean up the lane with `spine gc`",
         }
     )
-    atomic_write_text(ctx.state.result_file(result.run_id, result.lane_id), updated.to_json())
+    atomic_write_json(ctx.state.result_file(result.run_id, result.lane_id), updated.to_json())
     store.event(
         "promoted",
         result.lane_id,
@@ -430,7 +430,7 @@ def _record(
 
 
 def _gate(
-    ctx: ExecutionContext, target: str, target_sha: str, new_sha: str, label: str, echo: bool
+    ctx: ExecutionContext, target: str, target_sha: str, new_sha: str, label: str, echo: bool, backend: str
 ) -> Literal["passed", "cached"]:
     """Run the gate on exactly what would land; refuse unless it passes."""
     from spine.landing.gate import echo_to_stderr, gate_checks, run_gate
@@ -443,6 +443,7 @@ def _gate(
         into_sha=target_sha,
         checks=gate_checks(ctx),
         echo=echo_to_stderr if echo else None,
+        backend=backend,
     )
     if not verdict.passed:
         failed = [f"{c.name} ({c.summary})" for c in verdict.checks if c.status == "failed"]

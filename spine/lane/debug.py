@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_json, atomic_write_text
 from spine.base.ids import format_duration, now_iso
 from spine.lane.outcome import FailureKind, Outcome
 from spine.model.facts import LaneFacts
@@ -231,7 +231,7 @@ def write_debug_packet(rt: LaneRuntime, result: LaneResult, outcome: Outcome) ->
     """Write debug.json and debug.md for ``result``; return the result pointing at them."""
     packet = build_debug_packet(rt, result, outcome)
     path = rt.ctx.state.debug_file(result.run_id, result.lane_id)
-    atomic_write_text(path, packet.to_json())
+    atomic_write_json(path, packet.to_json())
     atomic_write_text(rt.ctx.state.debug_markdown(result.run_id, result.lane_id), render_markdown(packet))
     return result.model_copy(update={"debug_packet": str(path)})
 

@@ -54,8 +54,11 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
     took = f" after {format_duration(ex.duration_seconds)}" if ex and ex.duration_seconds is not None else ""
     changes = describe_changes(facts, lane.branch, where.in_place)
     kind = outcome.kind
+    rerun = ""
+    if ex is not None and ex.rerun_of:
+        rerun = f" (it ran a second time after its driver died; the first run's work is at {ex.rerun_of})"
     if outcome.succeeded:
-        text = f"command succeeded{took}; {changes}"
+        text = f"command succeeded{took}{rerun}; {changes}"
         checks = facts.validation
         passed = [c.name for c in checks.checks if c.status == CheckStatus.PASSED] if checks else []
         if passed:

@@ -30,7 +30,15 @@ def worktree_fingerprint(lane: LaneWorktree | Path) -> str:
     if isinstance(lane, Path):
         lane = LaneWorktree(path=lane, git_dir=lane / ".git")
     worktree = lane.path
-    proc = lane.git("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", check=False)
+    proc = lane.git(
+        "status",
+        "--porcelain=v2",
+        "--branch",
+        "-z",
+        "--untracked-files=all",
+        "--ignore-submodules=all",
+        check=False,
+    )
     digest = hashlib.sha256(proc.stdout.encode("utf-8", "surrogateescape"))
     entries = proc.stdout.split("\0")
     skip_next = False

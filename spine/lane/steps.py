@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from spine.base.errors import EnvironmentProblem
-from spine.base.files import atomic_write_text, inside
+from spine.base.files import atomic_write_json, inside
 from spine.base.git import GitFailed
 from spine.base.ids import format_duration, now_iso
 from spine.base.process import ProcessOutcome
@@ -53,7 +55,7 @@ from spine.model.result import (
     Validation,
 )
 from spine.workspace import worktrees
-from spine.workspace.context import lane_branch
+from spine.workspace.context import is_spines_ref, lane_branch
 from spine.workspace.worktrees import LaneWorktree
 
 # --- create_worktree ---------------------------------------------------------------------------
@@ -73,7 +75,7 @@ def create_worktree(rt: LaneRuntime) -> None:
     started = time.perf_counter()
     _resolve_stacked_base(rt)
     if ctx.config.pool.enabled and not path.exists():
-        taken = worktrees.take(ctx, path, branch, lane.base_sha)
+        taken = worktrees.take(ctx, path, branch, lane.base_sha, rt.backend.name)
         if taken is not None:
             lane.worktree, lane.branch = str(path), branch
             lane.facts.create = CreateFacts(
@@ -127,7 +129,7 @@ def setup(rt: LaneRuntime) -> None:
         for problem in not_copied:
             out.note(f"setup: not copied: {problem}")
         if cfg.submodules == "update":
-            wt.git("-c", "protocol.allow=user", "submodule", "update", "--init", "--recursive")
+            _update_submodules(rt, wt)
         if cfg.commands:
             with rt.sandbox(collect=True) as box:
                 for command in cfg.commands:
@@ -140,6 +142,12 @@ def setup(rt: LaneRuntime) -> None:
                         break
     finally:
         out.close()
+    listed = rt.ctx.state.copied_list(rt.run.run_id, rt.lane_id)
+    if copied:
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        listed.write_text("\0".join(copied), encoding="utf-8")
+    else:
+        listed.unlink(missing_ok=True)
     tree = _worktree_tree(wt) if (copied or cfg.commands) else None
     private: list[str] = []
     if tree is not None and copied:
@@ -154,6 +162,26 @@ def setup(rt: LaneRuntime) -> None:
         failed=failed,
         tree=tree,
     )
+
+
+def _update_submodules(rt: LaneRuntime, wt: LaneWorktree) -> None:
+    """`git submodule update --init` over the usual transports, leaving the repository's config as it was.
+
+    `submodule init` writes each submodule's URL into the shared config; a lane's base may carry a
+    .gitmodules a lane wrote, and its URLs must not stay in the user's config.
+    """
+    repo = rt.ctx.git
+
+    def submodule_keys() -> set[str]:
+        listing = repo.run("config", "--local", "--name-only", "--get-regexp", r"^submodule\.", check=False)
+        return set(listing.stdout.split())
+
+    before = submodule_keys()
+    try:
+        wt.git(*worktrees.SUBMODULE_PROTOCOLS, "submodule", "update", "--init", "--recursive")
+    finally:
+        for key in sorted(submodule_keys() - before):
+            repo.run("config", "--local", "--unset-all", key, check=False)
 
 
 def _process_run(rt: LaneRuntime, command: str, outcome: ProcessOutcome, *, keep_tail: bool) -> ProcessRun:
@@ -211,6 +239,20 @@ def execute(rt: LaneRuntime) -> None:
     out.note(f"command: {' '.join(argv)}")
     started = now_iso()
     env = rt.lane_env()
+    rerun_of = None
+    if rt.lane.facts.execute_begun and not rt.in_place:
+        # The command ran before and its driver died: it runs again on top of what it left, which is
+        # kept first (commits and files) so that nothing of the first run is lost, and said.
+        label = f"{rt.run.run_id}/{rt.lane_id}"
+        head = wt.head().sha or rt.lane.base_sha
+        rerun_of = worktrees.snapshot(
+            rt.ctx, wt.path, head, label, f"spine: {label} before the command ran again"
+        )
+        rerun_of = rerun_of or head
+    rt.lane.facts.execute_begun += 1
+    rt.store.save(rt.run)
+    if not rt.in_place:
+        _remember_refs(rt, wt)
     handle = rt.backend.prepare(rt.sandbox_spec())
     for notice in handle.notices:
         out.note(notice)
@@ -256,6 +298,8 @@ def execute(rt: LaneRuntime) -> None:
         provider_run_id=handle.provider_run_id,
         stopped=[p.model_copy(update={"argv": redactor.redact_text(p.argv)}) for p in stopped],
         surviving=surviving,
+        supervisor_lost=outcome.supervisor_lost,
+        rerun_of=rerun_of,
     )
 
 
@@ -281,6 +325,11 @@ def commit(rt: LaneRuntime) -> None:
     invariants.append(
         Invariant(name="worktree", status="ok", detail=f"{wt.path} is still the lane's worktree")
     )
+    moved = None if rt.in_place else (_config_changed(rt, wt) or _refs_moved(rt, wt))
+    if moved is not None:
+        invariants.append(moved)
+        lane.facts.commit = CommitFacts(invariants=invariants, head_sha=wt.head().sha)
+        return
     invariants.append(_processes_invariant(rt))
     head = _head_invariant(rt, wt)
     invariants.append(head)
@@ -295,23 +344,97 @@ def commit(rt: LaneRuntime) -> None:
     stale = _remove_stale_index_lock(wt)
     wt.git("add", "-A")
     excluded = _leave_out_setup_work(rt, wt)
+    nested = _leave_out_nested_repositories(wt)
     staged = wt.git("diff", "--cached", "--quiet", "--no-ext-diff", check=False)
     if staged.returncode not in (0, 1):
         raise GitFailed(["diff", "--cached", "--quiet"], staged.returncode, staged.stderr)
     if staged.returncode == 1:
-        _git_commit(rt, wt, _commit_message(rt))
+        if lane.facts.commit_token is None:
+            # Recorded before the commit exists, so a redo after a crash still knows spine's commit.
+            lane.facts.commit_token = secrets.token_hex(8)
+            rt.store.save(rt.run)
+        _git_commit(rt, wt, _commit_message(rt, lane.facts.commit_token))
     commits = [
         Commit(sha=sha, subject=subject, made_by="spine" if by_spine else "command")
         for sha, subject, by_spine in _log_entries(rt, wt)
     ]
     head_sha = commits[-1].sha if commits else wt.out("rev-parse", "HEAD")
-    invariants.append(_commit_invariant(excluded, stale))
+    invariants.append(_commit_invariant(excluded, nested, stale))
     lane.facts.commit = CommitFacts(
         commits=commits,
         head_sha=head_sha,
         diff_stat=_diff_stat(wt, lane.base_sha, head_sha),
-        excluded=excluded,
+        excluded=excluded + nested,
         invariants=invariants,
+    )
+
+
+def _refs(wt: LaneWorktree) -> dict[str, str]:
+    out = wt.git("for-each-ref", "--format=%(refname) %(objectname)").stdout
+    pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return {ref: sha for ref, sha in pairs if not is_spines_ref(ref)}
+
+
+def _remember_refs(rt: LaneRuntime, wt: LaneWorktree) -> None:
+    """Note the refs and git's configuration before the command runs, to tell afterwards what it changed."""
+    path = rt.ctx.state.refs_before(rt.run.run_id, rt.lane_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{ref} {sha}\n" for ref, sha in sorted(_refs(wt).items())), encoding="utf-8")
+    config = rt.ctx.state.config_before(rt.run.run_id, rt.lane_id)
+    config.write_text(json.dumps(wt.config_fingerprint(rt.ctx.git)), encoding="utf-8")
+
+
+def _config_changed(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | None:
+    """A violation when the command changed a file git takes configuration from: spine's own git work
+    on the worktree would obey it (a filter or an editor runs a program)."""
+    path = rt.ctx.state.config_before(rt.run.run_id, rt.lane_id)
+    if not path.is_file():
+        return None
+    before = json.loads(path.read_text(encoding="utf-8"))
+    now = wt.config_fingerprint(rt.ctx.git)
+    changed = [name for name, digest in now.items() if before.get(name, digest) != digest]
+    if not changed:
+        return None
+    return Invariant(
+        name="worktree",
+        status="violated",
+        detail=f"the command changed git's configuration ({', '.join(changed[:3])}); spine runs no git "
+        "in the lane with it. Check that file for what the command added",
+    )
+
+
+def _refs_moved(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | None:
+    """A violation when the command moved or deleted a ref of the user's (a branch, a tag) onto its
+    own work. A ref that moved to something else (the user committing meanwhile) is not the lane's doing."""
+    path = rt.ctx.state.refs_before(rt.run.run_id, rt.lane_id)
+    if not path.is_file():
+        return None
+    before = dict(line.split(" ", 1) for line in path.read_text(encoding="utf-8").splitlines() if " " in line)
+    now = _refs(wt)
+    head = wt.head().sha
+    repo = rt.ctx.git
+    problems = []
+    for ref, old in before.items():
+        new = now.get(ref)
+        name = ref.removeprefix("refs/heads/").removeprefix("refs/")
+        if new is None:
+            restored = repo.run(
+                "update-ref", "-m", "spine: undo a lane's deletion", ref, old, "", check=False
+            )
+            problems.append(f"deleted {name}" + ("; spine restored it" if restored.returncode == 0 else ""))
+        elif (
+            new != old and head is not None and repo.is_ancestor(new, head) and not repo.is_ancestor(new, old)
+        ):
+            # Put it back only if nothing moved it since (compare-and-swap), so no one's work is lost.
+            restored = repo.run("update-ref", "-m", "spine: undo a lane's move", ref, old, new, check=False)
+            back = f"; spine put it back at {old[:12]}" if restored.returncode == 0 else ""
+            problems.append(f"moved {name} to its own commit {new[:12]}{back}")
+    if not problems:
+        return None
+    return Invariant(
+        name="head",
+        status="violated",
+        detail=f"the command changed refs that are not the lane's: {'; '.join(problems[:5])}",
     )
 
 
@@ -319,6 +442,13 @@ def _processes_invariant(rt: LaneRuntime) -> Invariant:
     ex = rt.lane.facts.execute
     if ex is None:
         return Invariant(name="processes", status="ok", detail="the command did not run")
+    if ex.supervisor_lost:
+        return Invariant(
+            name="processes",
+            status="violated",
+            detail="the command killed spine's process supervisor, so the processes it started were not "
+            "stopped and may still run (`ps` shows them); use an isolating backend for such a command",
+        )
     if ex.surviving:
         shown = ", ".join(f"{p.pid} ({p.argv[:60]})" for p in ex.surviving[:3])
         return Invariant(
@@ -440,6 +570,27 @@ def _leave_out_setup_work(rt: LaneRuntime, wt: LaneWorktree) -> list[str]:
     return sorted(leave)
 
 
+def _leave_out_nested_repositories(wt: LaneWorktree) -> list[str]:
+    """Unstage repositories the command created inside the worktree (not declared submodules):
+    `git add -A` would record them as links to commits nobody can fetch."""
+    out = wt.git("diff-index", "--cached", "-z", "--diff-filter=A", "--ignore-submodules=none", "HEAD").stdout
+    fields = out.split("\0")
+    added = [fields[i + 1] for i in range(0, len(fields) - 1, 2) if fields[i].split(" ")[1:2] == ["160000"]]
+    if not added:
+        return []
+    declared = set()
+    gitmodules = wt.path / ".gitmodules"
+    if inside(wt.path, ".gitmodules") is not None:
+        listing = wt.git(
+            "config", "--file", str(gitmodules), "--get-regexp", r"^submodule\..*\.path$", check=False
+        )
+        declared = {line.split(" ", 1)[1] for line in listing.stdout.splitlines() if " " in line}
+    nested = [path for path in added if path not in declared]
+    if nested:
+        wt.git("update-index", "--force-remove", "--", *nested)
+    return nested
+
+
 def _entries(wt: LaneWorktree, args: list[str]) -> dict[str, tuple[str, str]]:
     """path -> (mode, blob) from ``ls-files -s -z``."""
     found = {}
@@ -466,15 +617,15 @@ def _tree_entries(wt: LaneWorktree, tree: str, paths: list[str]) -> dict[str, tu
 
 
 def _private_files_committed(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | None:
-    """A violation when the command's own commits hold a file spine copied in from the user's checkout."""
-    setup = rt.lane.facts.setup
-    private = setup.private if setup else []
-    if not private:
+    """A violation when any commit the command made holds a file spine copied in from the user's
+    checkout (ignored or not; on a side branch merged in too)."""
+    listed = rt.ctx.state.copied_list(rt.run.run_id, rt.lane_id)
+    if not listed.is_file():
         return None
-    out = wt.git(
-        "log", "--format=", "--name-only", "--no-renames", f"{rt.lane.base_sha}..HEAD", "--", *private
-    )
-    leaked = sorted({p for p in out.stdout.splitlines() if p})
+    copied = set(filter(None, listed.read_text(encoding="utf-8").split("\0")))
+    # Every commit in the range, each with the paths it changed: no history simplification.
+    out = wt.git("log", "--format=", "--name-only", "--no-renames", "-z", f"{rt.lane.base_sha}..HEAD")
+    leaked = sorted(copied.intersection(out.stdout.replace("\n", "\0").split("\0")))
     if not leaked:
         return None
     return Invariant(
@@ -485,10 +636,14 @@ def _private_files_committed(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | N
     )
 
 
-def _commit_invariant(excluded: list[str], stale: bool) -> Invariant:
+def _commit_invariant(excluded: list[str], nested: list[str], stale: bool) -> Invariant:
     notes = []
     if excluded:
         notes.append(f"left out what spine copied in or setup produced: {', '.join(excluded[:5])}")
+    if nested:
+        notes.append(
+            f"left out repositories the command created inside the worktree: {', '.join(nested[:5])}"
+        )
     if stale:
         notes.append("removed a stale index.lock the command left in the lane's git dir")
     if notes:
@@ -499,25 +654,19 @@ def _commit_invariant(excluded: list[str], stale: bool) -> Invariant:
 def _log_entries(rt: LaneRuntime, wt: LaneWorktree) -> list[tuple[str, str, bool]]:
     """(sha, subject, made by spine) of every commit on the lane, oldest first, HEAD last.
 
-    A commit carrying this run's and this lane's trailers is spine's own, even one made before a
-    crash; everything else the command made.
+    A commit carrying the token this step drew after the command ended (``Spine-Commit``) is spine's
+    own, even one made before a crash; everything else the command made, whatever trailers it wrote.
     """
-    fmt = (
-        "--format=%H%x00%s%x00%(trailers:key=Spine-Run,valueonly,separator=%x2C)"
-        "%x00%(trailers:key=Spine-Lane,valueonly,separator=%x2C)"
-    )
+    token = rt.lane.facts.commit_token
+    fmt = "--format=%H%x00%s%x00%(trailers:key=Spine-Commit,valueonly,separator=%x2C)"
     fields = wt.git("log", "--reverse", "-z", fmt, f"{rt.lane.base_sha}..HEAD").stdout.split("\0")
     return [
-        (
-            fields[i],
-            fields[i + 1],
-            fields[i + 2].strip() == rt.run.run_id and fields[i + 3].strip() == rt.lane_id,
-        )
-        for i in range(0, len(fields) - 3, 4)
+        (fields[i], fields[i + 1], token is not None and fields[i + 2].strip() == token)
+        for i in range(0, len(fields) - 2, 3)
     ]
 
 
-def _commit_message(rt: LaneRuntime) -> str:
+def _commit_message(rt: LaneRuntime, token: str) -> str:
     lane = rt.lane
     fields = {
         "objective": lane.spec.objective,
@@ -529,7 +678,7 @@ def _commit_message(rt: LaneRuntime) -> str:
         "backend": rt.backend.name,
     }
     body = rt.ctx.config.commit.message.format(**fields).strip() or lane.spec.objective
-    trailers = f"Spine-Run: {rt.run.run_id}\nSpine-Lane: {rt.lane_id}\nSpine-Base: {lane.base_sha}"
+    trailers = f"Spine-Run: {rt.run.run_id}\nSpine-Lane: {rt.lane_id}\nSpine-Base: {lane.base_sha}\nSpine-Commit: {token}"
     return rt.redactor().redact_text(f"{body}\n\n{trailers}\n")
 
 
@@ -726,7 +875,7 @@ def finalize(rt: LaneRuntime) -> None:
             result = result.model_copy(update={"worktree_kept": False})
         write_result(path, result)
         if pooling:
-            returned = worktrees.give_back(rt.ctx, rt.worktree())
+            returned = worktrees.give_back(rt.ctx, rt.worktree(), rt.backend.name)
             if not returned:  # a full pool, a locked worktree, a process inside: it stays where it ran
                 result = result.model_copy(update={"worktree_kept": True})
                 write_result(path, result)
@@ -747,7 +896,7 @@ def _with_debug_packet(rt: LaneRuntime, result: LaneResult, outcome: Outcome) ->
 
 
 def write_result(path: Path, result: LaneResult) -> None:
-    atomic_write_text(path, result.to_json())
+    atomic_write_json(path, result.to_json())
 
 
 def _result_before_pool(rt: LaneRuntime, path: Path) -> LaneResult | None:

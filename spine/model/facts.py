@@ -98,6 +98,15 @@ class ExecuteFacts(_Facts):
     surviving: list[LeftoverProcess] = Field(
         default_factory=list, description="processes of the lane still alive after spine stopped them"
     )
+    supervisor_lost: bool = Field(
+        default=False,
+        description="the command killed spine's process supervisor, so nothing it started was stopped",
+    )
+    rerun_of: str | None = Field(
+        default=None,
+        description="the command ran again after its driver died mid-run; the ref holding what its first run had "
+        "left in the worktree",
+    )
 
     @property
     def succeeded(self) -> bool:
@@ -183,7 +192,13 @@ class LaneFacts(_Facts):
     create: CreateFacts | None = None
     setup: SetupFacts | None = None
     execute: ExecuteFacts | None = None
+    execute_begun: int = Field(default=0, description="how many times the command was started")
     commit: CommitFacts | None = None
+    commit_token: str | None = Field(
+        default=None,
+        description="the token spine's own commit carries (Spine-Commit trailer), drawn after the command "
+        "ended: a commit the command made cannot pass for spine's",
+    )
     validation: ValidateFacts | None = None
     halt: Halt | None = None
     driver_died: DriverDied | None = None

@@ -34,6 +34,11 @@ POOL_DIR = ".pool"
 GATE_DIR = ".gate"
 
 
+def is_spines_ref(ref: str) -> bool:
+    """True for refs spine owns (lane branches, attempt and recovery refs): they move while lanes run."""
+    return ref.startswith(("refs/heads/" + LANE_BRANCH_PREFIX, "refs/spine/"))
+
+
 def lane_branch(run_id: str, lane_id: str) -> str:
     """The branch of lane LANE of run RUN: ``spine/RUN/LANE``."""
     return f"{LANE_BRANCH_PREFIX}{run_id}/{lane_id}"
@@ -151,6 +156,10 @@ class StatePaths:
     def pool_slot_lock(self, slot: str) -> Path:
         return self.pool / f"{slot}.lock"
 
+    def pool_slot_note(self, slot: str) -> Path:
+        """Which backend the lane that gave the pooled worktree ``slot`` back ran under."""
+        return self.pool / f"{slot}.from"
+
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
 
@@ -185,6 +194,18 @@ class StatePaths:
 
     def debug_markdown(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "debug.md"
+
+    def refs_before(self, run_id: str, lane_id: str) -> Path:
+        """The repository's refs (outside spine's own) as they were when the lane's command started."""
+        return self.lane_dir(run_id, lane_id) / "refs.before"
+
+    def config_before(self, run_id: str, lane_id: str) -> Path:
+        """Fingerprints of git's configuration files as they were when the lane's command started."""
+        return self.lane_dir(run_id, lane_id) / "config.before"
+
+    def copied_list(self, run_id: str, lane_id: str) -> Path:
+        """Every path the setup step copied into the lane's worktree, NUL-separated."""
+        return self.lane_dir(run_id, lane_id) / "copied.list"
 
     def artifacts_dir(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "artifacts"

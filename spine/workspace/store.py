@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from spine.base.errors import EnvironmentProblem, UsageError
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_json
 from spine.base.ids import now_iso
 from spine.base.liveness import DriverLock
 from spine.base.redact import redact_text
@@ -67,7 +67,7 @@ class RunStore:
         shutil.rmtree(staging, ignore_errors=True)
         try:
             staging.mkdir(parents=True)
-            atomic_write_text(staging / self.run_file.name, _dump(run))
+            atomic_write_json(staging / self.run_file.name, _dump(run))
             try:
                 os.rename(staging, self.run_dir)  # replaces an empty leftover directory, never a run
             except OSError:
@@ -93,7 +93,7 @@ class RunStore:
 
     def save(self, run: RunState) -> None:
         with self._lock:
-            atomic_write_text(self.run_file, _dump(run))
+            atomic_write_json(self.run_file, _dump(run))
 
     def event(self, kind: str, lane: str | None = None, **data: Any) -> None:
         """Append one line to events.jsonl.

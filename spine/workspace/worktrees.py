@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import secrets
 import shutil
@@ -46,10 +47,27 @@ SAFE_CONFIG: tuple[str, ...] = (
     "core.hooksPath=/dev/null",
     "-c",
     "submodule.recurse=false",
+    # A repository nested in the worktree (a submodule, or one the lane created) has a config of its
+    # own, which git would obey if it looked inside: it never does.
     "-c",
-    "core.sshCommand=false",
+    "diff.ignoreSubmodules=all",
+    "-c",
+    "status.submoduleSummary=false",
     "-c",
     "protocol.allow=never",
+)
+
+# For `git submodule update` of a new worktree: the usual network transports, never `ext::` or a
+# local path a lane-written .gitmodules could name (file is git's own default: refused for submodules).
+SUBMODULE_PROTOCOLS: tuple[str, ...] = (
+    "-c",
+    "protocol.https.allow=always",
+    "-c",
+    "protocol.http.allow=always",
+    "-c",
+    "protocol.ssh.allow=always",
+    "-c",
+    "protocol.git.allow=always",
 )
 
 
@@ -136,6 +154,32 @@ class LaneWorktree:
             sha = self.git("rev-parse", "--verify", "-q", ref, check=False).stdout.strip() or None
             return Head(ref.removeprefix("refs/heads/"), sha)
         return Head(None, text or None)
+
+    def config_files(self, repo: Repository) -> list[Path]:
+        """The files git reads configuration and attributes from for this worktree (which a command
+        could change to make git run a program): system, global, the repository's, the worktree's."""
+        home = Path(os.environ.get("HOME", "/"))
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        files = [
+            Path(os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig"),
+            Path(os.environ.get("GIT_CONFIG_GLOBAL") or home / ".gitconfig"),
+            xdg / "git" / "config",
+            xdg / "git" / "attributes",
+            repo.common_dir / "config",
+            repo.common_dir / "info" / "attributes",
+            self.git_dir / "config.worktree",
+        ]
+        return list(dict.fromkeys(files))
+
+    def config_fingerprint(self, repo: Repository) -> dict[str, str]:
+        """path -> sha256 of each configuration file (or "absent")."""
+        found = {}
+        for path in self.config_files(repo):
+            try:
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                found[str(path)] = "absent"
+        return found
 
     def problem(self, repo: Repository) -> str | None:
         """Why this is no longer the lane's worktree, or None when it still is."""
@@ -322,6 +366,34 @@ def snapshot(
     return ref
 
 
+def _real_directory(root: Path, rel: Path) -> Path | None:
+    """``root/rel`` as a directory made of real directories only (created as needed); None when a
+    component is a link (something in the worktree could point it anywhere)."""
+    current = root
+    for part in rel.parts:
+        if part in ("", "."):
+            continue
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            os.mkdir(current)
+            continue
+        if stat.S_ISLNK(mode):
+            return None
+        if not stat.S_ISDIR(mode):
+            raise NotADirectoryError(20, "Not a directory", str(current))
+    return current
+
+
+def _copy_new_file(src: Path, dst: Path) -> None:
+    """Copy regular file ``src`` to a new ``dst`` that must not exist (never through a link)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out, open(src, "rb") as source:
+        shutil.copyfileobj(source, out)
+    shutil.copystat(src, dst, follow_symlinks=False)
+
+
 def _nested_repositories(root: Path) -> list[str]:
     """Relative paths of the directories below ``root`` that hold a ``.git`` of their own (links not followed)."""
     found = []
@@ -393,16 +465,24 @@ def copy_included(primary: Path, worktree: Path, extra_patterns: list[str]) -> t
     copied: list[str] = []
     problems: list[str] = []
     for rel in filter(None, listing.split("\0")):
-        src, dst = primary / rel, worktree / rel
+        src = primary / rel
+        try:
+            parent = _real_directory(worktree, Path(rel).parent)
+        except OSError as exc:
+            problems.append(f"{rel}: {exc.strerror or exc}")
+            continue
+        if parent is None:
+            problems.append(f"{rel}: a folder on its way in the worktree is a link; not followed")
+            continue
+        dst = parent / Path(rel).name
         if os.path.lexists(dst):
             continue
         try:
             mode = os.lstat(src).st_mode
-            dst.parent.mkdir(parents=True, exist_ok=True)
             if stat.S_ISLNK(mode):
                 os.symlink(os.readlink(src), dst)
             elif stat.S_ISREG(mode):
-                shutil.copy2(src, dst, follow_symlinks=False)
+                _copy_new_file(src, dst)
             else:
                 problems.append(f"{rel}: not a regular file or a link")
                 continue
@@ -567,9 +647,13 @@ def slot_lock(ctx: ExecutionContext, slot: str) -> Iterator[bool]:
         os.close(fd)  # closing releases the lock
 
 
-def take(ctx: ExecutionContext, dest: Path, branch: str, base_sha: str) -> Taken | None:
+def take(
+    ctx: ExecutionContext, dest: Path, branch: str, base_sha: str, backend: str | None = None
+) -> Taken | None:
     """Move a pristine pooled worktree to ``dest`` on a new ``branch`` at ``base_sha``.
 
+    The keep-list (``pool.keep``: dependency caches) survives only between lanes of the same
+    ``backend``: what a sandboxed lane left in a cache must not run on the host in the next one.
     Returns None when no pooled worktree can be used (the pool is empty, every slot is locked, or
     the branch exists already); the caller then creates a fresh worktree.
     """
@@ -583,7 +667,11 @@ def take(ctx: ExecutionContext, dest: Path, branch: str, base_sha: str) -> Taken
             try:
                 if lane is None or lane.problem(repo) is not None:
                     raise NotPristine(f"pooled worktree {slot_path} is not the worktree git registered")
-                cleaned = _make_pristine(ctx, lane, base_sha)
+                note = ctx.state.pool_slot_note(slot_path.name)
+                came_from = note.read_text(encoding="utf-8").strip() if note.is_file() else None
+                cleaned = _make_pristine(
+                    ctx, lane, base_sha, keep=backend is not None and came_from == backend
+                )
             except (GitFailed, NotPristine):
                 _discard(ctx, slot_path)
                 continue
@@ -593,6 +681,7 @@ def take(ctx: ExecutionContext, dest: Path, branch: str, base_sha: str) -> Taken
             if moved.returncode != 0:
                 continue  # e.g. another file system; the worktree stays pooled and pristine
             ctx.state.pool_slot_lock(slot_path.name).unlink(missing_ok=True)
+            ctx.state.pool_slot_note(slot_path.name).unlink(missing_ok=True)
         lane = LaneWorktree(path=dest, git_dir=lane.git_dir)
         # `switch -c` to the commit already checked out touches neither index nor files (`checkout -b`
         # would refresh the whole index).
@@ -600,7 +689,7 @@ def take(ctx: ExecutionContext, dest: Path, branch: str, base_sha: str) -> Taken
         if switched.returncode != 0:
             # Most likely the branch exists (a lane being redone): hand the worktree back untouched
             # and let the caller reconcile the branch the way it does without a pool.
-            if not give_back(ctx, lane):
+            if not give_back(ctx, lane, backend):
                 _discard(ctx, dest)
             return None
         return Taken(
@@ -609,7 +698,7 @@ def take(ctx: ExecutionContext, dest: Path, branch: str, base_sha: str) -> Taken
     return None
 
 
-def give_back(ctx: ExecutionContext, lane: LaneWorktree) -> bool:
+def give_back(ctx: ExecutionContext, lane: LaneWorktree, backend: str | None = None) -> bool:
     """Return a finished lane's worktree to the pool; False (and leave it in place) when it cannot go.
 
     It goes back only while it is still the lane's own worktree, the pool has room, and no process
@@ -638,6 +727,8 @@ def give_back(ctx: ExecutionContext, lane: LaneWorktree) -> bool:
                 repo.run(*SAFE_CONFIG, "worktree", "move", str(lane.path), str(dest))
             except GitFailed:
                 return False  # a locked worktree, one with submodules: it stays where it is
+            if backend is not None:
+                ctx.state.pool_slot_note(slot).write_text(backend + "\n", encoding="utf-8")
             if lane.path.parent.parent == ctx.workspace.worktree_root:
                 with contextlib.suppress(OSError):  # the run's last lane worktree: leave no empty directory
                     lane.path.parent.rmdir()
@@ -671,7 +762,7 @@ def forget_free_slot_locks(ctx: ExecutionContext) -> None:
                     lock.unlink(missing_ok=True)
 
 
-def _make_pristine(ctx: ExecutionContext, lane: LaneWorktree, base_sha: str) -> bool:
+def _make_pristine(ctx: ExecutionContext, lane: LaneWorktree, base_sha: str, *, keep: bool = True) -> bool:
     """Bring ``lane`` to ``base_sha`` with nothing else in it but the keep-list; True if files had
     to be removed. Raises ``NotPristine`` (or ``GitFailed``) when that cannot be shown.
 
@@ -683,7 +774,7 @@ def _make_pristine(ctx: ExecutionContext, lane: LaneWorktree, base_sha: str) -> 
     if lane.head().branch is not None:
         # The pool leaves HEAD detached: a branch means someone used this worktree by hand.
         raise NotPristine(f"pooled worktree {lane.path} has a branch checked out")
-    excludes = [f"--exclude={pattern}" for pattern in ctx.config.pool.keep]
+    excludes = [f"--exclude={pattern}" for pattern in ctx.config.pool.keep] if keep else []
     lane.git("checkout", "-q", "-f", "--detach", base_sha)
     clean = lane.git("clean", "-ffdx", *excludes)
     removed = bool(clean.stdout.strip() or clean.stderr.strip())
@@ -697,3 +788,4 @@ def _discard(ctx: ExecutionContext, path: Path) -> None:
     if is_pooled(ctx, path):
         remove(ctx, path)
     ctx.state.pool_slot_lock(path.name).unlink(missing_ok=True)
+    ctx.state.pool_slot_note(path.name).unlink(missing_ok=True)
