@@ -95,7 +95,14 @@ INVALID: list[tuple[str, str, str]] = [
     (
         "unknown base",
         "lanes:\n  - {id: a, objective: x, command: 'true', base: no-such-branch}\n",
-        "lane 'a': unknown base ref 'no-such-branch'",
+        "lanes.yaml: lane 'a': key 'base': unknown base ref 'no-such-branch'",
+    ),
+    (
+        "every unknown base at once",
+        "lanes:\n  - {id: a, objective: x, command: 'true', base: nope-1}\n"
+        "  - {id: b, objective: y, command: 'true', base: nope-2}\n",
+        "2 problems:\n  - {path}: lane 'a': key 'base': unknown base ref 'nope-1': no branch, tag or commit has"
+        " that name\n  - {path}: lane 'b': key 'base': unknown base ref 'nope-2'",
     ),
     ("bad timeout", "lanes:\n  - {id: a, objective: x, command: 'true', timeout: soon}\n", "timeout"),
 ]
@@ -109,7 +116,7 @@ def test_invalid_batch_exits_2_and_creates_nothing(
     path.write_text(text)
     proc = spine("batch", str(path), cwd=repo)
     assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr
+    assert message.replace("{path}", str(path)) in proc.stderr
     assert "Traceback" not in proc.stderr
     nothing_created(repo)
 

@@ -305,8 +305,17 @@ def resolve_context(
     if not root.is_absolute():
         root = primary / root
     repository = Repository(common_dir=common_dir, primary_checkout=primary)
-    refs = _resolve_refs(repository, base, target, config, config_path)
-    _check_backend_name(config.backend, backend is None, config_path)
+    problems: list[UsageError] = []
+    try:
+        _check_backend_name(config.backend, backend is None, config_path)
+    except UsageError as exc:
+        problems.append(exc)
+    try:
+        refs = _resolve_refs(repository, base, target, config, config_path)
+    except UsageError as exc:
+        problems.append(exc)
+    if problems:
+        raise UsageError.of(problems)
     return ExecutionContext(
         repo=RepoIdentity(
             id=hashlib.sha256(str(common_dir).encode()).hexdigest()[:16],
@@ -395,9 +404,15 @@ def _resolve_refs(
             f"the repository at {repo.primary_checkout} has no commits yet",
             "make a first commit (git add -A && git commit -m 'initial commit') and try again",
         )
-    for name, ref in (("base", base_ref), ("target", target_ref)):
-        repo.require_commit(ref, what=f"{name} ref", given_by=where[name])
-    raise UsageError(f"cannot resolve refs {wanted}")  # pragma: no cover - require_commit raised
+    problems: list[UsageError] = []
+    for name, ref in dict.fromkeys((("base", base_ref), ("target", target_ref))):
+        try:
+            repo.require_commit(ref, what=f"{name} ref", given_by=where[name])
+        except UsageError as exc:
+            if name == "target" and ref == base_ref and problems:
+                continue  # the target is the base: said once
+            problems.append(exc)
+    raise UsageError.of(problems) if problems else UsageError(f"cannot resolve refs {wanted}")
 
 
 def _check_backend_name(name: str, from_config: bool, config_path: Path) -> None:
