@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import data_of
 from tests.lanetool import git_lines, lane, result, run_json, runs_of, stamp, state_dir, write_batch
 
 
@@ -234,7 +235,7 @@ def test_failing_lane_blocks_dependents_while_independent_lanes_finish(
     )
     proc = spine("batch", str(batch), "-j", "2", "--run-id", "blk", "--json", cwd=repo, env=env)
     assert proc.returncode == 1, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = data_of(proc)
     assert summary["counts"] == {"succeeded": 1, "failed": 1, "blocked": 2}
     lanes = {entry["id"]: entry for entry in summary["lanes"]}
     assert lanes["free"]["status"] == "succeeded" and lanes["free"]["branch"] == "spine/blk/free"
@@ -267,7 +268,7 @@ def test_fail_fast_starts_nothing_new_but_lets_running_lanes_finish(
     )
     proc = spine("batch", str(batch), "-j", "2", "--fail-fast", "--run-id", "ff", "--json", cwd=repo, env=env)
     assert proc.returncode == 1, proc.stderr
-    lanes = {entry["id"]: entry for entry in json.loads(proc.stdout)["lanes"]}
+    lanes = {entry["id"]: entry for entry in data_of(proc)["lanes"]}
     assert lanes["bad"]["status"] == "failed"
     assert lanes["slow"]["status"] == "succeeded"
     assert lanes["later"]["status"] == "canceled"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 
 def run_lane(spine: Spine, repo: Path, *args: str, expect: int | None = 0, **kw: object) -> dict:
@@ -305,4 +305,4 @@ def test_git_spine_alias(repo: Path) -> None:
     proc = subprocess.run(["git", "spine", "context", "--json"], cwd=repo, env=env, capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["repository"]["primaryCheckout"] == str(repo)
+    assert data_of(proc)["repository"]["primaryCheckout"] == str(repo)

@@ -43,7 +43,7 @@ def test_status_lists_runs_and_shows_lanes(spine: Any, repo: Path, tmp_path: Pat
     assert lines[0].startswith("first") and "batch" in lines[0] and "complete" in lines[0]
     assert "1 succeeded, 1 failed, 1 blocked" in lines[0]
     assert lines[1].startswith("second") and "1 succeeded" in lines[1]
-    runs = spine.json("status", "--json", cwd=repo)
+    runs = spine.json("status", "--json", cwd=repo)["runs"]
     assert [r["runId"] for r in runs] == ["first", "second"] and runs[0]["exitCode"] == 1
 
     one = spine("status", "first", cwd=repo)

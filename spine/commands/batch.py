@@ -49,8 +49,6 @@ def command(
     The whole file is checked before anything is created. Exit 0 when every lane succeeded,
     1 when one failed or was blocked, 2 for an invalid batch, 130 when interrupted.
     """
-    import json
-
     from spine import api
     from spine.commands.driving import drive_with_progress
     from spine.model.batch import read_batch
@@ -61,7 +59,9 @@ def command(
     rid = run.run_id
     if plan:
         if as_json:
-            click.echo(json.dumps({"runId": rid, "lanes": list(run.lanes), "runDir": str(store.run_dir)}))
+            from spine.commands.output import emit
+
+            return emit({"runId": rid, "lanes": list(run.lanes), "runDir": str(store.run_dir)})
         else:
             click.echo(f"run {rid}: {len(run.lanes)} lanes planned; nothing started")
             click.echo(f"  drive it:  spine resume {rid}   (or one step at a time: spine step {rid})")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 
@@ -18,8 +16,9 @@ def command(base: str | None, target: str | None, backend: str | None, as_json: 
 
     ctx = resolve_context(base=base, target=target, backend=backend)
     if as_json:
-        click.echo(json.dumps(ctx.to_json(), indent=2))
-        return 0
+        from spine.commands.output import emit
+
+        return emit(ctx.to_json())
     rows = [
         ("repository", f"{ctx.repo.name} ({ctx.repo.id})"),
         ("primary checkout", str(ctx.repo.primary_checkout)),

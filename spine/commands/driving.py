@@ -46,11 +46,18 @@ def drive_with_progress(
         for shown in progress:
             shown.close()
     run = store.load()
-    code = print_run_summary(ctx, run, as_json=as_json)
+    stopped = f"interrupted; running lanes were canceled. Continue the rest with `spine resume {run.run_id}`"
+    if as_json:
+        from spine.commands.output import emit, error_entry
+        from spine.drive.runs import exit_code_for
+        from spine.views.status import run_view
+
+        view = run_view(ctx, run)
+        if interrupted:
+            return emit(view, ExitCode.INTERRUPTED, errors=[error_entry(stopped, ExitCode.INTERRUPTED)])
+        return emit(view, exit_code_for((lane.status for lane in run.lanes.values()), run))
+    code = print_run_summary(ctx, run, as_json=False)
     if interrupted:
-        click.echo(
-            f"spine: interrupted; running lanes were canceled. Continue the rest with `spine resume {run.run_id}`",
-            err=True,
-        )
+        click.echo(f"spine: {stopped}", err=True)
         return ExitCode.INTERRUPTED
     return code

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -34,8 +33,9 @@ def command(op_id: str | None, as_json: bool) -> int:
                 for mode in op.modes
             }
             data.append(entry)
-        click.echo(json.dumps(data, indent=2))
-        return 0
+        from spine.commands.output import camel_keys, emit
+
+        return emit({"operators": camel_keys(data, keep=frozenset({"inputs", "env", "evidence"}))})
     if not ops:
         click.echo(
             "no operators configured; declare them under operators: in .spine.yaml (docs/operators.md)"

@@ -88,7 +88,10 @@ class RunCommand(click.Command):
     help="Run setup commands and checks on the host instead of in the lane's isolation (default: config, else in it).",
 )
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print the result file on stdout (command output goes to stderr)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the result file on stdout, in the spine JSON envelope (command output goes to stderr).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the command's output (it is still logged).")
 def command(
@@ -187,10 +190,18 @@ def command(
     context = api.context(base=base, backend=backend)
     echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
     run, result = api.run_lane(context, request, run_id=run_id, echo=echo)
-    print_result(result, str(context.state.result_file(run.run_id, result.lane_id)), as_json=as_json)
     from spine.drive.runs import exit_code_for
 
-    return exit_code_for([result.status], run)
+    code = exit_code_for([result.status], run)
+    path = context.state.result_file(run.run_id, result.lane_id)
+    if as_json:
+        import json
+
+        from spine.commands.output import emit
+
+        return emit(json.loads(path.read_text(encoding="utf-8")), code)  # the result file itself
+    print_result(result, str(path), as_json=False)
+    return code
 
 
 def _given(name: str) -> bool:

@@ -15,8 +15,6 @@ def command(run_ref: str | None, as_json: bool) -> int:
     is alive (continue it with `spine resume RUN`), and `complete` when every lane has a result.
     Never writes state.
     """
-    import json
-
     from spine.drive.runs import list_run_ids, parse_ref
     from spine.views.status import render_run, render_run_list, run_view
     from spine.workspace.context import resolve_context
@@ -26,9 +24,11 @@ def command(run_ref: str | None, as_json: bool) -> int:
     if run_ref is None:
         views = [run_view(ctx, RunStore(ctx.state, rid).load()) for rid in list_run_ids(ctx)]
         if as_json:
+            from spine.commands.output import emit
+
             for view in views:
                 view.pop("lanes")
-            click.echo(json.dumps(views, indent=2))
+            return emit({"runs": views})
         else:
             click.echo(render_run_list(views))
         return 0
@@ -41,5 +41,9 @@ def command(run_ref: str | None, as_json: bool) -> int:
 
             raise UsageError(f"run {run_id} has no lane {lane_id!r}")
         view["lanes"] = lanes
-    click.echo(json.dumps(view, indent=2) if as_json else render_run(view, ages=True))
+    if as_json:
+        from spine.commands.output import emit
+
+        return emit(view)
+    click.echo(render_run(view, ages=True))
     return 0
