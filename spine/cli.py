@@ -132,6 +132,8 @@ def run_cli(argv: list[str] | None = None) -> int:
         return _json_error(
             json_command, exc.message, exc.exit_code, hint=exc.hint, problems=getattr(exc, "parts", None)
         )
+    except SystemExit as exc:  # shell completion (_SPINE_COMPLETE) answers, then exits
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except Exception:
         return _report_crash(sys.argv if argv is None else ["spine", *argv], json_command)
     return int(result or 0)

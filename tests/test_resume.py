@@ -243,7 +243,7 @@ def test_cancel_a_lane_from_another_process(
     assert driver.returncode == 1, err
     assert not group_alive(pgid)
     assert not (tool_dir / "long.end").exists()
-    lanes = {entry["id"]: entry for entry in json.loads(out)["lanes"]}
+    lanes = {entry["id"]: entry for entry in json.loads(out)["data"]["lanes"]}
     assert lanes["long"]["status"] == "canceled"
     assert lanes["after"]["status"] == "blocked" and "lane long (canceled)" in lanes["after"]["nextAction"]
     assert lanes["free"]["status"] == "succeeded"

@@ -270,7 +270,7 @@ def test_two_runs_started_at_once_both_succeed(spine: Spine, repo: Path) -> None
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        results.append(json.loads(out))
+        results.append(json.loads(out)["data"])
     assert len({r["runId"] for r in results}) == 3
     assert all(r["status"] == "succeeded" for r in results)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import BACKEND
+
 
 @click.command("backends")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=BACKEND)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the spine JSON envelope, docs/json.md).")
 def command(names: tuple[str, ...], as_json: bool) -> int:
     """List the isolation backends: built-in ones first, then installed plugins.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import BACKEND, FILE
+
 
 @click.command("batch")
-@click.argument("file", metavar="FILE")
+@click.argument("file", metavar="FILE", shell_complete=FILE)
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Lanes at work at once."
 )
@@ -15,7 +17,12 @@ import click
 )
 @click.option("--run-id", metavar="ID", help="Run id (default: a timestamp plus a random suffix).")
 @click.option("--base", metavar="REF", help="Default base ref of the lanes (a lane's own `base` wins).")
-@click.option("--backend", metavar="NAME", help="Default backend of the lanes (a lane's own `backend` wins).")
+@click.option(
+    "--backend",
+    metavar="NAME",
+    shell_complete=BACKEND,
+    help="Default backend of the lanes (a lane's own `backend` wins).",
+)
 @click.option(
     "--plan", is_flag=True, help="Validate and record the run, start nothing; drive it with resume or step."
 )

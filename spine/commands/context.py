@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import BACKEND
+
 
 @click.command("context")
 @click.option("--base", metavar="REF", help="Override the base ref.")
 @click.option("--target", metavar="REF", help="Override the target ref.")
-@click.option("--backend", metavar="NAME", help="Override the backend.")
+@click.option("--backend", metavar="NAME", shell_complete=BACKEND, help="Override the backend.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(base: str | None, target: str | None, backend: str | None, as_json: bool) -> int:
     """Show where everything lives: repository, refs, state directory, worktree root, config, backend."""

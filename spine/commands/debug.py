@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("debug")
-@click.argument("ref", required=False, metavar="[RUN/LANE | RUN]")
+@click.argument("ref", required=False, metavar="[RUN/LANE | RUN]", shell_complete=RUN_OR_LANE)
 @click.option(
     "--json",
     "as_json",

@@ -6,13 +6,21 @@ import os
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("gate")
 @click.argument("rev", required=False, metavar="[REV]")
 @click.option(
     "--into", metavar="BRANCH", help="Branch to test merging into (default: gate.into, else target)."
 )
-@click.option("--lane", "lane_ref", metavar="RUN/LANE", help="Gate a lane's branch instead of REV.")
+@click.option(
+    "--lane",
+    "lane_ref",
+    metavar="RUN/LANE",
+    shell_complete=RUN_OR_LANE,
+    help="Gate a lane's branch instead of REV.",
+)
 @click.option(
     "--check",
     "checks",

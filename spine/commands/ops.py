@@ -6,9 +6,11 @@ from typing import Any
 
 import click
 
+from spine.commands.complete import OPERATOR
+
 
 @click.command("ops")
-@click.argument("op_id", required=False, metavar="[ID]")
+@click.argument("op_id", required=False, metavar="[ID]", shell_complete=OPERATOR)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: each operator with its resolved evidence.")
 def command(op_id: str | None, as_json: bool) -> int:
     """List the operators (or show one): modes, inputs, timebox, acceptance checks, evidence."""

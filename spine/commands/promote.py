@@ -6,9 +6,11 @@ from typing import cast
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("promote")
-@click.argument("lane_ref", metavar="RUN/LANE")
+@click.argument("lane_ref", metavar="RUN/LANE", shell_complete=RUN_OR_LANE)
 @click.option(
     "--strategy",
     type=click.Choice(["merge", "squash", "rebase", "ff-only"]),

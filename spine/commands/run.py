@@ -6,6 +6,7 @@ import shutil
 
 import click
 
+from spine.commands.complete import BACKEND, MODE, OPERATOR
 from spine.commands.options import DURATION
 
 RAW_ARGS = "spine.run.raw_args"
@@ -27,7 +28,12 @@ class RunCommand(click.Command):
 @click.option(
     "--base", metavar="REF", help="Ref the lane starts from (default: config, else the primary HEAD)."
 )
-@click.option("--backend", metavar="NAME", help="Isolation backend (default: config, else local-worktree).")
+@click.option(
+    "--backend",
+    metavar="NAME",
+    shell_complete=BACKEND,
+    help="Isolation backend (default: config, else local-worktree).",
+)
 @click.option("--timeout", type=DURATION, help="Wall-clock limit: seconds, 90s, 10m, 1h, or 'none'.")
 @click.option("--idle-timeout", type=DURATION, help="Stop the command after this long without output.")
 @click.option(
@@ -35,7 +41,13 @@ class RunCommand(click.Command):
     type=DURATION,
     help="Stop the command after this long without output and without file changes.",
 )
-@click.option("--op", "op_id", metavar="ID", help="Run the operator ID from .spine.yaml (no COMMAND needed).")
+@click.option(
+    "--op",
+    "op_id",
+    metavar="ID",
+    shell_complete=OPERATOR,
+    help="Run the operator ID from .spine.yaml (no COMMAND needed).",
+)
 @click.option(
     "--input",
     "input_pairs",
@@ -46,6 +58,7 @@ class RunCommand(click.Command):
 @click.option(
     "--mode",
     metavar="MODE",
+    shell_complete=MODE,
     help="The lane's mode (PIPELINE, TOOLSMITH, SERVICE, CONTRACT, GOVERNANCE, CONTACT) or 'auto'; "
     "its evidence pattern decides whether the lane counts.",
 )
@@ -197,9 +210,11 @@ def command(
     if as_json:
         import json
 
+        from spine.commands.driving import run_errors
         from spine.commands.output import emit
 
-        return emit(json.loads(path.read_text(encoding="utf-8")), code)  # the result file itself
+        data = json.loads(path.read_text(encoding="utf-8"))  # the result file itself
+        return emit(data, code, errors=run_errors(run, code))
     print_result(result, str(path), as_json=False)
     return code
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("score")
-@click.argument("results", nargs=-1, required=True, metavar="RESULT...")
+@click.argument("results", nargs=-1, required=True, metavar="RESULT...", shell_complete=RUN_OR_LANE)
 @click.option(
     "--threshold",
     type=click.IntRange(0, 100),

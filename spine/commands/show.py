@@ -6,9 +6,11 @@ import json
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("show")
-@click.argument("ref", required=False, metavar="[RUN | RUN/LANE]")
+@click.argument("ref", required=False, metavar="[RUN | RUN/LANE]", shell_complete=RUN_OR_LANE)
 @click.option(
     "--json",
     "as_json",

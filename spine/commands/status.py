@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("status")
-@click.argument("run_ref", required=False, metavar="[RUN]")
+@click.argument("run_ref", required=False, metavar="[RUN[/LANE]]", shell_complete=RUN_OR_LANE)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(run_ref: str | None, as_json: bool) -> int:
-    """Show all runs, or RUN's lanes: status, branch, age, duration and next action.
+    """Show all runs, or RUN's lanes (or RUN/LANE's one): status, branch, age, duration, next action.
 
     A run is `running` while a driver holds it, `interrupted` when lanes are unfinished and no driver
     is alive (continue it with `spine resume RUN`), and `complete` when every lane has a result.
@@ -40,7 +42,9 @@ def command(run_ref: str | None, as_json: bool) -> int:
             from spine.base.errors import UsageError
 
             raise UsageError(f"run {run_id} has no lane {lane_id!r}")
+        # The lanes shown, and their counts; the run's state and exit code stay the whole run's.
         view["lanes"] = lanes
+        view["counts"] = {lanes[0]["status"]: 1}
     if as_json:
         from spine.commands.output import emit
 

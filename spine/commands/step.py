@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import RUN
+
 
 @click.command("step")
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=RUN)
 @click.option("--json", "as_json", is_flag=True, help="Print what was fired, and the lane's state, as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Echo the step's output to stderr.")
 def command(run_ref: str, as_json: bool, verbose: bool) -> int:

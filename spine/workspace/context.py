@@ -15,13 +15,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spine.base.errors import NotARepository, UsageError
 from spine.base.git import git
 from spine.base.redact import looks_secret, register
-from spine.model.config import CONFIG_FILE, SpineConfig, load_config
 from spine.workspace.repo import Repository
+
+if TYPE_CHECKING:  # imported where a context is resolved: `locate_state` must not pay for the models
+    from spine.model.config import SpineConfig
 
 # Refs spine owns. Lane branches are ordinary branches so people can check them out and push them;
 # the rest are refs outside refs/heads, so `git branch` stays clean and `git push --all` skips them.
@@ -295,6 +297,8 @@ def resolve_context(
         raise UsageError(f"{here} is not a directory")
     common_dir, toplevel = _locate(here)
     primary = _primary_checkout(common_dir, here)
+    from spine.model.config import CONFIG_FILE, load_config
+
     config_path = primary / CONFIG_FILE
     config = load_config(config_path)
     register(value for name, value in config.env.items() if looks_secret(name))
@@ -333,6 +337,21 @@ def resolve_context(
         backend=config.backend,
         cwd=here,
     )
+
+
+def locate_state(cwd: Path | str | None = None) -> tuple[Path, StatePaths] | None:
+    """(primary checkout, state paths) of the repository at ``cwd``, or None outside one.
+
+    Neither the configuration nor any ref is read: for quick read-only look-ups such as shell
+    completion, which must answer at once even where ``.spine.yaml`` is broken.
+    """
+    here = Path(cwd if cwd is not None else os.getcwd()).resolve()
+    try:
+        common_dir, _ = _locate(here)
+        primary = _primary_checkout(common_dir, here)
+    except (NotARepository, OSError):
+        return None
+    return primary, StatePaths(common_dir / "spine")
 
 
 def _locate(here: Path) -> tuple[Path, Path]:
