@@ -35,9 +35,16 @@ def command(names: tuple[str, ...], as_json: bool) -> int:
     infos = [backend_info(name, settings.get(name, {})) for name in (names or known_backend_names())]
     code = ExitCode.ENVIRONMENT if names and not all(info.usable for info in infos) else ExitCode.OK
     if as_json:
-        from spine.commands.output import emit
+        from spine.commands.output import emit, error_entry
 
-        return emit({"default": default, "backends": [info.to_json() for info in infos]}, code)
+        unusable = [
+            error_entry(f"backend {info.name} is not usable here: {info.reason}", code)
+            for info in infos
+            if names and not info.usable
+        ]
+        return emit(
+            {"default": default, "backends": [info.to_json() for info in infos]}, code, errors=unusable
+        )
     else:
         width = max(len(info.name) for info in infos)
         for info in infos:

@@ -36,9 +36,14 @@ def command(dry_run: bool, prune_branches: bool, retention_days: float | None, a
     findings = reaper.run(dry_run=dry_run)
     failed = [f for f in findings if f.error]
     if as_json:
-        from spine.commands.output import emit
+        from spine.commands.output import emit, error_entry
 
-        return emit({"dryRun": dry_run, "findings": [f.to_json() for f in findings]}, 3 if failed else 0)
+        errors = [error_entry(f"{f.kind} {f.subject}: {f.error}", 3) for f in failed]
+        return emit(
+            {"dryRun": dry_run, "findings": [f.to_json() for f in findings]},
+            3 if failed else 0,
+            errors=errors,
+        )
     if not findings:
         click.echo("nothing to clean up")
         return 0
