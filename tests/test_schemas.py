@@ -16,7 +16,7 @@ from spine.model.batch import parse_batch
 from spine.model.config import validate_config
 from spine.model.result import LaneResult
 from spine.model.schemas import json_schema
-from tests.conftest import Spine
+from tests.conftest import ENVELOPE_KEYS, Spine
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / ".spine.yaml.example"
@@ -67,6 +67,9 @@ def snippets() -> list[tuple[str, str, Any]]:
             document = json.loads(body) if match.group(1) == "json" else yaml.safe_load(body)
             keys = frozenset(document) if isinstance(document, dict) else frozenset()
             if keys in NOT_SPINE or {True} <= keys:  # YAML 1.1 reads a workflow's `on:` as true
+                continue
+            if "spineJson" in keys:  # docs/json.md: the --json envelope, checked here for its keys
+                assert keys == ENVELOPE_KEYS, where
                 continue
             kind = "batch" if "lanes" in keys else "result" if "schemaVersion" in keys else "config"
             found.append((where, kind, document))
