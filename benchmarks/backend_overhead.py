@@ -45,7 +45,7 @@ def one_lane(repo: Path, backend: str, n: int) -> tuple[float, float]:
     total = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{backend}: spine run failed ({proc.returncode}): {proc.stderr}")
-    result = json.loads(proc.stdout)
+    result = json.loads(proc.stdout)["data"]  # the result file, in spine's JSON envelope
     run_json = json.loads((Path(result["logPath"]).parents[2] / "run.json").read_text())
     return total, float(run_json["lanes"][f"b{n}"]["facts"]["execute"]["durationSeconds"])
 

@@ -88,7 +88,7 @@ def plan_batch(
         if spec.commit_in_place:
             _refuse_dirty_checkout(ctx, spec.backend or ctx.backend)
     rid = check_id("run id", run_id) if run_id else new_run_id()
-    return create_run(ctx, rid, specs, kind="batch", jobs=jobs, fail_fast=fail_fast)
+    return create_run(ctx, rid, specs, kind="batch", jobs=jobs, fail_fast=fail_fast, source=source)
 
 
 def drive(

@@ -105,31 +105,44 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_cli(argv: list[str] | None = None) -> int:
-    """Run the CLI and return the exit code instead of exiting."""
+    """Run the CLI and return the exit code instead of exiting.
+
+    With ``--json``, an error is also printed on stdout as the JSON envelope (spine.commands.output).
+    """
     from spine.base.errors import ExitCode, SpineError
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    json_command = _json_command(args)
+    if json_command is not None:
+        from spine.commands.output import reset
+
+        reset()
     try:
         result: Any = cli.main(args=argv, prog_name="spine", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("spine: interrupted", err=True)
-        return ExitCode.INTERRUPTED
+        return _json_error(json_command, "interrupted", ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        return ExitCode.USAGE
+        return _json_error(json_command, exc.format_message(), ExitCode.USAGE)
     except SpineError as exc:
         click.echo(exc.render(), err=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("spine: interrupted", err=True)
-        return ExitCode.INTERRUPTED
+        return _json_error(
+            json_command, exc.message, exc.exit_code, hint=exc.hint, problems=getattr(exc, "parts", None)
+        )
+    except SystemExit as exc:  # shell completion (_SPINE_COMPLETE) answers, then exits
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except OSError as exc:
         # The file system said no (disk full, read-only, permissions): the environment, not a bug.
-        click.echo(_render_os_error(exc), err=True)
-        return ExitCode.ENVIRONMENT
+        text = _render_os_error(exc)
+        click.echo(text, err=True)
+        return _json_error(
+            json_command, text.removeprefix("spine: error: ").split("\n")[0], ExitCode.ENVIRONMENT
+        )
     except Exception:
-        return _report_crash(sys.argv if argv is None else ["spine", *argv])
+        return _report_crash(sys.argv if argv is None else ["spine", *argv], json_command)
     return int(result or 0)
 
 
@@ -142,7 +155,28 @@ def _render_os_error(exc: OSError) -> str:
     )
 
 
-def _report_crash(argv: list[str]) -> int:
+def _json_command(args: list[str]) -> str | None:
+    """The command's name when ``--json`` was given to spine (not to the lane's command after --)."""
+    words = args[: args.index("--")] if "--" in args else args
+    if "--json" not in words:
+        return None
+    return next((word for word in words if word in COMMANDS), "")
+
+
+def _json_error(command: str | None, message: str, code: int, **more: Any) -> int:
+    """Print the error envelope on stdout when --json was given; return ``code``."""
+    if command is not None:
+        from spine.commands.output import error_entry, error_envelope
+
+        text = error_envelope(command, error_entry(message, code, **more))
+        if text is not None:
+            from spine.base.redact import redact_text
+
+            click.echo(redact_text(text))
+    return code
+
+
+def _report_crash(argv: list[str], json_command: str | None = None) -> int:
     # Imported here, not at the top: they cost `spine --help` several milliseconds on every start.
     import tempfile
     import traceback
@@ -161,6 +195,7 @@ def _report_crash(argv: list[str]) -> int:
         handle.write(redact_text(header + traceback.format_exc()))
     kind, value = sys.exc_info()[:2]
     name = kind.__name__ if kind else "error"
-    click.echo(redact_text(f"spine: internal error ({name}: {value}); this is a bug in spine."), err=True)
+    message = redact_text(f"internal error ({name}: {value}); this is a bug in spine.")
+    click.echo(f"spine: {message}", err=True)
     click.echo(f"  details: {path}", err=True)
-    return ExitCode.INTERNAL
+    return _json_error(json_command, message, ExitCode.INTERNAL, hint=f"details: {path}", details=path)

@@ -114,11 +114,41 @@ class Spine:
             return _spine_subprocess(list(args), cwd=cwd, env=overlay, timeout=timeout, input=input)
         return _spine_in_process(list(args), cwd=cwd, env=overlay, timeout=timeout, input=input)
 
-    def json(self, *args: str, cwd: Path, expect: int | None = 0, **kw: Any) -> Any:
+    def json(self, *args: str, cwd: Path, expect: int | None = 0, envelope: bool = False, **kw: Any) -> Any:
+        """Run a command with --json; check spine's JSON envelope and return its ``data`` (or all of it)."""
         proc = self(*args, cwd=cwd, **kw)
         if expect is not None:
             assert proc.returncode == expect, f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
-        return json.loads(proc.stdout)
+        document = json.loads(proc.stdout)
+        check_envelope(document, proc.returncode, args)
+        return document if envelope else document["data"]
+
+
+def data_of(proc: CompletedProcess[str]) -> Any:
+    """The ``data`` of the JSON envelope a ``--json`` call printed, after checking the envelope."""
+    document = json.loads(proc.stdout)
+    check_envelope(document, proc.returncode, proc.args[3:] if isinstance(proc.args, list) else ())
+    return document["data"]
+
+
+ENVELOPE_KEYS = {"spineJson", "command", "ok", "exitCode", "data", "errors"}
+
+
+def check_envelope(document: Any, returncode: int, args: tuple[str, ...] | list[str] = ()) -> None:
+    """``document`` is spine's JSON envelope (docs/json.md) for a command that exited ``returncode``."""
+    assert isinstance(document, dict) and set(document) == ENVELOPE_KEYS, document
+    assert document["spineJson"] == 1
+    assert document["exitCode"] == returncode and document["ok"] is (returncode == 0), document
+    assert isinstance(document["errors"], list)
+    if returncode in (0, 1):
+        assert document["errors"] == [], document["errors"]
+    else:
+        assert document["errors"] and all(e["exitCode"] == returncode for e in document["errors"]), document
+    from spine.cli import COMMANDS
+
+    named = next((arg for arg in args if arg in COMMANDS), None)
+    if named is not None:
+        assert document["command"] == named, (document["command"], args)
 
 
 def _spine_subprocess(

@@ -3,14 +3,13 @@ and whole lanes on bubblewrap and on the remote base (local-remote)."""
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from pathlib import Path
 
 from spine.adapters.bubblewrap import Bubblewrap
 
-from tests.conftest import Spine, git, skip_unless_bubblewrap
+from tests.conftest import Spine, data_of, git, skip_unless_bubblewrap
 
 NO_CREDENTIALS = {"E2B_API_KEY": "", "VERCEL_TOKEN": "", "VERCEL_OIDC_TOKEN": "", "SANDBOX_WORKER_URL": ""}
 
@@ -139,7 +138,7 @@ def test_broken_plugin_is_reported_not_raised(spine: Spine, repo: Path, tmp_path
     env = _plugin(tmp_path, "import not_a_module_anywhere\n", "fancy_backend:Fancy")
     proc = spine("backends", "--json", cwd=repo, env=env, subprocess=True)
     assert proc.returncode == 0, proc.stderr
-    rows = {r["name"]: r for r in json.loads(proc.stdout)["backends"]}
+    rows = {r["name"]: r for r in data_of(proc)["backends"]}
     assert not rows["fancy"]["usable"] and "not_a_module_anywhere" in rows["fancy"]["reason"]
     run = spine("run", "--backend", "fancy", "x", "--", "true", cwd=repo, env=env, subprocess=True)
     assert run.returncode == 3 and "cannot be loaded" in run.stderr

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import data_of
 from tests.lanetool import git_lines, lane, result, run_json, runs_of, stamp, state_dir, write_batch
 
 
@@ -95,7 +96,14 @@ INVALID: list[tuple[str, str, str]] = [
     (
         "unknown base",
         "lanes:\n  - {id: a, objective: x, command: 'true', base: no-such-branch}\n",
-        "lane 'a': unknown base ref 'no-such-branch'",
+        "lanes.yaml: lane 'a': key 'base': unknown base ref 'no-such-branch'",
+    ),
+    (
+        "every unknown base at once",
+        "lanes:\n  - {id: a, objective: x, command: 'true', base: nope-1}\n"
+        "  - {id: b, objective: y, command: 'true', base: nope-2}\n",
+        "2 problems:\n  - {path}: lane 'a': key 'base': unknown base ref 'nope-1': no branch, tag or commit has"
+        " that name\n  - {path}: lane 'b': key 'base': unknown base ref 'nope-2'",
     ),
     ("bad timeout", "lanes:\n  - {id: a, objective: x, command: 'true', timeout: soon}\n", "timeout"),
 ]
@@ -109,7 +117,7 @@ def test_invalid_batch_exits_2_and_creates_nothing(
     path.write_text(text)
     proc = spine("batch", str(path), cwd=repo)
     assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr
+    assert message.replace("{path}", str(path)) in proc.stderr
     assert "Traceback" not in proc.stderr
     nothing_created(repo)
 
@@ -227,7 +235,7 @@ def test_failing_lane_blocks_dependents_while_independent_lanes_finish(
     )
     proc = spine("batch", str(batch), "-j", "2", "--run-id", "blk", "--json", cwd=repo, env=env)
     assert proc.returncode == 1, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = data_of(proc)
     assert summary["counts"] == {"succeeded": 1, "failed": 1, "blocked": 2}
     lanes = {entry["id"]: entry for entry in summary["lanes"]}
     assert lanes["free"]["status"] == "succeeded" and lanes["free"]["branch"] == "spine/blk/free"
@@ -260,7 +268,7 @@ def test_fail_fast_starts_nothing_new_but_lets_running_lanes_finish(
     )
     proc = spine("batch", str(batch), "-j", "2", "--fail-fast", "--run-id", "ff", "--json", cwd=repo, env=env)
     assert proc.returncode == 1, proc.stderr
-    lanes = {entry["id"]: entry for entry in json.loads(proc.stdout)["lanes"]}
+    lanes = {entry["id"]: entry for entry in data_of(proc)["lanes"]}
     assert lanes["bad"]["status"] == "failed"
     assert lanes["slow"]["status"] == "succeeded"
     assert lanes["later"]["status"] == "canceled"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 OPERATOR = """
 operators:
@@ -118,7 +118,7 @@ def test_state_from_a_newer_minor_version_is_read_and_a_newer_major_refused(spin
     path.write_text(json.dumps(data))
     status = spine("status", "r1", "--json", cwd=repo)
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["lanes"][0]["status"] == "succeeded"
+    assert data_of(status)["lanes"][0]["status"] == "succeeded"
     data["schemaVersion"] = 99
     path.write_text(json.dumps(data))
     refused = spine("status", "r1", cwd=repo)
@@ -141,7 +141,7 @@ def test_state_of_the_previous_format_is_converted(spine: Spine, repo: Path) -> 
     lane["error"] = "step commit failed: boom"
     data["schemaVersion"] = 1
     path.write_text(json.dumps(data))
-    view = json.loads(spine("status", "r1", "--json", cwd=repo).stdout)
+    view = data_of(spine("status", "r1", "--json", cwd=repo))
     assert view["lanes"][0]["status"] == "succeeded"
 
 
@@ -194,7 +194,7 @@ def test_a_step_that_fails_for_the_environment_halts_its_lane_once_and_its_next_
     command = 'echo x > x.txt; touch "$(git rev-parse --git-common-dir)/refs/heads/$SPINE_BRANCH.lock"'
     proc = spine("run", "--json", "-q", "--run-id", "r1", "--lane", "x", "locked ref", "--", "sh", "-c", command, cwd=repo)
     assert proc.returncode == 3, proc.stderr
-    result = json.loads(proc.stdout)
+    result = data_of(proc)
     assert result["status"] == "failed" and result["failureKind"] == "error"
     assert "step commit failed" in result["error"] and ".lock" in result["error"]
     packet = json.loads(Path(result["debugPacket"]).read_text())

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 NEEDS_FILE = 'test -f fixed.txt || { echo "looking for fixed.txt"; echo "fixed.txt is missing" >&2; exit 3; }'
 
@@ -35,7 +35,7 @@ def new_result(spine: Spine, repo: Path, known: str) -> dict[str, Any]:
     """The result of the one run other than ``known`` (run ids of the same second do not sort by time)."""
     runs = [p.name for p in (repo / ".git" / "spine" / "runs").iterdir() if p.name != known]
     assert len(runs) == 1, runs
-    results = spine.json("show", runs[0], "--json", cwd=repo)
+    results = spine.json("show", runs[0], "--json", cwd=repo)["results"]
     result: dict[str, Any] = results[0]
     return result
 
@@ -117,7 +117,7 @@ def test_spine_debug_prints_the_packet(repo: Path, spine: Spine) -> None:
     assert text.returncode == 0, text.stderr
     for heading in ("## Symptom", "## Context", "## Minimal repro", "## Hypotheses", "## Next"):
         assert heading in text.stdout
-    assert json.loads(spine("debug", ref, "--json", cwd=repo).stdout) == packet_of(failed)
+    assert data_of(spine("debug", ref, "--json", cwd=repo)) == packet_of(failed)
     assert spine("debug", failed["runId"], cwd=repo).stdout == text.stdout  # the run's only failed lane
     assert spine("debug", cwd=repo).stdout == text.stdout  # the latest run
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 
 def state(repo: Path) -> Path:
@@ -147,7 +147,7 @@ def test_gc_removes_clean_finished_lanes_and_merged_branches(repo: Path, spine: 
 
     proc = spine("gc", "--json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
-    done = {(f["kind"], f["subject"]): f for f in json.loads(proc.stdout)["findings"]}
+    done = {(f["kind"], f["subject"]): f for f in data_of(proc)["findings"]}
     assert done[("branch", "spine/nochange/work")]["action"] == "delete"
     assert done[("branch", "spine/landed/work")]["action"] == "delete"
     assert registered(repo) == [str(repo)]

@@ -120,7 +120,7 @@ def test_ops_lists_operators_with_their_evidence(repo: Path, spine: Spine) -> No
     assert "ingest: Ingest a CSV" in text.stdout
     assert "input source" in text.stdout and "required" in text.stdout
     assert "accept rows" in text.stdout
-    data = spine.json("ops", "--json", cwd=repo)
+    data = spine.json("ops", "--json", cwd=repo)["operators"]
     assert [op["id"] for op in data] == ["ingest"]
     assert data[0]["timebox"] == 60.0
     assert [rule["id"] for rule in data[0]["evidence"]["PIPELINE"]] == ["artifact", "manifest"]
@@ -132,7 +132,7 @@ def test_ops_without_operators_says_how_to_declare_them(repo: Path, spine: Spine
     proc = spine("ops", cwd=repo)
     assert proc.returncode == 0
     assert "no operators configured" in proc.stdout
-    assert spine.json("ops", "--json", cwd=repo) == []
+    assert spine.json("ops", "--json", cwd=repo) == {"operators": []}
 
 
 # --- spine run --op ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 
 def run_lane(spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work") -> dict[str, Any]:
@@ -166,7 +166,7 @@ def test_failed_lane_is_refused_unless_forced(repo: Path, spine: Spine) -> None:
 
     proc = spine("promote", "r1/work", "--force", "--json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["promotion"]["forced"] is True
+    assert data_of(proc)["promotion"]["forced"] is True
     assert git("show", "main:half.txt", cwd=repo) == "half"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from spine.base.process import group_alive
+from tests.conftest import data_of
 from tests.lanetool import (
     TOOL,
     git_lines,
@@ -110,7 +111,7 @@ def test_sigkill_at_a_step_then_resume(
     ran_before = runs_of(tool_dir, "a")
     resumed = spine("resume", "r", "--json", cwd=repo, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["counts"] == {"succeeded": 3}
+    assert data_of(resumed)["counts"] == {"succeeded": 3}
     # The command ran exactly once if it had run before the crash, and never again.
     assert ran_before in (0, 1)
     assert runs_of(tool_dir, "a") == 1
@@ -242,7 +243,7 @@ def test_cancel_a_lane_from_another_process(
     assert driver.returncode == 1, err
     assert not group_alive(pgid)
     assert not (tool_dir / "long.end").exists()
-    lanes = {entry["id"]: entry for entry in json.loads(out)["lanes"]}
+    lanes = {entry["id"]: entry for entry in json.loads(out)["data"]["lanes"]}
     assert lanes["long"]["status"] == "canceled"
     assert lanes["after"]["status"] == "blocked" and "lane long (canceled)" in lanes["after"]["nextAction"]
     assert lanes["free"]["status"] == "succeeded"
@@ -289,7 +290,7 @@ def test_sigterm_cancels_running_lanes_and_resume_runs_the_rest(
     assert state["lanes"]["second"]["status"] == "planned" and state["halted"] is True
     resumed = spine("resume", "term", "--json", cwd=repo, env=env)
     assert resumed.returncode == 130  # one lane stays canceled
-    assert json.loads(resumed.stdout)["counts"] == {"succeeded": 1, "canceled": 1}
+    assert data_of(resumed)["counts"] == {"succeeded": 1, "canceled": 1}
     assert runs_of(tool_dir, "first") == 1 and runs_of(tool_dir, "second") == 1
 
 

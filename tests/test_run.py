@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 
 def run_lane(spine: Spine, repo: Path, *args: str, expect: int | None = 0, **kw: object) -> dict:
@@ -270,7 +270,7 @@ def test_two_runs_started_at_once_both_succeed(spine: Spine, repo: Path) -> None
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        results.append(json.loads(out))
+        results.append(json.loads(out)["data"])
     assert len({r["runId"] for r in results}) == 3
     assert all(r["status"] == "succeeded" for r in results)
 
@@ -305,4 +305,4 @@ def test_git_spine_alias(repo: Path) -> None:
     proc = subprocess.run(["git", "spine", "context", "--json"], cwd=repo, env=env, capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["repository"]["primaryCheckout"] == str(repo)
+    assert data_of(proc)["repository"]["primaryCheckout"] == str(repo)

@@ -43,7 +43,7 @@ def test_status_lists_runs_and_shows_lanes(spine: Any, repo: Path, tmp_path: Pat
     assert lines[0].startswith("first") and "batch" in lines[0] and "complete" in lines[0]
     assert "1 succeeded, 1 failed, 1 blocked" in lines[0]
     assert lines[1].startswith("second") and "1 succeeded" in lines[1]
-    runs = spine.json("status", "--json", cwd=repo)
+    runs = spine.json("status", "--json", cwd=repo)["runs"]
     assert [r["runId"] for r in runs] == ["first", "second"] and runs[0]["exitCode"] == 1
 
     one = spine("status", "first", cwd=repo)
@@ -56,6 +56,9 @@ def test_status_lists_runs_and_shows_lanes(spine: Any, repo: Path, tmp_path: Pat
     assert lanes["dep"]["status"] == "blocked" and "fix lane no" in lanes["dep"]["nextAction"]
     only = spine.json("status", "first/no", "--json", cwd=repo)
     assert [entry["id"] for entry in only["lanes"]] == ["no"]
+    assert only["counts"] == {"failed": 1} and only["state"] == "complete" and only["exitCode"] == 1
+    head = spine("status", "first/no", cwd=repo).stdout.splitlines()[0]
+    assert head == "run first (batch, 1 lane, complete): 1 failed"
     missing = spine("status", "nope", cwd=repo)
     assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import data_of
 from tests.lanetool import lane, run_json, state_dir, write_batch
 
 
@@ -75,7 +76,7 @@ def test_stepping_to_the_end_equals_driving_with_the_loop(
             assert "nothing left to step" in proc.stderr
             break
         assert proc.returncode == 0, proc.stderr
-        fired = json.loads(proc.stdout)["fired"]
+        fired = data_of(proc)["fired"]
         assert events.read_text().count('"step-started"') == before + 1, fired  # exactly one step
         steps += 1
         assert steps < 100

@@ -42,6 +42,18 @@ class UsageError(SpineError):
     """The input was wrong: a flag, a file, an id, a ref. Exit 2."""
 
     exit_code = ExitCode.USAGE
+    parts: list[str]  # the problems an error made by ``of`` says, one each
+
+    @classmethod
+    def of(cls, problems: list[UsageError]) -> UsageError:
+        """One error saying every problem of ``problems`` (all found before giving up), with their hints."""
+        if len(problems) == 1:
+            return problems[0]
+        parts = [part for p in problems for part in getattr(p, "parts", [p.message])]
+        hints = list(dict.fromkeys(p.hint for p in problems if p.hint))
+        error = cls(f"{len(parts)} problems:\n  - " + "\n  - ".join(parts), "; ".join(hints) or None)
+        error.parts = parts
+        return error
 
 
 class ConfigError(UsageError):

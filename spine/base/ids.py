@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import time
@@ -13,6 +14,8 @@ _ID = re.compile(r"^[A-Za-z0-9._-]+$")
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$"
 )
+
+LONGEST_DURATION = 366 * 24 * 3600.0
 
 
 def id_problem(value: str) -> str | None:
@@ -61,10 +64,10 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"-{fraction:02x}{secrets.token_hex(1)}"
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Parse ``90``, ``90s``, ``10m``, ``1h`` or ``1h30m`` into seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90, 90s, 10m or 1h")
+def parse_duration(value: object) -> float:
+    """Parse ``90``, ``90s``, ``10m``, ``1h`` or ``1h30m`` into seconds; anything else is a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a duration such as 90, 90s, 10m or 1h30m, not {_kind(value)}")
     if isinstance(value, int | float):
         seconds = float(value)
     else:
@@ -73,9 +76,25 @@ def parse_duration(value: str | int | float) -> float:
             raise ValueError(f"{value!r} is not a duration; use seconds or a unit, e.g. 90, 90s, 10m, 1h30m")
         hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
         seconds = hours * 3600 + minutes * 60 + secs
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a duration; give a finite number of seconds, e.g. 90 or 10m")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds > LONGEST_DURATION:
+        # Timers refuse much longer waits (threading.TIMEOUT_MAX): refuse them here, not mid-run.
+        raise ValueError(f"{value!r} is longer than a year; give a shorter limit, or none for no limit")
     return seconds
+
+
+def _kind(value: object) -> str:
+    """How an error names a value of the wrong type: 'a list', 'a mapping', 'true'."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def format_duration(seconds: float) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import BACKEND, FILE
+
 
 @click.command("batch")
-@click.argument("file", metavar="FILE")
+@click.argument("file", metavar="FILE", shell_complete=FILE)
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Lanes at work at once."
 )
@@ -15,7 +17,12 @@ import click
 )
 @click.option("--run-id", metavar="ID", help="Run id (default: a timestamp plus a random suffix).")
 @click.option("--base", metavar="REF", help="Default base ref of the lanes (a lane's own `base` wins).")
-@click.option("--backend", metavar="NAME", help="Default backend of the lanes (a lane's own `backend` wins).")
+@click.option(
+    "--backend",
+    metavar="NAME",
+    shell_complete=BACKEND,
+    help="Default backend of the lanes (a lane's own `backend` wins).",
+)
 @click.option(
     "--plan", is_flag=True, help="Validate and record the run, start nothing; drive it with resume or step."
 )
@@ -49,8 +56,6 @@ def command(
     The whole file is checked before anything is created. Exit 0 when every lane succeeded,
     1 when one failed or was blocked, 2 for an invalid batch, 130 when interrupted.
     """
-    import json
-
     from spine import api
     from spine.commands.driving import drive_with_progress
     from spine.model.batch import read_batch
@@ -61,7 +66,9 @@ def command(
     rid = run.run_id
     if plan:
         if as_json:
-            click.echo(json.dumps({"runId": rid, "lanes": list(run.lanes), "runDir": str(store.run_dir)}))
+            from spine.commands.output import emit
+
+            return emit({"runId": rid, "lanes": list(run.lanes), "runDir": str(store.run_dir)})
         else:
             click.echo(f"run {rid}: {len(run.lanes)} lanes planned; nothing started")
             click.echo(f"  drive it:  spine resume {rid}   (or one step at a time: spine step {rid})")

@@ -6,10 +6,12 @@ import time
 
 import click
 
+from spine.commands.complete import LANE_OF_RUN, RUN_OR_LANE
+
 
 @click.command("cancel")
-@click.argument("run_ref", metavar="RUN[/LANE]")
-@click.argument("lane", required=False, metavar="[LANE]")
+@click.argument("run_ref", metavar="RUN[/LANE]", shell_complete=RUN_OR_LANE)
+@click.argument("lane", required=False, metavar="[LANE]", shell_complete=LANE_OF_RUN)
 @click.option(
     "--wait",
     "wait_seconds",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import click
@@ -26,15 +25,18 @@ def command(objective: str, as_json: bool) -> int:
         raise UsageError("the objective is empty", 'e.g. spine classify "backfill the March export to csv"')
     config = _config_here()
     found = classify(objective, config.mode_settings())
+    code = ExitCode.OK if found.mode else ExitCode.FAILED
     if as_json:
-        click.echo(json.dumps({"objective": objective, **found.to_json()}, indent=2))
+        from spine.commands.output import emit
+
+        return emit({"objective": objective, **found.to_json()}, code)
     else:
         click.echo(found.mode.value if found.mode else "no mode")
         click.echo(f"  why: {found.reason}")
         for mode, words in found.matches.items():
             if mode != found.mode:
                 click.echo(f"  also: {mode.value} ({', '.join(words)})")
-    return ExitCode.OK if found.mode else ExitCode.FAILED
+    return code
 
 
 def _config_here() -> SpineConfig:

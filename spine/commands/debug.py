@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("debug")
-@click.argument("ref", required=False, metavar="[RUN/LANE | RUN]")
-@click.option("--json", "as_json", is_flag=True, help="Print debug.json instead of the Markdown rendering.")
+@click.argument("ref", required=False, metavar="[RUN/LANE | RUN]", shell_complete=RUN_OR_LANE)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print debug.json as JSON (in the spine JSON envelope) instead of Markdown.",
+)
 def command(ref: str | None, as_json: bool) -> int:
     """Show the debug packet (symptom, context, repro, hypotheses, next) of a lane. Never writes state.
 
@@ -41,5 +48,9 @@ def command(ref: str | None, as_json: bool) -> int:
             "debug packets are written for failed and stopped lanes only",
         )
     packet = load_packet(path)
-    click.echo(packet.to_json() if as_json else render_markdown(packet), nl=not as_json)
+    if as_json:
+        from spine.commands.output import emit
+
+        return emit(packet.model_dump(mode="json", by_alias=True))
+    click.echo(render_markdown(packet))
     return 0

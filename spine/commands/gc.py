@@ -27,8 +27,6 @@ def command(dry_run: bool, prune_branches: bool, retention_days: float | None, a
     refs/spine/recovered/...; lane branches with commits not in the target are kept unless
     --prune-branches. Runs being driven are never touched.
     """
-    import json
-
     from spine.maintenance.reaper import Reaper
     from spine.workspace.context import resolve_context
 
@@ -38,8 +36,14 @@ def command(dry_run: bool, prune_branches: bool, retention_days: float | None, a
     findings = reaper.run(dry_run=dry_run)
     failed = [f for f in findings if f.error]
     if as_json:
-        click.echo(json.dumps({"dryRun": dry_run, "findings": [f.to_json() for f in findings]}, indent=2))
-        return 3 if failed else 0
+        from spine.commands.output import emit, error_entry
+
+        errors = [error_entry(f"{f.kind} {f.subject}: {f.error}", 3) for f in failed]
+        return emit(
+            {"dryRun": dry_run, "findings": [f.to_json() for f in findings]},
+            3 if failed else 0,
+            errors=errors,
+        )
     if not findings:
         click.echo("nothing to clean up")
         return 0

@@ -7,10 +7,12 @@ import time
 
 import click
 
+from spine.commands.complete import LANE_OF_RUN, RUN_OR_LANE
+
 
 @click.command("logs")
-@click.argument("run_ref", metavar="RUN[/LANE]")
-@click.argument("lane", required=False, metavar="[LANE]")
+@click.argument("run_ref", metavar="RUN[/LANE]", shell_complete=RUN_OR_LANE)
+@click.argument("lane", required=False, metavar="[LANE]", shell_complete=LANE_OF_RUN)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the lane has its result.")
 def command(run_ref: str, lane: str | None, follow: bool) -> int:
     """Print the output log of a lane (the command, setup and checks, with spine's section headers).

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
+from spine.commands.complete import OPERATOR
+
 
 @click.command("ops")
-@click.argument("op_id", required=False, metavar="[ID]")
+@click.argument("op_id", required=False, metavar="[ID]", shell_complete=OPERATOR)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: each operator with its resolved evidence.")
 def command(op_id: str | None, as_json: bool) -> int:
     """List the operators (or show one): modes, inputs, timebox, acceptance checks, evidence."""
@@ -34,8 +35,9 @@ def command(op_id: str | None, as_json: bool) -> int:
                 for mode in op.modes
             }
             data.append(entry)
-        click.echo(json.dumps(data, indent=2))
-        return 0
+        from spine.commands.output import camel_keys, emit
+
+        return emit({"operators": camel_keys(data, keep=frozenset({"inputs", "env", "evidence"}))})
     if not ops:
         click.echo(
             "no operators configured; declare them under operators: in .spine.yaml (docs/operators.md)"

@@ -6,9 +6,11 @@ from typing import cast
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("promote")
-@click.argument("lane_ref", metavar="RUN/LANE")
+@click.argument("lane_ref", metavar="RUN/LANE", shell_complete=RUN_OR_LANE)
 @click.option(
     "--strategy",
     type=click.Choice(["merge", "squash", "rebase", "ff-only"]),
@@ -37,8 +39,6 @@ def command(
     Example:
       spine promote 20261121-193012-a3f9/fix-parser --strategy squash --gate
     """
-    import json
-
     from spine.base.errors import UsageError
     from spine.drive.runs import load_result, parse_ref
     from spine.landing.promote import Strategy, promote
@@ -54,10 +54,11 @@ def command(
         ctx, run_id, lane_id, cast(Strategy, strategy), into=into, use_gate=use_gate, force=force
     )
     if as_json:
+        from spine.commands.output import emit
+
         result = load_result(ctx, run_id, lane_id)
         payload = result.promotion.model_dump(mode="json", by_alias=True) if result.promotion else None
-        click.echo(json.dumps({"alreadyLanded": landing.already, "promotion": payload}, indent=2))
-        return 0
+        return emit({"alreadyLanded": landing.already, "promotion": payload})
     if landing.promoted_before:
         click.echo(
             f"nothing to do: lane {run_id}/{lane_id} was already promoted onto {landing.target} "

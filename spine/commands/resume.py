@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import LANE_OF_RUN, RUN
+
 
 @click.command("resume")
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=RUN)
 @click.option(
     "-j",
     "--jobs",
@@ -21,7 +23,12 @@ import click
     help="Run failed, blocked and canceled lanes again as new attempts (previous attempts are kept).",
 )
 @click.option(
-    "--lane", "lanes", multiple=True, metavar="ID", help="With --retry: only this lane (repeatable)."
+    "--lane",
+    "lanes",
+    multiple=True,
+    metavar="ID",
+    shell_complete=LANE_OF_RUN,
+    help="With --retry: only this lane (repeatable).",
 )
 def command(
     run_ref: str, jobs: int | None, as_json: bool, verbose: bool, retry: bool, lanes: tuple[str, ...]

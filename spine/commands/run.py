@@ -6,6 +6,7 @@ import shutil
 
 import click
 
+from spine.commands.complete import BACKEND, MODE, OPERATOR
 from spine.commands.options import DURATION
 
 RAW_ARGS = "spine.run.raw_args"
@@ -27,7 +28,12 @@ class RunCommand(click.Command):
 @click.option(
     "--base", metavar="REF", help="Ref the lane starts from (default: config, else the primary HEAD)."
 )
-@click.option("--backend", metavar="NAME", help="Isolation backend (default: config, else local-worktree).")
+@click.option(
+    "--backend",
+    metavar="NAME",
+    shell_complete=BACKEND,
+    help="Isolation backend (default: config, else local-worktree).",
+)
 @click.option("--timeout", type=DURATION, help="Wall-clock limit: seconds, 90s, 10m, 1h, or 'none'.")
 @click.option("--idle-timeout", type=DURATION, help="Stop the command after this long without output.")
 @click.option(
@@ -35,7 +41,13 @@ class RunCommand(click.Command):
     type=DURATION,
     help="Stop the command after this long without output and without file changes.",
 )
-@click.option("--op", "op_id", metavar="ID", help="Run the operator ID from .spine.yaml (no COMMAND needed).")
+@click.option(
+    "--op",
+    "op_id",
+    metavar="ID",
+    shell_complete=OPERATOR,
+    help="Run the operator ID from .spine.yaml (no COMMAND needed).",
+)
 @click.option(
     "--input",
     "input_pairs",
@@ -46,6 +58,7 @@ class RunCommand(click.Command):
 @click.option(
     "--mode",
     metavar="MODE",
+    shell_complete=MODE,
     help="The lane's mode (PIPELINE, TOOLSMITH, SERVICE, CONTRACT, GOVERNANCE, CONTACT) or 'auto'; "
     "its evidence pattern decides whether the lane counts.",
 )
@@ -88,7 +101,10 @@ class RunCommand(click.Command):
     help="Run setup commands and checks on the host instead of in the lane's isolation (default: config, else in it).",
 )
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print the result file on stdout (command output goes to stderr)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the result file on stdout, in the spine JSON envelope (command output goes to stderr).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the command's output (it is still logged).")
 def command(
@@ -187,10 +203,20 @@ def command(
     context = api.context(base=base, backend=backend)
     echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
     run, result = api.run_lane(context, request, run_id=run_id, echo=echo)
-    print_result(result, str(context.state.result_file(run.run_id, result.lane_id)), as_json=as_json)
     from spine.drive.runs import exit_code_for
 
-    return exit_code_for([result.status], run)
+    code = exit_code_for([result.status], run)
+    path = context.state.result_file(run.run_id, result.lane_id)
+    if as_json:
+        import json
+
+        from spine.commands.driving import run_errors
+        from spine.commands.output import emit
+
+        data = json.loads(path.read_text(encoding="utf-8"))  # the result file itself
+        return emit(data, code, errors=run_errors(run, code))
+    print_result(result, str(path), as_json=False)
+    return code
 
 
 def _given(name: str) -> bool:

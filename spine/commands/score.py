@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("score")
-@click.argument("results", nargs=-1, required=True, metavar="RESULT...")
+@click.argument("results", nargs=-1, required=True, metavar="RESULT...", shell_complete=RUN_OR_LANE)
 @click.option(
     "--threshold",
     type=click.IntRange(0, 100),
@@ -47,7 +48,9 @@ def command(results: tuple[str, ...], threshold: int, as_json: bool) -> int:
             {"path": p, "score": g.score, "gaps": g.gaps, "contradictions": g.contradictions}
             for p, g in graded
         ]
-        click.echo(json.dumps({"threshold": threshold, "passed": not below, "results": payload}, indent=2))
+        from spine.commands.output import emit
+
+        return emit({"threshold": threshold, "passed": not below, "results": payload}, 1 if below else 0)
     else:
         for path_text, g in graded:
             mark = "ok  " if g.score >= threshold else "LOW "

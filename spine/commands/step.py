@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import RUN
+
 
 @click.command("step")
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=RUN)
 @click.option("--json", "as_json", is_flag=True, help="Print what was fired, and the lane's state, as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Echo the step's output to stderr.")
 def command(run_ref: str, as_json: bool, verbose: bool) -> int:
@@ -16,8 +18,6 @@ def command(run_ref: str, as_json: bool, verbose: bool) -> int:
     2 when the run is complete and nothing is left to step (so `while spine step RUN; do :; done`
     ends); 3 when another process is driving the run.
     """
-    import json
-
     from spine.base.errors import UsageError
     from spine.drive.loop import StepListener
     from spine.drive.runs import drive_run, parse_ref
@@ -49,20 +49,19 @@ def command(run_ref: str, as_json: bool, verbose: bool) -> int:
     lane = run.lanes[fired_lane]
     complete = all(other.complete for other in run.lanes.values())
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "runId": run_id,
-                    "fired": {"lane": fired_lane, "step": fired_step, "outcome": outcome},
-                    "lane": {
-                        "status": lane.status.value,
-                        "stepsDone": lane.steps_done,
-                        "nextStep": None if lane.complete else lane.next_step,
-                    },
-                    "complete": complete,
+        from spine.commands.output import emit
+
+        return emit(
+            {
+                "runId": run_id,
+                "fired": {"lane": fired_lane, "step": fired_step, "outcome": outcome},
+                "lane": {
+                    "status": lane.status.value,
+                    "stepsDone": lane.steps_done,
+                    "nextStep": None if lane.complete else lane.next_step,
                 },
-                indent=2,
-            )
+                "complete": complete,
+            }
         )
     else:
         text = f"{fired_lane}: {fired_step} {outcome}"

@@ -35,13 +35,19 @@ def create_run(
     *,
     jobs: int = 1,
     fail_fast: bool = False,
+    source: str | None = None,
 ) -> tuple[RunStore, RunState]:
-    """Record a new run with ``specs`` as its planned lanes; nothing else is created yet."""
+    """Record a new run with ``specs`` as its planned lanes; nothing else is created yet.
+
+    Every lane's base ref is resolved first and all that do not resolve are reported at once
+    (``source`` names the batch file in the message).
+    """
     from spine.backends.registry import require_usable
 
     lanes: dict[str, LaneState] = {}
     given: dict[str, LaneSpec] = {}
     checked: set[str] = set()
+    bases = _lane_bases(ctx, specs, source)
     for spec in specs:
         backend = spec.backend or ctx.backend
         if backend not in checked:
@@ -52,8 +58,7 @@ def create_run(
             # Resolved when the lane starts, from the head of the lane it is stacked on.
             base_ref = spec.base or base_ref
         elif spec.base and spec.base != base_ref:
-            base_sha = ctx.git.require_commit(spec.base, what="base ref", given_by=f"lane {spec.id!r}")
-            base_ref = spec.base
+            base_ref, base_sha = spec.base, bases[spec.base]
         stored = stored_form(spec)
         if stored is not spec:
             given[spec.id] = spec
@@ -74,6 +79,26 @@ def create_run(
     store.create(run, given)
     _index(ctx, run)
     return store, run
+
+
+def _lane_bases(ctx: ExecutionContext, specs: list[LaneSpec], source: str | None) -> dict[str, str]:
+    """The commit of every lane's own base ref; one UsageError naming all that do not resolve."""
+    shas: dict[str, str] = {}
+    problems: list[UsageError] = []
+    for spec in specs:
+        if spec.stacked_on is not None or not spec.base or spec.base == ctx.refs.base_ref:
+            continue
+        where = f"lane {spec.id!r}" + (": key 'base'" if source else "")
+        try:
+            if spec.base not in shas:
+                shas[spec.base] = ctx.git.require_commit(
+                    spec.base, what="base ref", given_by=f"{source}: {where}" if source else where
+                )
+        except UsageError as exc:
+            problems.append(exc)
+    if problems:
+        raise UsageError.of(problems)
+    return shas
 
 
 def _index(ctx: ExecutionContext, run: RunState) -> None:

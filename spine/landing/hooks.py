@@ -28,10 +28,10 @@ input=$(cat)
 status=0
 {chain}
 if [ -x {python} ]; then set -- {python} -m spine; else set -- spine; fi
-zero=0000000000000000000000000000000000000000
 while read -r local_ref local_sha remote_ref remote_sha; do
     [ -z "$local_sha" ] && continue
-    [ "$local_sha" = "$zero" ] && continue   # a branch deletion: nothing to gate
+    # An id of only zeros (40 digits, or 64 in a SHA-256 repository) is a deletion: nothing to gate.
+    case $local_sha in *[!0]*) ;; *) continue ;; esac
     "$@" gate "$local_sha" </dev/null || status=$?
 done <<SPINE_EOF
 $input

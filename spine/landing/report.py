@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 from spine.base.ids import format_duration
 from spine.landing.gate import GateVerdict
@@ -60,8 +62,12 @@ def render_table(v: GateVerdict) -> str:
     return "\n".join(lines)
 
 
-def junit_xml(v: GateVerdict) -> str:
-    """JUnit XML: one test case for the merge and one per check."""
+def junit_xml(v: GateVerdict, skipped: Sequence[str] = ()) -> str:
+    """JUnit XML: one test case for the merge and one per check.
+
+    ``skipped`` names the checks the gate did not run (after a merge conflict): each is a test case
+    marked skipped, so a CI report still lists it.
+    """
     suites = ET.Element("testsuites", name="spine gate")
     suite = ET.SubElement(suites, "testsuite", name=f"spine gate: {v.rev} into {v.into}")
     props = ET.SubElement(suite, "properties")
@@ -100,14 +106,17 @@ def junit_xml(v: GateVerdict) -> str:
         if c.output_tail:
             out = ET.SubElement(case, "system-out")
             out.text = _xml_text("\n".join(c.output_tail))
-    total = 1 + len(v.checks)
+    for name in skipped:
+        case = ET.SubElement(suite, "testcase", classname="spine.gate.checks", name=_xml_text(name), time="0")
+        ET.SubElement(case, "skipped", message="not run: the merge conflicts")
+    total = 1 + len(v.checks) + len(skipped)
     duration = f"{v.duration_seconds:.3f}"
     for element in (suites, suite):
         element.set("tests", str(total))
         element.set("failures", str(failures))
         element.set("errors", "0")
         element.set("time", duration)
-    suite.set("skipped", "0")
+    suite.set("skipped", str(len(skipped)))
     suite.set("timestamp", v.decided_at.removesuffix("Z"))
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
@@ -140,11 +149,19 @@ def github_annotations(v: GateVerdict) -> list[str]:
     return lines
 
 
-def step_summary(v: GateVerdict) -> str:
-    """A Markdown section for ``$GITHUB_STEP_SUMMARY``."""
+def step_summary(v: GateVerdict, skipped: Sequence[str] = ()) -> str:
+    """A Markdown section for ``$GITHUB_STEP_SUMMARY``, which every step of a job appends to.
+
+    It starts and ends with a blank line, so the section before it cannot swallow its heading (an
+    HTML block such as ``</details>`` runs on to the next blank line) and the next one starts clean.
+    Check names and summaries are escaped for a table cell, output is shown as a terminal shows it
+    (a bare ``\\r`` starts the line again) inside a fence longer than any run of backticks in it.
+    ``skipped`` names the checks the gate did not run (after a merge conflict).
+    """
     icon = "✅" if v.passed else "❌"
     out = [
-        f"### {icon} spine gate {'passed' if v.passed else 'failed'}: `{v.rev}` into `{v.into}`",
+        "",
+        f"### {icon} spine gate {'passed' if v.passed else 'failed'}: {_code(v.rev)} into {_code(v.into)}",
         "",
         f"Merge of `{v.rev_sha[:12]}` into `{v.into_sha[:12]}`"
         + (f", merged tree `{v.merged_tree[:12]}`" if v.merged_tree else "")
@@ -153,21 +170,45 @@ def step_summary(v: GateVerdict) -> str:
         "",
     ]
     if v.conflicts:
-        out += ["**Merge conflicts:**", ""] + [f"- `{p}`" for p in v.conflicts] + [""]
+        out += ["**Merge conflicts:**", ""] + [f"- {_code(p)}" for p in v.conflicts] + [""]
+        if skipped:
+            out += [f"Not run because the merge conflicts: {', '.join(_code(n) for n in skipped)}.", ""]
         return "\n".join(out) + "\n"
     if not v.checks:
         out += ["No gate checks are configured; only the merge was tested.", ""]
         return "\n".join(out) + "\n"
     out += ["| check | result | time | summary |", "|---|---|---|---|"]
     for c in v.checks:
-        summary = c.summary.replace("|", "\\|")
         out.append(
-            f"| {c.name} | {'✅ passed' if c.status == 'passed' else '❌ failed'} | "
-            f"{format_duration(c.duration_seconds)} | {summary} |"
+            f"| {_cell(c.name)} | {'✅ passed' if c.status == 'passed' else '❌ failed'} | "
+            f"{format_duration(c.duration_seconds)} | {_cell(c.summary)} |"
         )
     for c in v.checks:
         if c.status == "failed" and c.output_tail:
-            out += ["", f"<details><summary>{c.name} output (last lines)</summary>", "", "```"]
-            out += [_ANSI.sub("", line) for line in c.output_tail[-20:]]
-            out += ["```", "</details>"]
-    return "\n".join(out) + "\n"
+            lines = [_terminal_line(_ANSI.sub("", line)) for line in c.output_tail[-20:]]
+            fence = "`" * max([3, *(len(run) + 1 for line in lines for run in _BACKTICKS.findall(line))])
+            out += ["", f"<details><summary>{html.escape(c.name)} output (last lines)</summary>", ""]
+            out += [fence, *lines, fence, "", "</details>"]
+    return "\n".join(out) + "\n\n"
+
+
+_BACKTICKS = re.compile("`+")
+
+
+def _terminal_line(line: str) -> str:
+    """What a terminal shows of ``line``: a bare carriage return starts it again."""
+    return line.rstrip("\r").rsplit("\r", 1)[-1]
+
+
+def _cell(text: str) -> str:
+    """``text`` as one Markdown table cell: one line, no unescaped ``|``, no HTML."""
+    one_line = " ".join(_terminal_line(part) for part in text.split("\n"))
+    return html.escape(one_line, quote=False).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """``text`` as an inline code span, whatever backticks it holds."""
+    longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"

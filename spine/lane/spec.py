@@ -21,6 +21,7 @@ from spine.base.ids import check_id, id_problem, slugify
 from spine.base.redact import MASK, looks_secret, register
 from spine.model.config import CheckSpec, SpineConfig
 from spine.model.state import LANE_BASE_PREFIX, LaneSpec
+from spine.model.values import artifact_problem, ref_problem, text_problem, variable_name_problem
 
 if TYPE_CHECKING:
     from spine.model.batch import BatchFile  # batch files only: its models are not built for `spine run`
@@ -208,12 +209,10 @@ def stored_form(spec: LaneSpec) -> LaneSpec:
 
 
 def _text(value: str, what: str) -> str:
-    if "\0" in value:
-        raise UsageError(f"{what} contains a NUL character", "remove it")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UsageError(f"{what} is not valid UTF-8 text", "pass it as UTF-8") from None
+    problem = text_problem(value)
+    if problem:
+        hint = "remove it" if "NUL" in problem else "give it as UTF-8 text"
+        raise UsageError(f"{what}: {problem}", hint)
     return value
 
 
@@ -255,7 +254,7 @@ def _check_duration(value: float | None, what: str) -> None:
 
 
 def _variable_name(name: str, what: str) -> str:
-    if not name or "=" in name or "\0" in name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+    if variable_name_problem(name):
         raise UsageError(
             f"{what}: {name!r} is not a variable name", "use letters, digits and underscores, e.g. API_TOKEN"
         )
@@ -294,19 +293,6 @@ def check_name(command: str, taken: set[str]) -> str:
     return name
 
 
-def artifact_problem(pattern: str) -> str | None:
-    """Why ``pattern`` cannot be an artifact glob (relative to the worktree), or None."""
-    if not pattern.strip():
-        return "it is empty"
-    if "\0" in pattern:
-        return "it contains a NUL character"
-    if pattern.startswith(("/", "~")):
-        return "it is absolute; artifact globs are relative to the lane's worktree"
-    if ".." in pattern.replace("\\", "/").split("/"):
-        return "it leaves the worktree ('..')"
-    return None
-
-
 def _artifact(pattern: str, what: str) -> str:
     problem = artifact_problem(pattern)
     if problem:
@@ -319,8 +305,11 @@ def _artifact(pattern: str, what: str) -> str:
 def _base(base: str | None, what: str) -> str | None:
     if base is None:
         return None
-    if not base.strip() or base.startswith("-") or "\0" in base:
-        raise UsageError(f"{what}: invalid base ref {base!r}", "name a branch, tag or commit, or lane:ID")
+    problem = ref_problem(base)
+    if problem:
+        raise UsageError(
+            f"{what}: invalid base ref {base!r}: {problem}", "name a branch, tag or commit, or lane:ID"
+        )
     if base.startswith(LANE_BASE_PREFIX):
         check_id("lane id", base.removeprefix(LANE_BASE_PREFIX))
     return base
@@ -365,8 +354,13 @@ def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def batch_lane_specs(batch: BatchFile, config: SpineConfig, source: str) -> list[LaneSpec]:
-    """The LaneSpec of every lane of a validated batch file (``source`` names it in errors)."""
+    """The LaneSpec of every lane of a validated batch file (``source`` names it in errors).
+
+    Every lane is resolved before anything is reported: one UsageError lists the problems of all.
+    """
     specs = []
+    problems: list[str] = []
+    hints: list[str] = []
     for lane in batch.lanes:
         given = {
             name: getattr(lane, name) for name in lane.model_fields_set if name in LaneRequest.model_fields
@@ -374,7 +368,18 @@ def batch_lane_specs(batch: BatchFile, config: SpineConfig, source: str) -> list
         given["id"] = lane.id
         given["needs"] = lane.all_needs
         request = LaneRequest(**given)
-        specs.append(
-            resolve_lane_spec(request, config, origin="batch lane", label=f"{source}: lane {lane.id!r}")
+        label = f"{source}: lane {lane.id!r}"
+        try:
+            specs.append(resolve_lane_spec(request, config, origin="batch lane", label=label))
+        except UsageError as exc:
+            message = exc.message if exc.message.startswith(label) else f"{label}: {exc.message}"
+            problems.append(message.removeprefix(f"{source}: "))
+            if exc.hint and exc.hint not in hints:
+                hints.append(exc.hint)
+    if len(problems) == 1:
+        raise UsageError(f"{source}: {problems[0]}", hints[0] if hints else None)
+    if problems:
+        raise UsageError(
+            f"{source}: {len(problems)} problems:\n  - " + "\n  - ".join(problems), "; ".join(hints)
         )
     return specs

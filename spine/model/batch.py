@@ -13,12 +13,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from spine.base.errors import UsageError
 from spine.base.ids import id_problem
-from spine.model.config import CheckSpec, Duration, format_validation_error
+from spine.model.config import (
+    STRICT,
+    CheckSpec,
+    kind_of,
+    problems_message,
+    read_utf8,
+    validation_problems,
+    yaml_problem,
+)
 from spine.model.state import LANE_BASE_PREFIX
+from spine.model.values import ArtifactGlob, Duration, EnvName, EnvValue, RefName, text_problems
 
 HINT = "see docs/batch.md for the batch file format, or `spine schema batch`"
 
@@ -26,7 +35,7 @@ HINT = "see docs/batch.md for the batch file format, or `spine schema batch`"
 class BatchLane(BaseModel):
     """One lane of a batch file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = STRICT
 
     id: str = Field(description="lane id: becomes the branch spine/<run>/<id>; letters, digits, . _ -")
     objective: str | None = Field(
@@ -43,7 +52,7 @@ class BatchLane(BaseModel):
         default=None,
         description="execution mode (or 'auto') whose evidence decides the lane; default: the operator's, or none",
     )
-    base: str | None = Field(
+    base: RefName | None = Field(
         default=None,
         description="ref the lane starts from, or lane:ID to start from another lane's result; default: the run's base",
     )
@@ -57,11 +66,16 @@ class BatchLane(BaseModel):
     stall_timeout: Duration | None = Field(
         default=None, description="stop the command after this long without output and without file changes"
     )
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        description="extra environment variables (a number is taken as text: 1 is '1')",
+    )
     checks: list[str | CheckSpec] = Field(
         default_factory=list, description="checks run after the command: shell commands or {name, command}"
     )
-    artifacts: list[str] = Field(default_factory=list, description="glob patterns of files to keep")
+    artifacts: list[ArtifactGlob] = Field(
+        default_factory=list, description="glob patterns (relative to the worktree) of files to keep"
+    )
     needs: list[str] = Field(
         default_factory=list, description="ids of lanes that must succeed before this one starts"
     )
@@ -69,7 +83,7 @@ class BatchLane(BaseModel):
         default=False,
         description="keep the lane's worktree after it succeeds instead of returning it to the worktree pool",
     )
-    env_passthrough: list[str] = Field(
+    env_passthrough: list[EnvName] = Field(
         default_factory=list,
         description="names of variables passed from the invoking environment into an isolating backend",
     )
@@ -132,7 +146,7 @@ class BatchLane(BaseModel):
 class BatchFile(BaseModel):
     """A batch file: the lanes to run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     lanes: list[BatchLane] = Field(min_length=1, description="the lanes, in the order they are started")
 
@@ -140,16 +154,21 @@ class BatchFile(BaseModel):
 def read_batch(source: str) -> tuple[str, Any]:
     """Read the batch at ``source`` (a path, or ``-`` for stdin); return (name for errors, data)."""
     if source == "-":
-        name, text = "<stdin>", sys.stdin.read()
-    else:
-        path = Path(source)
+        name = "<stdin>"
         try:
-            text = path.read_text(encoding="utf-8")
+            text = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{name}: not valid UTF-8 text ({exc.reason})", "send UTF-8") from None
+    else:
+        name = source
+        try:
+            text = read_utf8(Path(source))
         except FileNotFoundError:
             raise UsageError(f"batch file {source} does not exist", "check the path") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read batch file {source}: {exc}") from None
-        name = source
+        except ValueError as exc:
+            raise UsageError(f"{name}: {exc}", "save the file as UTF-8") from None
+        except OSError as exc:
+            raise UsageError(f"{name}: cannot read: {exc.strerror or exc}") from None
     if not text.strip():
         raise UsageError(f"{name}: the batch is empty", "list the lanes under a top-level `lanes:` key")
     if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
@@ -159,32 +178,40 @@ def read_batch(source: str) -> tuple[str, Any]:
             raise UsageError(
                 f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
             ) from None
+        except RecursionError:
+            raise UsageError(f"{name}: invalid JSON: nested too deeply") from None
     import yaml
 
     try:
         return name, yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UsageError(f"{name}: invalid YAML{where}: {problem}", "fix the syntax and try again") from None
+        raise UsageError(f"{name}: {yaml_problem(exc)}", "fix the syntax and try again") from None
 
 
 def parse_batch(data: Any, source: str, backends: list[str] | None = None) -> BatchFile:
     """Validate ``data`` as a batch; raise one UsageError listing every problem."""
     if not isinstance(data, dict):
         raise UsageError(
-            f"{source}: the top level must be a mapping with a `lanes:` list, not {type(data).__name__}",
+            f"{source}: the top level must be a mapping with a `lanes:` list, not {kind_of(data)}",
             HINT,
         )
+    batch: BatchFile | None = None
+    problems: list[str] = []
+    reported: set[str] = set()
     try:
         batch = BatchFile.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(format_validation_error(exc, source, BatchFile), HINT) from None
-    problems = graph_problems(batch, backends)
+        problems, reported = validation_problems(exc, BatchFile, data)
+    problems += [
+        f"key '{where}': {problem}"
+        for loc, problem in text_problems(data)
+        if (where := ".".join(map(str, loc)) or "(top level)") not in reported
+    ]
+    if batch is not None:
+        problems += graph_problems(batch, backends)
     if problems:
-        head = f"{source}: " if len(problems) == 1 else f"{source}: {len(problems)} problems:\n  - "
-        raise UsageError(head + "\n  - ".join(problems), HINT)
+        raise UsageError(problems_message(source, problems), HINT)
+    assert batch is not None
     return batch
 
 

@@ -1,23 +1,31 @@
 """The ``.spine.yaml`` configuration: pydantic models, loading, and error messages a person can act on."""
 
 import functools
+import re
 import string
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from spine.base.errors import ConfigError
-from spine.base.ids import parse_duration
+from spine.model.values import (
+    ArtifactGlob,
+    Duration,
+    EnvName,
+    EnvValue,
+    RefName,
+    empty_keys_in_schema,
+    text_problems,
+    without_empty_keys,
+)
 
 if TYPE_CHECKING:
     from spine.model.modes import Mode, ModeSettings
@@ -25,46 +33,27 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = ".spine.yaml"
 
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {
-                    "type": "string",
-                    "pattern": r"^\s*(\d+(\.\d+)?\s*h)?\s*(\d+(\.\d+)?\s*m)?\s*(\d+(\.\d+)?\s*s?)?\s*$",
-                },
-            ],
-            "description": "seconds, or a duration such as 90s, 10m, 1h, 1h30m",
-        }
-    ),
-]
-
 # Fields a commit message template may use.
 COMMIT_TEMPLATE_FIELDS = frozenset(
     {"objective", "run_id", "lane_id", "branch", "base_ref", "base_sha", "backend"}
 )
 
 
+# Strict: a value of the wrong type is an error, never converted ("5" is not a number, "yes" is not a
+# boolean), so `spine schema config` accepts exactly what spine does. Environment values are the one
+# exception, in this file and in batch files alike: a number is taken as text (EnvValue).
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
+# An empty key means its default (without_empty_keys): the schema says it may be null.
+STRICT_SECTION = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra=empty_keys_in_schema)
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT_SECTION
 
     @model_validator(mode="before")
     @classmethod
     def _empty_means_default(cls, data: Any) -> Any:
-        """A key left empty in YAML (every entry commented out) means its default, not null."""
-        if not isinstance(data, dict):
-            return data
-        cleaned = dict(data)
-        for key, value in data.items():
-            field = cls.model_fields.get(key) or next(
-                (f for f in cls.model_fields.values() if f.alias == key), None
-            )
-            if value is None and field is not None and field.default_factory is not None:
-                del cleaned[key]
-        return cleaned
+        return without_empty_keys(cls, data)
 
 
 class CheckSpec(_Model):
@@ -91,8 +80,6 @@ class SetupConfig(_Model):
         default="skip", description="'update' runs git submodule update --init --recursive in the worktree"
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
 
 class CommitConfig(_Model):
     """How spine commits what a lane's command left behind."""
@@ -110,21 +97,33 @@ class CommitConfig(_Model):
     @classmethod
     def _known_fields(cls, value: str) -> str:
         try:
-            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+            parsed = list(string.Formatter().parse(value))
         except ValueError as exc:
             raise ValueError(f"not a valid template: {exc}") from exc
+        names = {name for _, name, _, _ in parsed if name is not None}
         unknown = names - COMMIT_TEMPLATE_FIELDS
         if unknown:
             raise ValueError(
                 f"unknown field(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(COMMIT_TEMPLATE_FIELDS))}"
             )
+        if any(spec and "{" in spec for _, _, spec, _ in parsed):
+            raise ValueError("a format spec may not hold a field (as in {objective:{branch}}); write it out")
+        try:  # conversions ({objective!x}) and format specs ({objective:d}) fail only when formatted
+            value.format(**{name: "text" for name in COMMIT_TEMPLATE_FIELDS})
+        except (ValueError, KeyError, IndexError) as exc:
+            raise ValueError(
+                f"not a valid template: {exc}; fields are text, e.g. {{objective}}, {{objective!r}}, "
+                "{objective:.50}"
+            ) from None
         return value
 
 
 class GateConfig(_Model):
     """Settings for ``spine gate``."""
 
-    into: str | None = Field(default=None, description="branch the gate tests merging into; default: target")
+    into: RefName | None = Field(
+        default=None, description="branch the gate tests merging into; default: target"
+    )
     checks: list[CheckSpec] = Field(default_factory=list, description="checks run on the merge result")
 
 
@@ -171,10 +170,12 @@ _MODES_HELP = "per-mode overrides of the evidence pattern, classifier keywords a
 class SpineConfig(_Model):
     """The whole ``.spine.yaml``."""
 
-    base: str | None = Field(
+    base: RefName | None = Field(
         default=None, description="ref lanes start from; default: the primary checkout's HEAD"
     )
-    target: str | None = Field(default=None, description="ref lanes are meant to land on; default: the base")
+    target: RefName | None = Field(
+        default=None, description="ref lanes are meant to land on; default: the base"
+    )
     backend: str = Field(default="local-worktree", description="isolation backend (see `spine backends`)")
     worktree_root: str | None = Field(
         default=None,
@@ -188,10 +189,11 @@ class SpineConfig(_Model):
         default=None,
         description="stop a command that neither prints nor changes a file in its worktree this long",
     )
-    env: dict[str, str] = Field(
-        default_factory=dict, description="extra environment variables for the command"
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        description="extra environment variables for the command (a number is taken as text: 1 is '1')",
     )
-    env_passthrough: list[str] = Field(
+    env_passthrough: list[EnvName] = Field(
         default_factory=list,
         description="names of variables passed from the invoking environment into isolating backends "
         "(bubblewrap, docker, remote sandboxes), which otherwise see only PATH, locale, SPINE_* and 'env'",
@@ -211,7 +213,7 @@ class SpineConfig(_Model):
     )
     setup: SetupConfig = Field(default_factory=SetupConfig)
     commit: CommitConfig = Field(default_factory=CommitConfig)
-    artifacts: list[str] = Field(
+    artifacts: list[ArtifactGlob] = Field(
         default_factory=list,
         description="glob patterns (relative to the worktree) of files kept as artifacts",
     )
@@ -254,7 +256,13 @@ def full_config_model() -> type[SpineConfig]:
     from spine.model.operators import OperatorSpec
 
     class FullSpineConfig(SpineConfig):
-        model_config = ConfigDict(extra="forbid", frozen=True, title="SpineConfig")
+        model_config = ConfigDict(
+            extra="forbid",
+            frozen=True,
+            strict=True,
+            json_schema_extra=empty_keys_in_schema,
+            title="SpineConfig",
+        )
 
         operators: list[OperatorSpec] = Field(default_factory=list, description=_OPERATORS_HELP)
         modes: dict[ModeName, ModeSettings] = Field(default_factory=dict, description=_MODES_HELP)
@@ -280,52 +288,136 @@ def load_config(path: Path) -> SpineConfig:
     import yaml  # slow-ish import, only when there is a file
 
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_utf8(path)
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}", "fix the syntax and try again") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        raise ConfigError(f"{path}: {yaml_problem(exc)}", "fix the syntax and try again") from None
+    except ValueError as exc:  # not UTF-8
+        raise ConfigError(f"{path}: {exc}", "save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if raw is None:
         return SpineConfig()
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{path}: the top level must be a mapping of keys, not a {type(raw).__name__}",
+            f"{path}: the top level must be a mapping of keys, not {kind_of(raw)}",
             "see .spine.yaml.example or `spine schema config`",
         )
     return validate_config(raw, str(path))
 
 
-def validate_config(raw: dict[str, Any], source: str) -> SpineConfig:
-    """Validate an already-parsed mapping, naming ``source`` in errors."""
-    model = full_config_model() if raw.get("operators") or raw.get("modes") else SpineConfig
+def read_utf8(path: Path) -> str:
+    """The text of ``path``; a ValueError saying where when it is not UTF-8."""
+    data = path.read_bytes()
     try:
-        return model.model_validate(raw)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ValueError(
+            f"not valid UTF-8 text at line {line}, column {column} (byte 0x{data[exc.start]:02x})"
+        ) from None
+
+
+def yaml_problem(exc: Exception) -> str:
+    """'invalid YAML at line L, column C: problem' for a PyYAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"invalid YAML{where}: {problem}"
+
+
+def validate_config(raw: dict[str, Any], source: str) -> SpineConfig:
+    """Validate an already-parsed mapping, naming ``source`` in errors; every problem at once."""
+    typed = bool(raw.get("operators") or raw.get("modes"))
+    model = full_config_model() if typed else SpineConfig
+    try:
+        config = model.model_validate(raw)
+        problems: list[str] = []
+        reported: set[str] = set()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, model), "see `spine schema config`") from exc
+        problems, reported = validation_problems(exc, model, raw)
+    problems += [
+        f"key '{where}': {problem}"
+        for loc, problem in text_problems(raw)
+        if (where := _dotted(loc) or "(top level)") not in reported
+    ]
+    if problems:
+        raise ConfigError(problems_message(source, problems), "see `spine schema config`")
+    return config
 
 
-def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
-    """Render pydantic errors as 'FILE: key a.b: problem (expected ...)' lines."""
+def problems_message(source: str, problems: list[str]) -> str:
+    """'SOURCE: problem', or 'SOURCE: N problems:' and one line each."""
+    head = f"{source}: " if len(problems) == 1 else f"{source}: {len(problems)} problems:\n  - "
+    return head + "\n  - ".join(problems)
+
+
+def validation_problems(
+    exc: ValidationError, model: type[BaseModel], data: Any = None
+) -> tuple[list[str], set[str]]:
+    """One line per pydantic error naming its key in ``data`` (the validated input), and the keys named."""
     lines = []
+    keys: set[str] = set()
     for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        loc = tuple(err["loc"])
         kind = err["type"]
+        mapping_key = bool(loc) and loc[-1] == "[key]"  # a key of a mapping is wrong: name the mapping
+        loc = _in_data(data, loc[:-2] if mapping_key else loc)
+        dotted = _dotted(loc) or "(top level)"
+        keys.add(dotted)
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(model, err["loc"][:-1])
-            msg = f"unknown key '{loc}'"
+            allowed = _allowed_keys(model, loc[:-1])
+            msg = f"unknown key '{dotted}'"
             if allowed:
                 msg += f"; valid keys here: {', '.join(allowed)}"
         elif kind == "missing":
-            msg = f"key '{loc}' is required"
+            msg = f"key '{dotted}' is required"
         else:
             text = err["msg"].removeprefix("Value error, ")
-            msg = f"key '{loc}': {text} (got {_short(err.get('input'))})"
+            got = "" if mapping_key else f" (got {_short(err.get('input'))})"
+            msg = f"key '{dotted}': {text}{got}"
         lines.append(msg)
-    head = f"{source}: " if len(lines) == 1 else f"{source}: {len(lines)} problems:\n  - "
-    return head + "\n  - ".join(lines)
+    return lines, keys
+
+
+def _in_data(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without the names pydantic adds for the members of a union ('str', 'CheckSpec',
+    'function-after[...]'): the keys and indexes that lead through ``data`` are kept, and after them
+    the names of fields (lower case, no brackets) that are not in ``data``."""
+    kept = []
+    current = data
+    for part in loc:
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
+            current = current[part]
+        else:
+            current = None
+            if isinstance(part, str) and (
+                _UNION_MEMBER.search(part) or part in ("str", "int", "float", "bool")
+            ):
+                continue
+        kept.append(part)
+    return tuple(kept)
+
+
+_UNION_MEMBER = re.compile(r"[\[\]]|^[A-Z]")
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def kind_of(value: object) -> str:
+    """How an error names the type of a value it did not expect: 'null', 'a list', 'a mapping'."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower() if value is not None else "null"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
 
 
 def _short(value: object) -> str:

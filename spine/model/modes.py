@@ -16,9 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from spine.base.files import inside, read_inside
+from spine.model.values import empty_keys_in_schema, without_empty_keys
 
 
 class Mode(StrEnum):
@@ -33,37 +34,60 @@ class Mode(StrEnum):
 
 
 def parse_mode(value: object) -> object:
-    """Accept mode names in any case ('pipeline', 'Pipeline')."""
-    return value.strip().upper() if isinstance(value, str) else value
+    """Accept mode names in any case ('pipeline', 'Pipeline'), with spaces around them."""
+    if isinstance(value, Mode) or not isinstance(value, str):
+        return value
+    try:
+        return Mode(value.strip().upper())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a mode; use one of {', '.join(m.value for m in Mode)} (any case)"
+        ) from None
 
 
-ModeName = Annotated[Mode, BeforeValidator(parse_mode)]
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+ModeName = Annotated[
+    Mode,
+    BeforeValidator(parse_mode),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\s*(" + "|".join(_any_case(m.value) for m in Mode) + r")\s*$",
+            "description": "a mode, in any case: " + ", ".join(m.value for m in Mode),
+        }
+    ),
+]
 
 
 def _listify(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-StrList = Annotated[list[str], BeforeValidator(_listify)]
+StrList = Annotated[
+    list[str],
+    BeforeValidator(_listify),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
 
 
 class ConfigModel(BaseModel):
-    """Base of the mode and operator config models: unknown keys are errors, frozen once loaded."""
+    """Base of the mode and operator config models: unknown keys are errors, frozen once loaded.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict, as the rest of the configuration (spine.model.config): a value of the wrong type is an
+    error, never converted.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, json_schema_extra=empty_keys_in_schema
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _empty_means_default(cls, data: Any) -> Any:
-        """A key left empty in YAML (every entry commented out) means its default, not null."""
-        if not isinstance(data, dict):
-            return data
-        cleaned = dict(data)
-        for key, value in data.items():
-            field = cls.model_fields.get(key)
-            if value is None and field is not None and field.default_factory is not None:
-                del cleaned[key]
-        return cleaned
+        return without_empty_keys(cls, data)
 
 
 class EvidenceRule(ConfigModel):

@@ -26,19 +26,11 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from spine.base.errors import UsageError
-from spine.base.ids import id_problem, parse_duration
+from spine.base.ids import id_problem
 from spine.model.modes import ConfigModel, EvidenceRule, Mode, ModeName
+from spine.model.values import ArtifactGlob, Duration, EnvName, EnvValue
 
-Timebox = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
-            "description": "seconds, or a duration such as 90s, 10m, 1h, 1h30m",
-        }
-    ),
-]
+Timebox = Duration
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -64,9 +56,9 @@ POINTER_FIELDS = frozenset(
 FAILURE_KINDS = ("timeout", "stall", "command_failed", "check_failed", "missing_evidence", "setup_failed")
 
 
-def _pointer_template(value: str | None) -> str | None:
-    if value is None:
-        return None
+def _pointer_template(value: object) -> object:
+    if not isinstance(value, str):
+        return value  # None, or a wrong type the field's own check names
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
     except ValueError as exc:
@@ -82,6 +74,9 @@ def _pointer_template(value: str | None) -> str | None:
 
 
 PointerTemplate = Annotated[str | None, BeforeValidator(_pointer_template)]
+
+# A bare acceptance check: a command, its first word the check's name.
+NonBlankText = Annotated[str, WithJsonSchema({"type": "string", "pattern": r"\S"})]
 
 
 class InputSpec(ConfigModel):
@@ -183,7 +178,11 @@ class AcceptanceCheck(ConfigModel):
         min_length=1, description="shell command run in the worktree; {{input}} placeholders"
     )
     timeout: Timebox | None = Field(default=None, description="wall-clock limit for this check")
-    expect_exit: Annotated[list[int], BeforeValidator(_int_list)] = Field(
+    expect_exit: Annotated[
+        list[int],
+        BeforeValidator(_int_list),
+        WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]}),
+    ] = Field(
         default_factory=lambda: [0], description="exit codes that count as PASS (a smoke run may expect 2)"
     )
     severity: Literal["fail", "warn"] = Field(
@@ -230,12 +229,15 @@ class OperatorSpec(ConfigModel):
     steps: list[str] = Field(
         default_factory=list, description="shell commands run in order; the first failure stops"
     )
-    outputs: list[str] = Field(
+    outputs: list[ArtifactGlob] = Field(
         default_factory=list, description="artifact globs the operator is expected to produce"
     )
-    acceptance: list[Annotated[AcceptanceCheck, BeforeValidator(_acceptance_entry)]] = Field(
-        default_factory=list, validate_default=True, description="acceptance checks (at least one)"
-    )
+    acceptance: list[
+        Annotated[
+            AcceptanceCheck,
+            BeforeValidator(_acceptance_entry, json_schema_input_type=NonBlankText | AcceptanceCheck),
+        ]
+    ] = Field(default_factory=list, validate_default=True, description="acceptance checks (at least one)")
     timebox: Timebox | None = Field(
         default=None, validate_default=True, description="default wall-clock limit, e.g. 10m (required)"
     )
@@ -247,7 +249,9 @@ class OperatorSpec(ConfigModel):
         default_factory=list, description="evidence required in addition to the mode's pattern"
     )
     next: PointerTemplate = Field(default=None, description="next pointer recorded when the run counts")
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict, description="extra environment variables (a number is taken as text)"
+    )
 
     @field_validator("id")
     @classmethod

@@ -15,13 +15,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spine.base.errors import NotARepository, UsageError
 from spine.base.git import git
 from spine.base.redact import looks_secret, register
-from spine.model.config import CONFIG_FILE, SpineConfig, load_config
 from spine.workspace.repo import Repository
+
+if TYPE_CHECKING:  # imported where a context is resolved: `locate_state` must not pay for the models
+    from spine.model.config import SpineConfig
 
 # Refs spine owns. Lane branches are ordinary branches so people can check them out and push them;
 # the rest are refs outside refs/heads, so `git branch` stays clean and `git push --all` skips them.
@@ -316,6 +318,8 @@ def resolve_context(
         raise UsageError(f"{here} is not a directory")
     common_dir, toplevel = _locate(here)
     primary = _primary_checkout(common_dir, here)
+    from spine.model.config import CONFIG_FILE, load_config
+
     config_path = primary / CONFIG_FILE
     config = load_config(config_path)
     register(value for name, value in config.env.items() if looks_secret(name))
@@ -326,8 +330,17 @@ def resolve_context(
     if not root.is_absolute():
         root = primary / root
     repository = Repository(common_dir=common_dir, primary_checkout=primary)
-    refs = _resolve_refs(repository, base, target, config, config_path)
-    _check_backend_name(config.backend, backend is None, config_path)
+    problems: list[UsageError] = []
+    try:
+        _check_backend_name(config.backend, backend is None, config_path)
+    except UsageError as exc:
+        problems.append(exc)
+    try:
+        refs = _resolve_refs(repository, base, target, config, config_path)
+    except UsageError as exc:
+        problems.append(exc)
+    if problems:
+        raise UsageError.of(problems)
     return ExecutionContext(
         repo=RepoIdentity(
             id=hashlib.sha256(str(common_dir).encode()).hexdigest()[:16],
@@ -345,6 +358,21 @@ def resolve_context(
         backend=config.backend,
         cwd=here,
     )
+
+
+def locate_state(cwd: Path | str | None = None) -> tuple[Path, StatePaths] | None:
+    """(primary checkout, state paths) of the repository at ``cwd``, or None outside one.
+
+    Neither the configuration nor any ref is read: for quick read-only look-ups such as shell
+    completion, which must answer at once even where ``.spine.yaml`` is broken.
+    """
+    here = Path(cwd if cwd is not None else os.getcwd()).resolve()
+    try:
+        common_dir, _ = _locate(here)
+        primary = _primary_checkout(common_dir, here)
+    except (NotARepository, OSError):
+        return None
+    return primary, StatePaths(common_dir / "spine")
 
 
 def _locate(here: Path) -> tuple[Path, Path]:
@@ -416,9 +444,15 @@ def _resolve_refs(
             f"the repository at {repo.primary_checkout} has no commits yet",
             "make a first commit (git add -A && git commit -m 'initial commit') and try again",
         )
-    for name, ref in (("base", base_ref), ("target", target_ref)):
-        repo.require_commit(ref, what=f"{name} ref", given_by=where[name])
-    raise UsageError(f"cannot resolve refs {wanted}")  # pragma: no cover - require_commit raised
+    problems: list[UsageError] = []
+    for name, ref in dict.fromkeys((("base", base_ref), ("target", target_ref))):
+        try:
+            repo.require_commit(ref, what=f"{name} ref", given_by=where[name])
+        except UsageError as exc:
+            if name == "target" and ref == base_ref and problems:
+                continue  # the target is the base: said once
+            problems.append(exc)
+    raise UsageError.of(problems) if problems else UsageError(f"cannot resolve refs {wanted}")
 
 
 def _check_backend_name(name: str, from_config: bool, config_path: Path) -> None:
