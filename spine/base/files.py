@@ -1,8 +1,10 @@
 """Writing state files so that readers never see half of one, and never a secret."""
 
 import contextlib
+import itertools
 import json
 import os
+import re
 import stat
 import threading
 from pathlib import Path
@@ -89,3 +91,67 @@ def read_inside(root: Path, rel: str, limit: int = 64 << 20) -> bytes | None:
             return handle.read(limit)
     finally:
         os.close(fd)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob relative to a directory, as a regex over '/'-separated relative paths: ``*`` and ``?``
+    stay within one path component, ``**`` spans any number of them, ``[...]`` is a character class."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def glob_inside(root: Path, pattern: str) -> tuple[list[str], list[str]]:
+    """(regular files, links) below ``root`` whose relative path matches ``pattern``, found without
+    following any link: a link is listed as itself, never entered. ``.git`` is never looked into."""
+    parts = Path(pattern).parts
+    fixed = [p for p in itertools.takewhile(lambda part: not any(c in part for c in "*?["), parts[:-1])]
+    start = root.joinpath(*fixed) if fixed else root
+    if fixed and inside(root, "/".join(fixed)) is None:
+        return [], ["/".join(fixed)] if os.path.lexists(start) else []
+    regex = _glob_regex(pattern)
+    files: list[str] = []
+    links: list[str] = []
+    for current, dirs, names in os.walk(start, followlinks=False):
+        here = Path(current)
+        rel_here = here.relative_to(root).as_posix()
+        prefix = "" if rel_here == "." else rel_here + "/"
+        kept = []
+        for name in dirs:
+            if name == ".git":
+                continue
+            if os.path.islink(here / name):
+                if regex.match(prefix + name) or "**" in pattern or pattern.count("/") > prefix.count("/"):
+                    links.append(prefix + name)  # it, or something below it, could have matched
+                continue
+            kept.append(name)
+        dirs[:] = kept
+        for name in names:
+            rel = prefix + name
+            if name == ".git" or not regex.match(rel):
+                continue
+            if os.path.islink(here / name):
+                links.append(rel)
+            elif stat.S_ISREG(os.lstat(here / name).st_mode):
+                files.append(rel)
+    return sorted(files), sorted(links)

@@ -22,12 +22,12 @@ class DurationType(_DurationBase):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | None:
         if isinstance(value, int | float):
             return float(value)
-        if str(value).strip().lower() in ("none", "off", "0"):
+        if str(value).strip().lower() in ("none", "off"):
             return None
         try:
             return parse_duration(str(value))
         except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            self.fail(f"{exc} ('none' means no limit)", param, ctx)
 
 
 DURATION = DurationType()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from spine.base.errors import EnvironmentProblem
-from spine.base.files import atomic_write_json, inside
+from spine.base.files import atomic_write_json, glob_inside, inside
 from spine.base.git import GitFailed
 from spine.base.ids import format_duration, now_iso
 from spine.base.process import ProcessOutcome
@@ -790,6 +790,10 @@ def _validation(rt: LaneRuntime, name: str, command: str, outcome: ProcessOutcom
     )
 
 
+ARTIFACT_MAX_BYTES = 256 * 1024 * 1024
+"""The largest file kept as an artifact (a lane could make a sparse file of any apparent size)."""
+
+
 def collect_artifacts(rt: LaneRuntime) -> tuple[list[Artifact], list[str]]:
     """Copy the files the artifact globs match into the lane's result folder, with size and sha256.
 
@@ -804,17 +808,17 @@ def collect_artifacts(rt: LaneRuntime) -> tuple[list[Artifact], list[str]]:
     found: dict[str, Path] = {}
     problems: list[str] = []
     for pattern in patterns:
-        for match in sorted(wt.glob(pattern)):
-            rel = match.relative_to(wt).as_posix()
-            if ".git" in Path(rel).parts or rel in found:
+        files, links = glob_inside(wt, pattern)
+        problems += [f"{rel}: a link or a path through a link; not kept" for rel in links if rel not in found]
+        for rel in files:
+            path = wt / rel
+            size = path.stat().st_size
+            if size > ARTIFACT_MAX_BYTES:
+                problems.append(
+                    f"{rel}: {size:,} bytes, more than the {ARTIFACT_MAX_BYTES:,} an artifact may have"
+                )
                 continue
-            safe = inside(wt, rel)
-            if safe is None:
-                if os.path.islink(match) or os.path.lexists(match):
-                    problems.append(f"{rel}: a link or a path through a link; not kept")
-                continue
-            if safe.is_file():
-                found[rel] = safe
+            found.setdefault(rel, path)
     artifacts = []
     for rel, src in found.items():
         dst = store / rel

@@ -81,6 +81,9 @@ class SetupConfig(_Model):
     )
 
 
+MAX_TEMPLATE_WIDTH = 10_000
+
+
 class CommitConfig(_Model):
     """How spine commits what a lane's command left behind."""
 
@@ -108,6 +111,9 @@ class CommitConfig(_Model):
             )
         if any(spec and "{" in spec for _, _, spec, _ in parsed):
             raise ValueError("a format spec may not hold a field (as in {objective:{branch}}); write it out")
+        widths = [int(digits) for _, _, spec, _ in parsed if spec for digits in re.findall(r"\d+", spec)]
+        if any(width > MAX_TEMPLATE_WIDTH for width in widths):
+            raise ValueError(f"a width or precision above {MAX_TEMPLATE_WIDTH} makes no commit message")
         try:  # conversions ({objective!x}) and format specs ({objective:d}) fail only when formatted
             value.format(**{name: "text" for name in COMMIT_TEMPLATE_FIELDS})
         except (ValueError, KeyError, IndexError) as exc:
