@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import importlib
 import importlib.util
+import io
 import logging
 import os
 import queue
@@ -44,6 +44,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -286,13 +287,7 @@ def _w_materialize(
         handle.write(os.path.join(base, "repo.git", "objects") + "\n")
     _w_git("read-tree", commit, cwd=work)
     _w_git("checkout-index", "-a", "-f", cwd=work)
-    if delta is not None:
-        delta_path = os.path.join(root, "delta.tar")
-        with open(delta_path, "wb") as out:
-            out.write(delta)
-    if delta_path is not None:
-        _w_untar(delta_path, work)
-        os.remove(delta_path)
+    # Deletions first: a file the lane deleted may have become a directory of its own files.
     for rel in deletions:
         target = os.path.join(work, rel)
         with contextlib.suppress(FileNotFoundError):
@@ -304,6 +299,13 @@ def _w_materialize(
             except OSError:
                 break
             parent = os.path.dirname(parent)
+    if delta is not None:
+        delta_path = os.path.join(root, "delta.tar")
+        with open(delta_path, "wb") as out:
+            out.write(delta)
+    if delta_path is not None:
+        _w_untar(delta_path, work)
+        os.remove(delta_path)
     if paths or deletions:
         spec = b"\0".join(os.fsencode(p) for p in [*paths, *deletions]) + b"\0"
         _w_git("add", "-A", "-f", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=work, stdin=spec)
@@ -573,8 +575,22 @@ def _tcp_target(address: str) -> tuple[str, int] | None:
     return (match.group(1), int(match.group(2))) if match else None
 
 
+# Recent answers of probe(): spine checks a backend once per lane it plans, and a batch plans many.
+_PROBES: dict[str, tuple[float, dict[str, int]]] = {}
+PROBE_FRESH = 5.0
+
+
 def probe(address: str, timeout: float) -> dict[str, int]:
     """{worker address: threads} from the scheduler at ``address``; raises OSError when it does not answer."""
+    known = _PROBES.get(address)
+    if known is not None and time.monotonic() - known[0] < PROBE_FRESH:
+        return dict(known[1])
+    workers = _probe(address, timeout)
+    _PROBES[address] = (time.monotonic(), workers)
+    return workers
+
+
+def _probe(address: str, timeout: float) -> dict[str, int]:
     target = _tcp_target(address)
     if target is not None:  # fail fast, before importing distributed, when nothing listens
         with socket.create_connection(target, timeout=timeout):
@@ -758,8 +774,8 @@ class _Cluster:
             self.client.close(timeout=5)
 
 
-# Per process: the HEAD commit of a lane worktree -> (its tree id, its files as (mode, path)).
-_TREES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
+# Per process: the HEAD commit of a lane worktree -> (its tree id, its files as (mode, blob, path)).
+_TREES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {}
 _TREES_LOCK = threading.Lock()
 # Per process: a base key -> a temporary file holding its tarball, made once.
 _BASE_TARS: dict[str, tuple[BinaryIO, int]] = {}
@@ -768,16 +784,23 @@ _BASE_LOCKS: dict[str, threading.Lock] = {}
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A lane worktree as the base it shares with other lanes plus what is its own."""
+    """A lane worktree as the base it shares with other lanes (its HEAD tree) plus what is its own.
+
+    ``key`` is the tree id; ``base`` lists the tree's files as (mode, blob id, path); ``modified``
+    are base files the lane changed or deleted before its command ran (the base tarball takes those
+    from git, so it is the same for every lane of the tree); ``delta`` are the lane's own files to
+    send and ``deletions`` the base files it no longer has.
+    """
 
     key: str
-    base_files: tuple[str, ...]
-    delta_files: tuple[str, ...]
+    base: tuple[tuple[str, str, str], ...]
+    modified: frozenset[str]
+    delta: tuple[str, ...]
     deletions: tuple[str, ...]
 
 
 def snapshot(worktree: Path) -> Snapshot:
-    """Split the lane's files into its base (its HEAD tree's files) and its delta (the rest)."""
+    """Split the lane's files into its base and its delta: one ``git status``, and one ``ls-tree`` per tree."""
     out = git_binary(
         "status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all", "--no-renames",
         "--ignore-submodules=all",
@@ -793,30 +816,26 @@ def snapshot(worktree: Path) -> Snapshot:
     for entry in out.stdout.split(b"\0"):
         if entry.startswith(b"# branch.oid "):
             head = entry.split()[2].decode()
-        elif entry[:2] in (b"1 ", b"2 ", b"u "):
-            fields = 9 if entry[:1] == b"1" else 11 if entry[:1] == b"u" else 10
+        elif entry[:2] in (b"1 ", b"u "):  # ordinary and unmerged entries (no renames: --no-renames)
+            fields = 9 if entry[:1] == b"1" else 11
             changed.append(os.fsdecode(entry.split(b" ", fields - 1)[-1]))
         elif entry.startswith(b"? "):
             untracked.append(os.fsdecode(entry[2:]))
-    tree, listing = _tree(worktree, head)
+    tree, base = _tree(worktree, head)
 
     def present(rel: str) -> bool:
         path = worktree / rel
         return ".git" not in Path(rel).parts and (path.is_symlink() or path.is_file())
 
-    changed_set = set(changed)
-    in_base = {path for _, path in listing}
-    base_files = tuple(path for _, path in listing if path not in changed_set)
+    in_base = {path for _, _, path in base}
+    modified = frozenset(rel for rel in changed if rel in in_base)
     delta = tuple(rel for rel in [*changed, *untracked] if present(rel))
-    deletions = tuple(rel for rel in changed if rel in in_base and not present(rel))
-    excluded = sorted(changed_set & in_base)
-    key = tree
-    if excluded:  # the lane changed files of its base: its base is the tree without them
-        key = hashlib.sha1(("\0".join([tree, *excluded])).encode(errors="surrogateescape")).hexdigest()
-    return Snapshot(key=key, base_files=base_files, delta_files=delta, deletions=deletions)
+    deletions = tuple(sorted(rel for rel in modified if not present(rel)))
+    return Snapshot(key=tree, base=base, modified=modified, delta=delta, deletions=deletions)
 
 
-def _tree(worktree: Path, head: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _tree(worktree: Path, head: str) -> tuple[str, tuple[tuple[str, str, str], ...]]:
+    """(tree id, files as (mode, blob id, path)) of commit ``head``, read once per process."""
     with _TREES_LOCK:
         known = _TREES.get(head)
     if known is not None:
@@ -829,9 +848,9 @@ def _tree(worktree: Path, head: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     files = []
     for entry in filter(None, listing.stdout.split(b"\0")):
         meta, _, path = entry.partition(b"\t")
-        mode, kind, _ = meta.split(b" ", 2)
+        mode, kind, oid = meta.split(b" ", 2)
         if kind == b"blob":  # gitlinks (submodules) are not sent, as by the remote base
-            files.append((mode.decode(), os.fsdecode(path)))
+            files.append((mode.decode(), oid.decode(), os.fsdecode(path)))
     value = (tree.stdout.decode().strip(), tuple(files))
     with _TREES_LOCK:
         if len(_TREES) >= 16:
@@ -840,18 +859,66 @@ def _tree(worktree: Path, head: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     return value
 
 
-def _base_tar(key: str, worktree: Path, files: Sequence[str]) -> tuple[BinaryIO, int]:
-    """The base's tarball in a temporary file, made once per process."""
+def _base_tar(snap: Snapshot, worktree: Path) -> tuple[BinaryIO, int]:
+    """The base's tarball in a temporary file, made once per process and key.
+
+    Files the lane left as checked out are read from its worktree; the ones it changed come from
+    git as a checkout would write them (``cat-file --filters``), so every lane of the tree makes
+    the same tarball.
+    """
     with _TREES_LOCK:
-        lock = _BASE_LOCKS.setdefault(key, threading.Lock())
+        lock = _BASE_LOCKS.setdefault(snap.key, threading.Lock())
     with lock:
-        made = _BASE_TARS.get(key)
+        made = _BASE_TARS.get(snap.key)
         if made is None:
             handle: BinaryIO = tempfile.TemporaryFile(prefix="spine-dask-base-")  # noqa: SIM115
-            handle.write(pack(worktree, files))
-            handle.flush()
-            made = _BASE_TARS[key] = (handle, handle.tell())
+            as_checked_out = [path for _, _, path in snap.base if path not in snap.modified]
+            with tarfile.open(fileobj=handle, mode="w") as tar:
+                _add_files(tar, worktree, as_checked_out)
+                for mode, oid, path in snap.base:
+                    if path in snap.modified:
+                        _add_blob(tar, worktree, mode, oid, path)
+            made = _BASE_TARS[snap.key] = (handle, handle.tell())
         return made
+
+
+def _add_files(tar: tarfile.TarFile, worktree: Path, files: Sequence[str]) -> None:
+    for rel in files:
+        info = tar.gettarinfo(str(worktree / rel), arcname=rel)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        if info.isreg():
+            with open(worktree / rel, "rb") as handle:
+                tar.addfile(info, handle)
+        else:
+            tar.addfile(info)
+
+
+def _add_blob(tar: tarfile.TarFile, worktree: Path, mode: str, oid: str, path: str) -> None:
+    """A base file as git checks it out, from its blob (the lane changed it in its worktree)."""
+    if mode == "120000":
+        target = git_binary("cat-file", "blob", oid, cwd=worktree)
+        info = tarfile.TarInfo(path)
+        info.type, info.linkname = tarfile.SYMTYPE, os.fsdecode(target.stdout)
+        tar.addfile(info)
+        return
+    blob = git_binary("cat-file", "--filters", f"--path={path}", oid, cwd=worktree)
+    if blob.returncode != 0:
+        raise EnvironmentProblem(
+            f"dask: cannot read {path} of the lane's base: {blob.stderr.decode().strip()}"
+        )
+    info = tarfile.TarInfo(path)
+    info.size, info.mode, info.mtime = len(blob.stdout), 0o755 if mode == "100755" else 0o644, time.time()
+    tar.addfile(info, io.BytesIO(blob.stdout))
+
+
+def _pack(worktree: Path, files: Sequence[str]) -> bytes:
+    """A tar of ``files`` without the padding to a 10 KiB record: a one-line file costs 2 KiB, not 10."""
+    data = pack(worktree, files)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.getmembers()
+        end = tar.offset  # where the two zero blocks that end the archive start
+    return data[: end + 2 * tarfile.BLOCKSIZE]
 
 
 def _reader(handle: BinaryIO) -> Callable[[int, int], bytes]:
@@ -1047,6 +1114,12 @@ def _size(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
+def _lost(exc: WorkerLost, spec: SandboxSpec) -> EnvironmentProblem:
+    """The lane's error when its worker went away: the cause, and how to run the lane again."""
+    retry = f"spine resume {spec.run_id} --retry"
+    return EnvironmentProblem(f"dask: {exc}; `{retry}` runs the lane again", f"run `{retry}`")
+
+
 class DaskSandbox(RemoteSandbox):
     """A worker of a Dask cluster (remote copy, binary patch back); needs the dask extra and a scheduler."""
 
@@ -1099,7 +1172,7 @@ class DaskSandbox(RemoteSandbox):
             snap = snapshot(spec.worktree)
             handle.provider_run_id, present = driver.open_lane(spec, lifetime, snap.key)
             base_sent = self._ship_base(driver, snap, present, spec.worktree)
-            delta = pack(spec.worktree, snap.delta_files) if snap.delta_files else b""
+            delta = _pack(spec.worktree, snap.delta) if snap.delta else b""
             before = driver.sent_bytes
             inline: Any = None
             delta_path = None
@@ -1115,34 +1188,32 @@ class DaskSandbox(RemoteSandbox):
                 snap.key,
                 inline,
                 delta_path,
-                list(snap.delta_files),
+                list(snap.delta),
                 list(snap.deletions),
                 doing="making the lane's copy",
             )
         except WorkerLost as exc:
             self.teardown(handle)
-            raise EnvironmentProblem(
-                f"dask: {exc}", "`spine resume RUN --retry` runs the lane again"
-            ) from exc
+            raise _lost(exc, spec) from exc
         except BaseException:
             self.teardown(handle)
             raise
         handle.data.update(
             worker=driver.worker,
             base_key=snap.key,
-            base_files=len(snap.base_files),
+            base_files=len(snap.base),
             base_sent_bytes=base_sent,
             delta_bytes=driver.sent_bytes - before,
-            delta_files=len(snap.delta_files),
+            delta_files=len(snap.delta),
         )
         base = (
-            f"sent the base ({len(snap.base_files)} files, {_size(base_sent)}) to it"
+            f"sent the base ({len(snap.base)} files, {_size(base_sent)}) to it"
             if base_sent
-            else f"its base ({len(snap.base_files)} files) was already there"
+            else f"its base ({len(snap.base)} files) was already there"
         )
         handle.notices.append(
             f"dask: on worker {driver.worker} (host {driver.host}); {base}; "
-            f"this lane sent {_size(driver.sent_bytes - before)} ({len(snap.delta_files)} own files, "
+            f"this lane sent {_size(driver.sent_bytes - before)} ({len(snap.delta)} own files, "
             f"{len(snap.deletions)} deletions)"
         )
         return handle
@@ -1159,7 +1230,7 @@ class DaskSandbox(RemoteSandbox):
                 present = False
                 continue  # the lane that was sending it failed: send it ourselves
             try:
-                tar, size = _base_tar(snap.key, worktree, snap.base_files)
+                tar, size = _base_tar(snap, worktree)
                 path = f"{driver.cache}/incoming/{snap.key}-{uuid.uuid4().hex[:8]}.tar"
                 before = driver.sent_bytes
                 driver.send(path, size, _reader(tar), "sending the lane's base")
@@ -1211,18 +1282,14 @@ class DaskSandbox(RemoteSandbox):
             )
         except EnvironmentProblem as exc:
             if isinstance(exc.__cause__, WorkerLost):
-                raise EnvironmentProblem(
-                    f"dask: {exc.__cause__}", "`spine resume RUN --retry` runs the lane again"
-                ) from exc.__cause__
+                raise _lost(exc.__cause__, handle.data["spec"]) from exc.__cause__
             raise
 
     def collect(self, handle: SandboxHandle) -> None:
         try:
             super().collect(handle)
         except WorkerLost as exc:
-            raise EnvironmentProblem(
-                f"dask: {exc}", "`spine resume RUN --retry` runs the lane again"
-            ) from exc
+            raise _lost(exc, handle.data["spec"]) from exc
 
 
 def _clean_up_base_tars() -> None:
