@@ -156,15 +156,18 @@ def _w_untar(tar: str, into: str) -> None:
         raise RuntimeError(f"tar -xf failed: {proc.stderr.decode(errors='replace').strip()}")
 
 
-def _w_open(cache_dir: str | None, token: str, lifetime: float, base_key: str | None) -> dict[str, Any]:
-    """Make the lane's scratch directory; say whether this worker already holds its base."""
+def _w_open(
+    cache_dir: str | None, token: str, lifetime: float, key: str, copy: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Make the lane's scratch directory; when this worker holds base ``key`` and ``copy`` says
+    what the lane's own files are, make the lane's copy too (one task instead of two)."""
     from distributed import get_worker
 
     worker = get_worker()
     cache = cache_dir or os.path.join(worker.local_directory, "spine")
     lanes = os.path.join(cache, "lanes", re.sub(r"[^A-Za-z0-9._-]", "_", str(worker.id)))
     root = os.path.join(lanes, token)
-    for sub in ("home", "tmp"):
+    for sub in ("home", "tmp", "work"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     _w_write_file(os.path.join(root, "expires"), str(time.time() + lifetime))
     # One reaper per worker process: it kills the lanes' commands if the worker dies, and removes
@@ -180,8 +183,18 @@ def _w_open(cache_dir: str | None, token: str, lifetime: float, base_key: str | 
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-    ready = bool(base_key) and os.path.exists(os.path.join(cache, "bases", str(base_key), "ready"))
-    return {"root": root, "cache": cache, "pid": os.getpid(), "host": socket.gethostname(), "has_base": ready}
+    ready = os.path.exists(os.path.join(cache, "bases", key, "ready"))
+    info: dict[str, Any] = {
+        "root": root,
+        "cache": cache,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "has_base": ready,
+        "head": None,
+    }
+    if ready and copy is not None:
+        info["head"] = _w_materialize(root, cache, key, **copy)
+    return info
 
 
 def _w_write(path: str, offset: int, data: bytes) -> int:
@@ -223,7 +236,7 @@ def _w_store_base(cache: str, key: str, tar: str, keep: int) -> bool:
             tree_id = _w_git(f"--git-dir={repo}", "write-tree", cwd=tree).decode().strip()
             commit = _w_git(
                 "-c", "user.name=spine", "-c", "user.email=spine@localhost",
-                f"--git-dir={repo}", "commit-tree", tree_id, "-m", "spine base",
+                f"--git-dir={repo}", "commit-tree", tree_id, "-m", "spine baseline",
                 cwd=tree,
             ).decode().strip()  # fmt: skip
             shutil.rmtree(tree)
@@ -258,6 +271,28 @@ def _w_evict(cache: str, keep: int) -> None:
             shutil.rmtree(os.path.join(bases, name), ignore_errors=True)
 
 
+_MATERIALIZE = r"""
+set -e
+cd "$1"
+git init -q --template=
+printf '[user]\n\tname = spine\n\temail = spine@localhost\n[core]\n\tautocrlf = false\n[commit]\n\tgpgsign = false\n' >> .git/config
+printf '%s\n' "$2" > .git/objects/info/alternates
+if [ -s "$4" ] || [ -s "$5" ]; then
+    git read-tree "$3"
+    if [ -s "$4" ]; then git rm -q --cached --pathspec-from-file="$4" --pathspec-file-nul; fi
+    git checkout-index -a -f
+    if [ -s "$5" ]; then tar -xf "$5"; fi
+    if [ -s "$6" ]; then git add -A -f --pathspec-from-file="$6" --pathspec-file-nul; fi
+    git commit -q --no-verify --allow-empty -m 'spine baseline'
+else
+    # Nothing of the lane's own: the cached base commit is the baseline.
+    git read-tree --reset -u "$3"
+    git update-ref HEAD "$3"
+fi
+git rev-parse HEAD
+"""
+
+
 def _w_materialize(
     root: str,
     cache: str,
@@ -267,52 +302,65 @@ def _w_materialize(
     paths: list[str],
     deletions: list[str],
 ) -> str:
-    """The lane's copy: the cached base checked out, the delta over it, one baseline commit."""
+    """The lane's copy: the cached base checked out without the deleted files, the delta over it,
+    one baseline commit. One shell script: a Dask worker is a large process to fork from."""
     base = os.path.join(cache, "bases", key)
     with open(os.path.join(base, "commit")) as handle:
         commit = handle.read().strip()
     os.utime(os.path.join(base, "ready"))  # recently used: kept by eviction
     _w_write_file(os.path.join(root, "base-key"), key)
-    work = os.path.join(root, "work")
-    os.makedirs(work, exist_ok=True)
-    _w_git("init", "-q", cwd=work)
-    for name, value in (
-        ("user.name", "spine"),
-        ("user.email", "spine@localhost"),
-        ("core.autocrlf", "false"),
-        ("commit.gpgsign", "false"),
-    ):
-        _w_git("config", name, value, cwd=work)
-    with open(os.path.join(work, ".git", "objects", "info", "alternates"), "w") as handle:
-        handle.write(os.path.join(base, "repo.git", "objects") + "\n")
-    _w_git("read-tree", commit, cwd=work)
-    _w_git("checkout-index", "-a", "-f", cwd=work)
-    # Deletions first: a file the lane deleted may have become a directory of its own files.
-    for rel in deletions:
-        target = os.path.join(work, rel)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(target)
-        parent = os.path.dirname(target)
-        while parent != work:  # as a tar of the files would have it: no empty directories left
-            try:
-                os.rmdir(parent)
-            except OSError:
-                break
-            parent = os.path.dirname(parent)
     if delta is not None:
         delta_path = os.path.join(root, "delta.tar")
         with open(delta_path, "wb") as out:
             out.write(delta)
-    if delta_path is not None:
-        _w_untar(delta_path, work)
-        os.remove(delta_path)
-    if paths or deletions:
-        spec = b"\0".join(os.fsencode(p) for p in [*paths, *deletions]) + b"\0"
-        _w_git("add", "-A", "-f", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=work, stdin=spec)
-    _w_git("commit", "-q", "--no-verify", "--allow-empty", "-m", "spine baseline", cwd=work)
-    head = _w_git("rev-parse", "HEAD", cwd=work).decode().strip()
+    lists = {}
+    for name, items in (("deletions", deletions), ("paths", paths)):
+        lists[name] = os.path.join(root, name)
+        with open(lists[name], "wb") as out:
+            out.write(b"".join(os.fsencode(item) + b"\0" for item in items))
+    proc = subprocess.run(
+        [
+            "/bin/sh", "-c", _MATERIALIZE, "sh", os.path.join(root, "work"),
+            os.path.join(base, "repo.git", "objects"), commit, lists["deletions"], delta_path or "", lists["paths"],
+        ],
+        env={**_w_env(), "GIT_LITERAL_PATHSPECS": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    for leftover in (delta_path, lists["deletions"], lists["paths"]):
+        if leftover:
+            with contextlib.suppress(OSError):
+                os.remove(leftover)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"making the lane's copy failed: {detail[-1] if detail else proc.returncode}")
+    head = proc.stdout.decode().strip()
     _w_write_file(os.path.join(root, "base"), head)
     return head
+
+
+_COLLECT = r"""
+set -e
+cd "$1/work"
+git add -A
+git diff --cached --binary --full-index -M "$(cat ../base)" > ../out.patch
+"""
+
+
+def _w_collect(root: str, limit: int) -> tuple[int, bytes]:
+    """The copy's changes against its baseline: the patch's size and its first ``limit`` bytes."""
+    proc = subprocess.run(
+        ["/bin/sh", "-c", _COLLECT, "sh", root],
+        env={**_w_env(), "HOME": os.path.join(root, "home")},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"git failed (exit {proc.returncode}): {' / '.join(detail[-3:])}")
+    return _w_read(os.path.join(root, "out.patch"), 0, limit)
 
 
 def _w_group_alive(pgid: int) -> bool:
@@ -725,7 +773,7 @@ class _Cluster:
 
     def pick(self, key: str) -> str:
         """The worker for a new lane: the most free threads, then one that has the base."""
-        workers = self.workers(max_age=0)
+        workers = self.workers()
         with self._lock:
             if not workers:
                 raise EnvironmentProblem(
@@ -998,19 +1046,26 @@ class DaskDriver:
     # -- RemoteDriver --
 
     def open(self, spec: SandboxSpec, lifetime: float) -> str:
-        return self.open_lane(spec, lifetime, None)[0]
+        self.take_worker("")
+        return str(self.open_lane(spec, lifetime, "", None)["id"])
 
-    def open_lane(self, spec: SandboxSpec, lifetime: float, key: str | None) -> tuple[str, bool]:
-        """Pick a worker, make the lane's directory there; (provider id, worker has the base)."""
-        self.worker = self.cluster.pick(key or "")
+    def take_worker(self, key: str) -> None:
+        """Choose the lane's worker (and hold one of its threads for the lane) before opening."""
+        self.worker = self.cluster.pick(key)
         self._slot = True
+
+    def open_lane(
+        self, spec: SandboxSpec, lifetime: float, key: str, copy: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Make the lane's directory on its worker (and its copy, if the worker holds the base)."""
         self.token = f"{spec.run_id}-{spec.lane_id}-{uuid.uuid4().hex[:8]}"
-        info = self.call(
-            _w_open, self.settings.cache_dir, self.token, lifetime, key, doing="opening the lane"
+        info: dict[str, Any] = self.call(
+            _w_open, self.settings.cache_dir, self.token, lifetime, key, copy, doing="opening the lane"
         )
         self.root, self.cache, self.pid = info["root"], info["cache"], int(info["pid"])
         self.host = str(info["host"])
-        return f"{self.token}@{self.worker}", bool(info["has_base"])
+        info["id"] = f"{self.token}@{self.worker}"
+        return info
 
     def send(self, path: str, size: int, read_at: Callable[[int, int], bytes], doing: str) -> None:
         """Write ``size`` bytes (``read_at(offset, n)``) to ``path`` on the worker, a message at a time."""
@@ -1023,12 +1078,17 @@ class DaskDriver:
         self.send(path, len(data), lambda offset, n: data[offset : offset + n], "sending the lane's files")
 
     def read_file(self, path: str) -> bytes:
-        step = self.settings.message_bytes
-        size, first = self.call(_w_read, path, 0, step, doing="bringing the changes back")
+        first = self.call(_w_read, path, 0, self.settings.message_bytes, doing="bringing the changes back")
+        return self.read_rest(path, *first)
+
+    def read_rest(self, path: str, size: int, first: bytes) -> bytes:
+        """The whole of ``path`` (``size`` bytes) given its first piece, a message at a time."""
         pieces = [first]
         received = len(first)
         while received < size:
-            _, piece = self.call(_w_read, path, received, step, doing="bringing the changes back")
+            _, piece = self.call(
+                _w_read, path, received, self.settings.message_bytes, doing="bringing the changes back"
+            )
             if not piece:
                 break
             pieces.append(piece)
@@ -1170,28 +1230,35 @@ class DaskSandbox(RemoteSandbox):
             driver = self.make_driver(spec)
             handle.data.update(driver=driver, spec=spec)
             snap = snapshot(spec.worktree)
-            handle.provider_run_id, present = driver.open_lane(spec, lifetime, snap.key)
-            base_sent = self._ship_base(driver, snap, present, spec.worktree)
+            driver.take_worker(snap.key)
             delta = _pack(spec.worktree, snap.delta) if snap.delta else b""
-            before = driver.sent_bytes
-            inline: Any = None
-            delta_path = None
-            if delta and len(delta) <= self.options.message_bytes:
-                inline = driver.scatter(delta)
-            elif delta:
-                delta_path = f"{driver.root}/delta.tar"
-                driver.write_file(delta_path, delta)
-            driver.call(
-                _w_materialize,
-                driver.root,
-                driver.cache,
-                snap.key,
-                inline,
-                delta_path,
-                list(snap.delta),
-                list(snap.deletions),
-                doing="making the lane's copy",
-            )
+            copy: dict[str, Any] = {
+                "delta": driver.scatter(delta)
+                if delta and len(delta) <= self.options.message_bytes
+                else None,
+                "delta_path": None,
+                "paths": list(snap.delta),
+                "deletions": list(snap.deletions),
+            }
+            small = not delta or copy["delta"] is not None
+            # The usual case, a worker that has the base: one task opens the lane and makes its copy.
+            info = driver.open_lane(spec, lifetime, snap.key, copy if small else None)
+            handle.provider_run_id = info["id"]
+            base_sent = 0
+            if info["head"] is None:
+                base_sent = self._ship_base(driver, snap, bool(info["has_base"]), spec.worktree)
+                if not small:
+                    copy["delta_path"] = f"{driver.root}/delta.tar"
+                    driver.write_file(copy["delta_path"], delta)
+                driver.call(
+                    _w_materialize,
+                    driver.root,
+                    driver.cache,
+                    snap.key,
+                    *copy.values(),
+                    doing="making the lane's copy",
+                )
+            delta_sent = driver.sent_bytes - base_sent
         except WorkerLost as exc:
             self.teardown(handle)
             raise _lost(exc, spec) from exc
@@ -1203,7 +1270,7 @@ class DaskSandbox(RemoteSandbox):
             base_key=snap.key,
             base_files=len(snap.base),
             base_sent_bytes=base_sent,
-            delta_bytes=driver.sent_bytes - before,
+            delta_bytes=delta_sent,
             delta_files=len(snap.delta),
         )
         base = (
@@ -1213,7 +1280,7 @@ class DaskSandbox(RemoteSandbox):
         )
         handle.notices.append(
             f"dask: on worker {driver.worker} (host {driver.host}); {base}; "
-            f"this lane sent {_size(driver.sent_bytes - before)} ({len(snap.delta)} own files, "
+            f"this lane sent {_size(delta_sent)} ({len(snap.delta)} own files, "
             f"{len(snap.deletions)} deletions)"
         )
         return handle
@@ -1290,6 +1357,14 @@ class DaskSandbox(RemoteSandbox):
             super().collect(handle)
         except WorkerLost as exc:
             raise _lost(exc, handle.data["spec"]) from exc
+
+    def fetch_patch(self, driver: Any) -> bytes:
+        """One task computes the patch and brings its first piece; larger ones follow in pieces."""
+        assert isinstance(driver, DaskDriver)
+        size, first = driver.call(
+            _w_collect, driver.root, self.options.message_bytes, doing="computing the changes"
+        )
+        return driver.read_rest(f"{driver.root}/out.patch", size, first)
 
 
 def _clean_up_base_tars() -> None:

@@ -303,7 +303,23 @@ class RemoteSandbox:
     # --- collect ------------------------------------------------------------------------------------
 
     def collect(self, handle: SandboxHandle) -> None:
-        driver: RemoteDriver = handle.data["driver"]
+        data = self.fetch_patch(handle.data["driver"])
+        handle.data["patch_bytes"] = len(data)
+        if not data.strip():
+            return
+        applied = git_binary("apply", "--binary", "--whitespace=nowarn", "-", cwd=handle.worktree, input=data)
+        if applied.returncode != 0:
+            fd, kept = tempfile.mkstemp(prefix="spine-remote-", suffix=".patch")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            raise EnvironmentProblem(
+                f"{self.name}: the sandbox's changes do not apply to {handle.worktree}: "
+                f"{applied.stderr.decode(errors='replace').strip()}",
+                f"the patch is kept in {kept}",
+            )
+
+    def fetch_patch(self, driver: RemoteDriver) -> bytes:
+        """The copy's changes against its baseline as ``git diff --binary``, computed there, brought here."""
         root = driver.root
         work, patch = _q(root + "/work"), _q(root + "/out.patch")
         script = (
@@ -321,20 +337,7 @@ class RemoteSandbox:
             raise EnvironmentProblem(
                 f"{self.name}: computing the changes in the sandbox failed (exit {code}): {' / '.join(lines)}"
             )
-        data = driver.read_file(f"{root}/out.patch")
-        handle.data["patch_bytes"] = len(data)
-        if not data.strip():
-            return
-        applied = git_binary("apply", "--binary", "--whitespace=nowarn", "-", cwd=handle.worktree, input=data)
-        if applied.returncode != 0:
-            fd, kept = tempfile.mkstemp(prefix="spine-remote-", suffix=".patch")
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            raise EnvironmentProblem(
-                f"{self.name}: the sandbox's changes do not apply to {handle.worktree}: "
-                f"{applied.stderr.decode(errors='replace').strip()}",
-                f"the patch is kept in {kept}",
-            )
+        return driver.read_file(f"{root}/out.patch")
 
     # --- teardown -----------------------------------------------------------------------------------
 
