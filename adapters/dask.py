@@ -683,7 +683,7 @@ class _Cluster:
         key = (address, settings.direct)
         with cls._instances_lock:
             cluster = cls._instances.get(key)
-            if cluster is None or cluster.closed:
+            if cluster is None or cluster.closed or cluster.client.status in ("closing", "closed"):
                 cluster = cls._instances[key] = cls(address, settings)
             return cluster
 

@@ -10,8 +10,9 @@ their threads must cover the lanes) on 127.0.0.1, then, per round and interleave
 - the batch: ``--lanes`` such lanes at ``-j LANES``.
 
 For each, the wall time of ``spine batch``, spine's local CPU time (user + system of the spine
-process and the git processes it waited for, from ``wait4``) and the driver's peak memory (VmHWM
-of the spine process itself). Every lane's file is checked on its branch. Prints medians with
+process and the git processes it waited for, from ``wait4``), the driver's peak memory (VmHWM of
+the spine process itself) and the CPU the scheduler and workers used (with the commands and git
+they ran: on loopback they share this machine's cores with spine). Every lane's file is checked on its branch. Prints medians with
 min/max, the ratio of the batch to the floor (goal: at most 1.3x) and CPU per lane (goal: under
 0.2 s); ``--json FILE`` keeps the samples.
 """
@@ -119,6 +120,16 @@ def batch(repo: Path, lanes: int, seconds: float, backend: str = "dask") -> dict
     return {"wall": wall, "cpu": cpu, "rss_kib": float(peak_file.read_text())}
 
 
+def cluster_cpu(cluster: DaskCluster) -> float:
+    """CPU seconds the scheduler and workers used so far, with the commands and git they ran."""
+    total = 0.0
+    for proc in [cluster.scheduler, *cluster.workers.values()]:
+        assert proc is not None
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def describe(samples: list[float], unit: str = "s") -> str:
     med = statistics.median(samples)
     return f"{med:8.2f} {unit}  (min {min(samples):.2f}, max {max(samples):.2f})"
@@ -168,7 +179,9 @@ def main() -> None:
                 for variant in order:
                     lanes = 1 if variant == "floor" else args.lanes
                     backend = "local-worktree" if variant == "local" else "dask"
+                    before = cluster_cpu(cluster)
                     measured[variant] = batch(repo, lanes, args.seconds, backend)
+                    measured[variant]["cluster_cpu"] = cluster_cpu(cluster) - before
                 rounds.append(measured)
                 print(
                     f"round {index + 1}: "
@@ -196,6 +209,7 @@ def main() -> None:
     if args.local:
         print(f"  {'spine CPU per lane, local':30s} {describe(samples('local', 'cpu', True))}")
     print(f"  {'spine CPU, one-lane batch':30s} {describe(samples('floor', 'cpu'))}")
+    print(f"  {'cluster CPU per lane, dask':30s} {describe(samples('batch', 'cluster_cpu', True))}")
     print(
         f"  {'driver peak memory, dask':30s} {describe([x / 1024 for x in samples('batch', 'rss_kib')], 'MiB')}"
     )
