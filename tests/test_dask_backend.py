@@ -348,6 +348,24 @@ def test_the_base_goes_once_to_each_worker_and_each_lane_sends_only_its_own_file
     assert late.data["base_sent_bytes"] == 0 and "was already there" in late.notices[-1]
 
 
+def test_lane_data_through_the_scheduler_when_workers_are_out_of_reach(
+    repo: Path, tmp_path: Path, cluster: DaskCluster
+) -> None:
+    """``direct: false``: for clusters where spine reaches only the scheduler."""
+    worktree = _lane(repo, tmp_path)
+    (worktree / "own.txt").write_text("mine\n")
+    backend = _backend(cluster.address, direct=False)
+    handle = backend.prepare(_spec(worktree, repo))
+    try:
+        outcome = backend.exec(handle, ["sh", "-c", "cat own.txt > copied.txt"], env={}, timeout=30)
+        backend.collect(handle)
+    finally:
+        backend.teardown(handle)
+    assert outcome.exit_code == 0
+    assert (worktree / "copied.txt").read_text() == "mine\n"
+    assert handle.data["driver"].client.direct_to_workers is False
+
+
 def test_a_lane_that_changed_files_of_its_base_sends_them_and_deletions(
     repo: Path, tmp_path: Path, cluster: DaskCluster
 ) -> None:
