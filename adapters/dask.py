@@ -701,7 +701,7 @@ class _Cluster:
         distributed = importlib.import_module("distributed")
         # spine reports every failure in its own words; the client's own log lines (reconnect
         # attempts, tracebacks when the scheduler goes) would only bury them.
-        for name in ["distributed", *logging.root.manager.loggerDict]:
+        for name in ["distributed", *list(logging.root.manager.loggerDict)]:
             if name.startswith("distributed"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
         # The worker-side functions travel by value, so the workers need no spine.
@@ -714,7 +714,7 @@ class _Cluster:
                 direct_to_workers=settings.direct,
                 name="spine",
             )
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # OSError, TimeoutError, or ValueError for an address Dask cannot parse
             raise EnvironmentProblem(
                 f"dask: cannot connect to the scheduler at {address}: {exc}",
                 "is the scheduler running and reachable from here? (`spine backends dask` checks)",
@@ -761,6 +761,7 @@ class _Cluster:
                     raise WorkerLost(self.lost) from exc
                 self._workers = {str(k): int(v) for k, v in dict(answer).items()}
                 self._workers_at = time.monotonic()
+                self.lost = None
             return dict(self._workers)
 
     def check(self, worker: str, doing: str) -> None:
