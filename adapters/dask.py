@@ -123,8 +123,10 @@ while True:
 
 
 def _w_env() -> dict[str, str]:
-    """The worker's environment for git, without variables that would point git elsewhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    """The worker's environment for spine's own git: no GIT_* variables that would point git
+    elsewhere, and none of the worker user's git configuration (line endings, hooks, fsmonitor)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return {**env, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
 
 
 def _w_git(*args: str, cwd: str, stdin: bytes | None = None) -> bytes:
