@@ -766,9 +766,9 @@ class _Cluster:
                 self.lost = None
             return dict(self._workers)
 
-    def check(self, worker: str, doing: str) -> None:
-        """Raise WorkerLost when ``worker`` is no longer in the cluster."""
-        if worker not in self.workers():
+    def check(self, worker: str, doing: str, max_age: float = LIVENESS_EVERY) -> None:
+        """Raise WorkerLost when ``worker`` (or the scheduler) is no longer there."""
+        if worker not in self.workers(max_age):
             raise WorkerLost(
                 f"worker {worker} left the cluster while {doing} (it died or was stopped); "
                 "what the lane did there is lost"
@@ -1014,9 +1014,9 @@ class DaskDriver:
             return future.result()
         except Exception as exc:
             if future.status == "cancelled" or self.cluster.lost:
-                raise WorkerLost(
-                    self.cluster.lost or f"the scheduler canceled the task while {doing}"
-                ) from exc
+                # The client cancels its tasks when it loses the scheduler: say which went away.
+                self.cluster.check(self.worker, doing, max_age=0)
+                raise WorkerLost(f"the scheduler canceled the task while {doing}") from exc
             raise
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:

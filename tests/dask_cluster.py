@@ -76,8 +76,11 @@ def _ip(*args: str) -> None:
 class DaskCluster:
     """A scheduler and ``workers`` worker processes of ``threads`` threads each."""
 
-    def __init__(self, root: Path, *, workers: int = 2, threads: int = 8, hosts: bool = False) -> None:
+    def __init__(
+        self, root: Path, *, workers: int = 2, threads: int = 8, hosts: bool = False, death_timeout: int = 60
+    ) -> None:
         self.root = root
+        self.death_timeout = death_timeout
         self.threads = threads
         self.hosts = hosts
         self.address = ""
@@ -167,7 +170,7 @@ class DaskCluster:
         host = f"{self._subnet}.{int(name[1:]) + 2}" if netns else "127.0.0.1"
         self.workers[name] = self._dask(
             "worker", self.address, "--name", name, "--nthreads", str(threads or self.threads),
-            "--no-nanny", "--host", host, "--no-dashboard", "--death-timeout", "60",
+            "--no-nanny", "--host", host, "--no-dashboard", "--death-timeout", str(self.death_timeout),
             "--local-directory", str(self.root / f"local-{name}"),
             log=f"{name}.log", netns=netns,
         )  # fmt: skip
@@ -228,10 +231,12 @@ class DaskCluster:
 
 
 @contextlib.contextmanager
-def running_cluster(root: Path, *, workers: int = 2, threads: int = 8, hosts: bool = False) -> Iterator[DaskCluster]:
+def running_cluster(
+    root: Path, *, workers: int = 2, threads: int = 8, hosts: bool = False, death_timeout: int = 60
+) -> Iterator[DaskCluster]:
     """A started DaskCluster, stopped on exit."""
     require_dask()
-    cluster = DaskCluster(root, workers=workers, threads=threads, hosts=hosts)
+    cluster = DaskCluster(root, workers=workers, threads=threads, hosts=hosts, death_timeout=death_timeout)
     try:
         yield cluster.start()
     finally:

@@ -229,6 +229,25 @@ def test_output_streams_while_the_command_runs_so_idle_timeouts_hold(
     assert len(lines) >= 5  # they came in many events, not at the end
 
 
+def test_a_chatty_command_arrives_whole_and_in_order(repo: Path, tmp_path: Path, cluster: DaskCluster) -> None:
+    backend = _backend(cluster.address)
+    handle = backend.prepare(_spec(_lane(repo, tmp_path), repo))
+    chunks: list[bytes] = []
+    try:
+        outcome = backend.exec(
+            handle,
+            ["sh", "-c", "seq 1 200000; echo done >&2"],
+            env={},
+            timeout=60,
+            on_output=lambda stream, chunk: chunks.append(chunk) if stream == "stdout" else None,
+        )
+    finally:
+        backend.teardown(handle)
+    assert outcome.exit_code == 0 and outcome.tail[-1] in ("done", "200000")
+    assert b"".join(chunks) == "".join(f"{i}\n" for i in range(1, 200001)).encode()
+    assert len(chunks) > 10  # in many pieces: 1.3 MB does not travel as one event
+
+
 def test_the_timebox_is_enforced_on_the_worker(repo: Path, tmp_path: Path, cluster: DaskCluster) -> None:
     """Without spine's own watchdog (the driver's primitive alone), the worker stops the command."""
     backend = _backend(cluster.address)
@@ -413,6 +432,23 @@ def test_a_worker_killed_mid_lane_fails_the_lane_and_retry_runs_it_again(
         resumed = spine("resume", result["runId"], "--retry", cwd=repo, env=env, timeout=180)
         assert resumed.returncode == 0, resumed.stderr
     assert git("show", f"{result['branch']}:slow.txt", cwd=repo) == "finished"
+
+
+def test_the_scheduler_gone_mid_lane_fails_the_lane(spine: Spine, repo: Path, tmp_path: Path) -> None:
+    with running_cluster(tmp_path / "headless", workers=1, threads=4) as headless:
+        marker = _unique_sleep(60)
+        script = f"echo started; sleep {marker}; echo never > never.txt"
+        env = _env(headless.address)
+        proc = spine_background(spine, repo, env, "run", "--json", "--backend", "dask", "slow", "--", "sh", "-c", script)
+        assert _eventually(lambda: _processes_with(marker)), "the lane's command never started"
+        assert headless.scheduler is not None
+        headless.scheduler.kill()
+        headless.scheduler.wait()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    result = json.loads(out)
+    assert result["status"] == "failed"
+    assert f"lost the scheduler at {headless.address}" in result["summary"]
 
 
 def spine_background(spine: Spine, repo: Path, env: dict[str, str], *args: str) -> Any:
