@@ -221,7 +221,7 @@ class DaskCluster:
                     proc.send_signal(signal.SIGTERM)
             for proc in group:
                 try:
-                    proc.wait(timeout=10)
+                    proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
