@@ -70,6 +70,7 @@ SETTINGS = {
     "message_bytes": "the largest piece of lane data sent in one message (default 8 MiB)",
     "cache_dir": "directory on the workers for base caches and lane copies (default: each worker's local directory)",
     "cache_bases": "bases a worker keeps (default 8; the least recently used beyond that are removed)",
+    "pool": "finished lanes' copies a worker keeps per base for later lanes to reuse (default 8; 0: none)",
     "direct": "send lane data straight to the workers (default true; false routes it through the scheduler)",
     "max_lifetime": "the longest a lane's copy lives on a worker before the first keepalive (default 3600)",
 }
@@ -270,29 +271,51 @@ def _w_evict(cache: str, keep: int) -> None:
     recent = time.time() - 600  # a base shipped a moment ago may not be checked out yet
     for used, name in ready[keep:]:
         if name not in in_use and used < recent:
+            shutil.rmtree(os.path.join(cache, "pool", name), ignore_errors=True)  # they use its objects
             shutil.rmtree(os.path.join(bases, name), ignore_errors=True)
 
 
 _MATERIALIZE = r"""
 set -e
 cd "$1"
+if [ "$7" = reuse ]; then
+    # A copy a finished lane of this base left: a new .git, but its index, whose stat data lets
+    # git rewrite only the files that differ from the base.
+    mv .git/index ../index.reused
+    rm -rf .git
+fi
 git init -q --template=
 printf '[user]\n\tname = spine\n\temail = spine@localhost\n[core]\n\tautocrlf = false\n[commit]\n\tgpgsign = false\n' >> .git/config
 printf '%s\n' "$2" > .git/objects/info/alternates
+if [ "$7" = reuse ]; then mv ../index.reused .git/index; fi
+git read-tree --reset -u "$3"
+if [ "$7" = reuse ]; then git clean -ffdxq; fi
+if [ -s "$4" ]; then git rm -q -f --pathspec-from-file="$4" --pathspec-file-nul; fi
+if [ -s "$5" ]; then tar -xf "$5"; fi
+if [ -s "$6" ]; then git add -A -f --pathspec-from-file="$6" --pathspec-file-nul; fi
 if [ -s "$4" ] || [ -s "$5" ]; then
-    git read-tree "$3"
-    if [ -s "$4" ]; then git rm -q --cached --pathspec-from-file="$4" --pathspec-file-nul; fi
-    git checkout-index -a -f
-    if [ -s "$5" ]; then tar -xf "$5"; fi
-    if [ -s "$6" ]; then git add -A -f --pathspec-from-file="$6" --pathspec-file-nul; fi
     git commit -q --no-verify --allow-empty -m 'spine baseline'
 else
-    # Nothing of the lane's own: the cached base commit is the baseline.
-    git read-tree --reset -u "$3"
-    git update-ref HEAD "$3"
+    git update-ref HEAD "$3"  # nothing of the lane's own: the cached base commit is the baseline
 fi
 git rev-parse HEAD
 """
+
+
+def _w_take_pooled(cache: str, key: str, work: str) -> bool:
+    """Move a pooled copy of base ``key`` into ``work`` (an empty directory); False if none."""
+    pool = os.path.join(cache, "pool", key)
+    try:
+        names = sorted(os.listdir(pool))
+    except OSError:
+        return False
+    for name in names:
+        try:
+            os.rename(os.path.join(pool, name), work)  # atomic: one lane gets each copy
+        except OSError:
+            continue
+        return True
+    return False
 
 
 def _w_materialize(
@@ -304,8 +327,9 @@ def _w_materialize(
     paths: list[str],
     deletions: list[str],
 ) -> str:
-    """The lane's copy: the cached base checked out without the deleted files, the delta over it,
-    one baseline commit. One shell script: a Dask worker is a large process to fork from."""
+    """The lane's copy: the cached base checked out (into a pooled copy of it when there is one,
+    rewriting only what differs), the lane's deletions and delta over it, one baseline commit;
+    returns "BASELINE fresh|reused". One shell script: a Dask worker is a large process to fork."""
     base = os.path.join(cache, "bases", key)
     with open(os.path.join(base, "commit")) as handle:
         commit = handle.read().strip()
@@ -320,16 +344,26 @@ def _w_materialize(
         lists[name] = os.path.join(root, name)
         with open(lists[name], "wb") as out:
             out.write(b"".join(os.fsencode(item) + b"\0" for item in items))
-    proc = subprocess.run(
-        [
-            "/bin/sh", "-c", _MATERIALIZE, "sh", os.path.join(root, "work"),
-            os.path.join(base, "repo.git", "objects"), commit, lists["deletions"], delta_path or "", lists["paths"],
-        ],
-        env={**_w_env(), "GIT_LITERAL_PATHSPECS": "1"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )  # fmt: skip
+    work = os.path.join(root, "work")
+    reused = _w_take_pooled(cache, key, work)
+    while True:
+        proc = subprocess.run(
+            [
+                "/bin/sh", "-c", _MATERIALIZE, "sh", work, os.path.join(base, "repo.git", "objects"), commit,
+                lists["deletions"], delta_path or "", lists["paths"], "reuse" if reused else "fresh",
+            ],
+            env={**_w_env(), "GIT_LITERAL_PATHSPECS": "1"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )  # fmt: skip
+        if proc.returncode == 0 or not reused:
+            break
+        # A pooled copy that cannot be brought back (its command left something git cannot
+        # clean): start over from nothing.
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        reused = False
     for leftover in (delta_path, lists["deletions"], lists["paths"]):
         if leftover:
             with contextlib.suppress(OSError):
@@ -339,7 +373,7 @@ def _w_materialize(
         raise RuntimeError(f"making the lane's copy failed: {detail[-1] if detail else proc.returncode}")
     head = proc.stdout.decode().strip()
     _w_write_file(os.path.join(root, "base"), head)
-    return head
+    return f"{head} {'reused' if reused else 'fresh'}"
 
 
 _COLLECT = r"""
@@ -523,11 +557,21 @@ def _w_keepalive(root: str, seconds: float) -> None:
     _w_write_file(path, str(max(current, time.time() + seconds)))
 
 
-def _w_close(root: str) -> None:
-    """Kill what is left of the lane's command and remove its copy."""
+def _w_close(root: str, cache: str, pool: int) -> None:
+    """Kill what is left of the lane's command; keep its copy for a later lane of the same base
+    (up to ``pool`` per base) and remove the rest."""
     try:
         with open(os.path.join(root, "pgid")) as handle:
             os.killpg(int(handle.read()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "base-key")) as handle:
+            key = handle.read().strip()
+        pooled = os.path.join(cache, "pool", key)
+        os.makedirs(pooled, exist_ok=True)
+        if os.path.exists(os.path.join(root, "base")) and len(os.listdir(pooled)) < pool:
+            os.rename(os.path.join(root, "work"), os.path.join(pooled, os.path.basename(root)))
     except (OSError, ValueError):
         pass
     shutil.rmtree(root, ignore_errors=True)
@@ -565,6 +609,7 @@ class _Settings:
     message_bytes: int
     cache_dir: str | None
     cache_bases: int
+    pool: int
     direct: bool
     max_lifetime: float
 
@@ -594,6 +639,9 @@ class _Settings:
         cache_dir = raw.get("cache_dir")
         if cache_dir is not None and (not isinstance(cache_dir, str) or not os.path.isabs(cache_dir)):
             raise UsageError(f"backends.dask.cache_dir must be an absolute path, not {cache_dir!r}")
+        pool = raw.get("pool", 8)
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
+            raise UsageError(f"backends.dask.pool must be a whole number, 0 or more, not {pool!r}")
         direct = raw.get("direct", True)
         if not isinstance(direct, bool):
             raise UsageError(f"backends.dask.direct must be true or false, not {direct!r}")
@@ -604,6 +652,7 @@ class _Settings:
             message_bytes=number("message_bytes", DEFAULT_MESSAGE_BYTES, int),
             cache_dir=cache_dir,
             cache_bases=number("cache_bases", 8, int),
+            pool=pool,
             direct=direct,
             max_lifetime=number("max_lifetime", MAX_INITIAL_LIFETIME),
         )
@@ -1159,7 +1208,9 @@ class DaskDriver:
                 root, self.root = self.root, ""
                 with contextlib.suppress(Exception):
                     self.cluster.check(self.worker, "removing the lane's copy")
-                    self.call(_w_close, root, doing="removing the lane's copy")
+                    self.call(
+                        _w_close, root, self.cache, self.settings.pool, doing="removing the lane's copy"
+                    )
         finally:
             if self._slot:
                 self._slot = False
@@ -1248,12 +1299,13 @@ class DaskSandbox(RemoteSandbox):
             info = driver.open_lane(spec, lifetime, snap.key, copy if small else None)
             handle.provider_run_id = info["id"]
             base_sent = 0
-            if info["head"] is None:
+            made = info["head"]
+            if made is None:
                 base_sent = self._ship_base(driver, snap, bool(info["has_base"]), spec.worktree)
                 if not small:
                     copy["delta_path"] = f"{driver.root}/delta.tar"
                     driver.write_file(copy["delta_path"], delta)
-                driver.call(
+                made = driver.call(
                     _w_materialize,
                     driver.root,
                     driver.cache,
@@ -1262,6 +1314,7 @@ class DaskSandbox(RemoteSandbox):
                     doing="making the lane's copy",
                 )
             delta_sent = driver.sent_bytes - base_sent
+            reused = str(made).endswith(" reused")
         except WorkerLost as exc:
             self.teardown(handle)
             raise _lost(exc, spec) from exc
@@ -1275,6 +1328,7 @@ class DaskSandbox(RemoteSandbox):
             base_sent_bytes=base_sent,
             delta_bytes=delta_sent,
             delta_files=len(snap.delta),
+            copy_reused=reused,
         )
         base = (
             f"sent the base ({len(snap.base)} files, {_size(base_sent)}) to it"
@@ -1284,7 +1338,7 @@ class DaskSandbox(RemoteSandbox):
         handle.notices.append(
             f"dask: on worker {driver.worker} (host {driver.host}); {base}; "
             f"this lane sent {_size(delta_sent)} ({len(snap.delta)} own files, "
-            f"{len(snap.deletions)} deletions)"
+            f"{len(snap.deletions)} deletions); its copy {'reused a finished lane' if reused else 'is new'}"
         )
         return handle
 

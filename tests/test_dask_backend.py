@@ -144,6 +144,7 @@ def test_no_scheduler_named_is_an_environment_error(spine: Spine, repo: Path) ->
         ("message_bytes: -1", "backends.dask.message_bytes must be a positive number, not -1"),
         ("schedular: tcp://x:1", "unknown setting backends.dask.schedular in .spine.yaml"),
         ("cache_dir: relative/dir", "backends.dask.cache_dir must be an absolute path"),
+        ("pool: -2", "backends.dask.pool must be a whole number, 0 or more, not -2"),
     ],
 )
 def test_bad_settings_are_usage_errors(spine: Spine, repo: Path, yaml: str, message: str) -> None:
@@ -383,6 +384,69 @@ def test_lane_data_through_the_scheduler_when_workers_are_out_of_reach(
     assert outcome.exit_code == 0
     assert (worktree / "copied.txt").read_text() == "mine\n"
     assert handle.data["driver"].client.direct_to_workers is False
+
+
+def test_a_finished_lanes_copy_is_reused_and_comes_back_as_the_base(
+    repo: Path, tmp_path: Path, cluster: DaskCluster
+) -> None:
+    """A later lane of the same base on the same worker gets a pooled copy: nothing the earlier
+    command left survives (files, ignored files, changes, deletions, branches, hooks, config)."""
+    (repo / "unique.txt").write_text(uuid.uuid4().hex)  # a base of its own, on one worker
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a base of its own", cwd=repo)
+    backend = _backend(cluster.address)
+    mess = (
+        "echo junk > junk.txt; echo built > build.tmp; echo changed > README.md; rm src/other.txt; "
+        "mkdir -p deep/dir && echo x > deep/dir/x; git branch left-behind; git config core.editor vi; "
+        "mkdir -p .git/hooks && printf '#!/bin/sh\necho hooked\n' > .git/hooks/post-commit; "
+        "chmod +x .git/hooks/post-commit; git add -A; git commit -qm 'made by the command'"
+    )
+    first = backend.prepare(_spec(_lane(repo, tmp_path, "first"), repo))
+    try:
+        assert backend.exec(first, ["sh", "-c", mess], env={}, timeout=30).exit_code == 0
+        backend.collect(first)
+    finally:
+        backend.teardown(first)
+    second_tree = _lane(repo, tmp_path, "second")
+    (second_tree / "own.txt").write_text("mine\n")
+    second = backend.prepare(_spec(second_tree, repo))
+    look = (
+        "ls -A | sort | tr '\\n' ' '; echo; cat README.md; git status --porcelain | wc -l; "
+        "git branch | wc -l; git log --oneline | wc -l; ls .git/hooks 2>/dev/null | wc -l; "
+        "git config core.editor || echo no-editor; git commit -q --allow-empty -m probe; echo committed"
+    )
+    try:
+        outcome = backend.exec(second, ["sh", "-c", look], env={}, timeout=30)
+        backend.collect(second)
+    finally:
+        backend.teardown(second)
+    assert second.data["worker"] == first.data["worker"]
+    assert (first.data["copy_reused"], second.data["copy_reused"]) == (False, True)
+    assert "its copy reused a finished lane" in second.notices[-1]
+    assert outcome.tail == [
+        ".git .gitignore README.md own.txt src unique.txt ",
+        "# demo",
+        "0",  # clean: own.txt is in the baseline
+        "1",  # one branch
+        "1",  # one commit: the baseline
+        "0",  # no hooks
+        "no-editor",
+        "committed",  # and no post-commit hook ran
+    ], outcome.tail
+    assert (second_tree / "src" / "other.txt").exists()
+
+
+def test_pool_zero_keeps_no_copies(repo: Path, tmp_path: Path, cluster: DaskCluster) -> None:
+    (repo / "unique.txt").write_text(uuid.uuid4().hex)
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a base of its own", cwd=repo)
+    backend = _backend(cluster.address, pool=0)
+    handles = []
+    for name in ("first", "second"):
+        handle = backend.prepare(_spec(_lane(repo, tmp_path, name), repo))
+        backend.teardown(handle)
+        handles.append(handle)
+    assert [h.data["copy_reused"] for h in handles] == [False, False]
 
 
 def test_a_lane_that_changed_files_of_its_base_sends_them_and_deletions(
