@@ -5,8 +5,9 @@
 
 Generates a repository (``repogen.py``), starts a loopback cluster of ``--workers`` workers and
 prepares ``--lanes`` lane worktrees on it at once (each with one untracked file of its own), then
-a second round of as many lanes, as a later batch would. For every lane it records the bytes
-spine sent (the base, when that lane was the one to ship it, and the lane's own delta) and the
+a second round of as many lanes, as a later batch would (its lanes can reuse the first round's
+copies from the workers' pools). For every lane it records the bytes spine sent (the base, when
+that lane was the one to ship it, and the lane's own delta), whether its copy was reused and the
 time ``prepare`` took; next to it, the bytes the plain remote protocol (``remote.py``: a tar of
 every tracked and untracked file, per lane) would have sent.
 """
@@ -58,7 +59,7 @@ def prepare_round(
         seconds = time.perf_counter() - started
         backend.teardown(handle)
         with lock:
-            rows.append({**{k: handle.data[k] for k in ("worker", "base_sent_bytes", "delta_bytes")},
+            rows.append({**{k: handle.data[k] for k in ("worker", "base_sent_bytes", "delta_bytes", "copy_reused")},
                          "seconds": seconds, "path": path})  # fmt: skip
 
     threads = [threading.Thread(target=one, args=(path,)) for path in worktrees]
@@ -85,14 +86,18 @@ def report(name: str, rows: list[dict[str, Any]]) -> None:
     print(f"  own files per lane:       {statistics.median(r['delta_bytes'] for r in rows):8.0f} B  (median)")
     print(f"  sent in all:              {mib(sent)}")
     print(f"  plain remote protocol:    {mib(plain)}  ({plain / max(sent, 1):.0f}x as much)")
-    firsts = [r["seconds"] for r in shipped]
-    others = [r["seconds"] for r in rows if not r["base_sent_bytes"]]
-    if firsts:
-        print(f"  prepare, lanes that shipped the base: {statistics.median(firsts):6.2f} s (median)")
-    if others:
-        print(
-            f"  prepare, the other lanes:             {statistics.median(others):6.2f} s (median, max {max(others):.2f})"
-        )
+    print(f"  copies reused from pools: {sum(r['copy_reused'] for r in rows)} of {len(rows)}")
+    groups = {
+        "lanes that shipped the base": shipped,
+        "lanes with a new copy": [r for r in rows if not r["base_sent_bytes"] and not r["copy_reused"]],
+        "lanes with a reused copy": [r for r in rows if r["copy_reused"]],
+    }
+    for label, group in groups.items():
+        if group:
+            times = [r["seconds"] for r in group]
+            print(
+                f"  prepare, {label + ':':28s} {statistics.median(times):6.2f} s (median, max {max(times):.2f})"
+            )
 
 
 def main() -> None:
