@@ -303,25 +303,7 @@ class RemoteSandbox:
     # --- collect ------------------------------------------------------------------------------------
 
     def collect(self, handle: SandboxHandle) -> None:
-        driver: RemoteDriver = handle.data["driver"]
-        root = driver.root
-        work, patch = _q(root + "/work"), _q(root + "/out.patch")
-        script = (
-            f"set -e; cd {work}; git add -A; "
-            f'git diff --cached --binary --full-index -M "$(cat {_q(root + "/base")})" > {patch}'
-        )
-        lines: deque[str] = deque(maxlen=20)
-        code = driver.run(
-            script,
-            env={},
-            timeout=300,
-            on_output=lambda _s, chunk: lines.extend(chunk.decode(errors="replace").splitlines()),
-        )
-        if code != 0:
-            raise EnvironmentProblem(
-                f"{self.name}: computing the changes in the sandbox failed (exit {code}): {' / '.join(lines)}"
-            )
-        data = driver.read_file(f"{root}/out.patch")
+        data = self.fetch_patch(handle.data["driver"])
         handle.data["patch_bytes"] = len(data)
         if not data.strip():
             return
@@ -348,6 +330,27 @@ class RemoteSandbox:
                 f"{applied.stderr.decode(errors='replace').strip()}",
                 f"the patch is kept in {kept}",
             )
+
+    def fetch_patch(self, driver: RemoteDriver) -> bytes:
+        """The copy's changes against its baseline as ``git diff --binary``, computed there, brought here."""
+        root = driver.root
+        work, patch = _q(root + "/work"), _q(root + "/out.patch")
+        script = (
+            f"set -e; cd {work}; git add -A; "
+            f'git diff --cached --binary --full-index -M "$(cat {_q(root + "/base")})" > {patch}'
+        )
+        lines: deque[str] = deque(maxlen=20)
+        code = driver.run(
+            script,
+            env={},
+            timeout=300,
+            on_output=lambda _s, chunk: lines.extend(chunk.decode(errors="replace").splitlines()),
+        )
+        if code != 0:
+            raise EnvironmentProblem(
+                f"{self.name}: computing the changes in the sandbox failed (exit {code}): {' / '.join(lines)}"
+            )
+        return driver.read_file(f"{root}/out.patch")
 
     # --- teardown -----------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "e2b": "spine.adapters.e2b:E2BSandbox",
     "vercel-sandbox": "spine.adapters.vercel_sandbox:VercelSandbox",
     "cloudflare-sandbox": "spine.adapters.cloudflare_sandbox:CloudflareSandbox",
+    "dask": "spine.adapters.dask:DaskSandbox",
 }
 
 
