@@ -16,6 +16,8 @@ import os
 import secrets
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +219,10 @@ def check_env(ctx: ExecutionContext, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+class GateCanceled(Exception):
+    """The gate's checks were stopped by a cancel request: there is no verdict, and none is cached."""
+
+
 def run_gate(
     ctx: ExecutionContext,
     *,
@@ -230,11 +236,8 @@ def run_gate(
     on_check: Callable[[CheckSpec], None] | None = None,
 ) -> GateVerdict:
     """Decide whether ``rev`` may land on ``into``: merge, then run ``checks`` on the merged tree."""
-    import time
-
     started = time.monotonic()
     merge = merge_trees(ctx, into_sha, rev_sha)
-    key = checks_hash(checks, dict(ctx.config.env))
     if merge.tree is None:
         return GateVerdict(
             passed=False,
@@ -243,17 +246,17 @@ def run_gate(
             rev_sha=rev_sha,
             into=into,
             into_sha=into_sha,
-            checks_hash=key,
+            checks_hash=checks_hash(checks, dict(ctx.config.env)),
             conflicts=merge.conflicts,
             decided_at=now_iso(),
             duration_seconds=round(time.monotonic() - started, 3),
         )
     if use_cache:
-        cached = load_cached(ctx, merge.tree, key)
+        cached = cached_verdict(
+            ctx, merge.tree, checks, rev=rev, rev_sha=rev_sha, into=into, into_sha=into_sha
+        )
         if cached is not None:
-            # The same tree may come from other parents: report this request's names, the old decision.
-            update = {"rev": rev, "rev_sha": rev_sha, "into": into, "into_sha": into_sha, "cached": True}
-            return cached.model_copy(update=update)
+            return cached
     commit = git(
         "commit-tree",
         merge.tree,
@@ -266,12 +269,76 @@ def run_gate(
         cwd=ctx.repo.primary_checkout,
         env=_MERGE_IDENTITY,
     ).stdout.strip()
+    return gate_tree(
+        ctx,
+        tree=merge.tree,
+        commit=commit,
+        rev=rev,
+        rev_sha=rev_sha,
+        into=into,
+        into_sha=into_sha,
+        checks=checks,
+        use_cache=False,
+        echo=echo,
+        on_check=on_check,
+        started=started,
+    )
+
+
+def cached_verdict(
+    ctx: ExecutionContext,
+    tree: str,
+    checks: Sequence[CheckSpec],
+    *,
+    rev: str,
+    rev_sha: str,
+    into: str,
+    into_sha: str,
+) -> GateVerdict | None:
+    """The cached verdict on ``tree`` with ``checks``, reported under this request's names; or None."""
+    cached = load_cached(ctx, tree, checks_hash(checks, dict(ctx.config.env)))
+    if cached is None:
+        return None
+    # The same tree may come from other parents: report this request's names, the old decision.
+    update = {"rev": rev, "rev_sha": rev_sha, "into": into, "into_sha": into_sha, "cached": True}
+    return cached.model_copy(update=update)
+
+
+def gate_tree(
+    ctx: ExecutionContext,
+    *,
+    tree: str,
+    commit: str,
+    rev: str,
+    rev_sha: str,
+    into: str,
+    into_sha: str,
+    checks: Sequence[CheckSpec],
+    use_cache: bool = True,
+    echo: OutputSink | None = None,
+    on_check: Callable[[CheckSpec], None] | None = None,
+    cancel: threading.Event | None = None,
+    started: float | None = None,
+) -> GateVerdict:
+    """Run ``checks`` on ``commit`` (whose tree is ``tree``) in a throwaway checkout; cache the verdict.
+
+    The merge is already made: this is the half of the gate that ``spine gate`` shares with promotion
+    and the landing queue, which test commits they computed themselves. With ``use_cache`` the same
+    tree with the same checks is answered from the cache. A set ``cancel`` event stops the running
+    check and raises ``GateCanceled``; nothing is cached then.
+    """
+    started = time.monotonic() if started is None else started
+    key = checks_hash(checks, dict(ctx.config.env))
+    if use_cache:
+        cached = cached_verdict(ctx, tree, checks, rev=rev, rev_sha=rev_sha, into=into, into_sha=into_sha)
+        if cached is not None:
+            return cached
     results: list[GateCheckResult] = []
     if checks:
-        log_dir = ctx.state.gate_logs(merge.tree, key)
+        log_dir = ctx.state.gate_logs(tree, key)
         shutil.rmtree(log_dir, ignore_errors=True)
         log_dir.mkdir(parents=True, exist_ok=True)
-        with throwaway_checkout(ctx, commit, merge.tree) as worktree:
+        with throwaway_checkout(ctx, commit, tree) as worktree:
             from spine.workspace.worktrees import copy_included
 
             copy_included(ctx.repo.primary_checkout, worktree, list(ctx.config.setup.copy_files))
@@ -282,21 +349,24 @@ def run_gate(
                     "SPINE_GATE_REV_SHA": rev_sha,
                     "SPINE_GATE_INTO": into,
                     "SPINE_GATE_INTO_SHA": into_sha,
-                    "SPINE_GATE_TREE": merge.tree,
+                    "SPINE_GATE_TREE": tree,
                     "SPINE_WORKTREE": str(worktree),
                 },
             )
             for index, check in enumerate(checks):
+                if cancel is not None and cancel.is_set():
+                    raise GateCanceled()
                 if on_check:
                     on_check(check)
-                results.append(
-                    _run_check(ctx, check, worktree, env, log_dir / f"{index}-{_safe(check.name)}.log", echo)
-                )
+                log_path = log_dir / f"{index}-{_safe(check.name)}.log"
+                results.append(_run_check(ctx, check, worktree, env, log_path, echo, cancel))
+                if cancel is not None and cancel.is_set():
+                    raise GateCanceled()
     passed = all(r.status == "passed" for r in results)
     verdict = GateVerdict(
         passed=passed,
         reason="passed" if passed else "check-failed",
-        merged_tree=merge.tree,
+        merged_tree=tree,
         merge_commit=commit,
         checks=results,
         rev=rev,
@@ -307,7 +377,7 @@ def run_gate(
         decided_at=now_iso(),
         duration_seconds=round(time.monotonic() - started, 3),
     )
-    atomic_write_text(cache_file(ctx, merge.tree, key), verdict.to_json())
+    atomic_write_text(cache_file(ctx, tree, key), verdict.to_json())
     return verdict
 
 
@@ -322,6 +392,7 @@ def _run_check(
     env: dict[str, str],
     log_path: Path,
     echo: OutputSink | None,
+    cancel: threading.Event | None = None,
 ) -> GateCheckResult:
     """Run one gate check; what it prints reaches the log, the terminal and the verdict with secrets masked."""
     from spine.base.ids import format_duration
@@ -343,6 +414,7 @@ def _run_check(
             env=env,
             timeout=check.timeout if check.timeout is not None else ctx.config.timeout,
             on_output=sink,
+            cancel=cancel,
             supervise=True,
         )
         for name, stream in streams.items():
