@@ -400,6 +400,8 @@ class LandQueue:
         """Decide every queued lane; return the finished state."""
         while self.state.undecided():
             head = self._target_sha()
+            if self._adopt_abandoned(head):
+                continue
             checkout = target_checkout(self.ctx, self.target, again=self.again)
             candidates = self._screen(head)
             if not candidates:
@@ -771,8 +773,19 @@ class LandQueue:
             with _deferred_interrupts():
                 self._record_landing(pending)
         else:
+            self.state.abandoned.append(pending)
             self.state.pending = None
             self.save()
+
+    def _adopt_abandoned(self, head: str) -> bool:
+        """Record a move found not made on resume that the target has after all; True if one was."""
+        for pending in list(self.state.abandoned):
+            if self.ctx.git.is_ancestor(pending.after, head):
+                self.state.abandoned.remove(pending)
+                with _deferred_interrupts():
+                    self._record_landing(pending)
+                return True
+        return False
 
     def _record_landing(self, pending: PendingMove) -> None:
         batch = [lane.lane_id for lane in pending.lanes]

@@ -91,6 +91,11 @@ class LandState(_State):
     checks_hash: str
     decisions: list[LandDecision] = Field(default_factory=list, description="in the order they were made")
     pending: PendingMove | None = None
+    abandoned: list[PendingMove] = Field(
+        default_factory=list,
+        description="moves found not made when the queue resumed; recorded after all if the target gets them "
+        "(a git process of a killed queue may still finish its move)",
+    )
     gate_runs: int = Field(default=0, description="gates whose checks ran")
     gate_cached: int = Field(default=0, description="gates answered from the verdict cache")
     moves: int = Field(default=0, description="times the queue moved the target")
