@@ -103,7 +103,6 @@ class Step:
     lane: Candidate
     commit: str
     tree: str
-    commits: list[str]
     rebased: bool
 
 
@@ -348,6 +347,7 @@ class LandQueue:
         self.target, self.ref = target_ref(ctx, state.target)
         self.cancel = threading.Event()
         self.again = f"run `spine land {state.run_id}` again"
+        self.ident = ctx.git.identity_env()
 
     # --- recording -------------------------------------------------------------------------------
 
@@ -403,7 +403,7 @@ class LandQueue:
             if self._adopt_abandoned(head):
                 continue
             checkout = target_checkout(self.ctx, self.target, again=self.again)
-            candidates = self._screen(head)
+            candidates = self._screen()
             if not candidates:
                 continue
             projection = self._project(head, candidates)
@@ -456,21 +456,30 @@ class LandQueue:
             )
         return sha
 
-    def _screen(self, head: str) -> list[Candidate]:
+    def _screen(self) -> list[Candidate]:
         """The undecided lanes that can be projected; decides (final) those that cannot land at all."""
+        undecided = self.state.undecided()
+        results = {lane_id: self._result(lane_id) for lane_id in undecided}
+        branches = [r.branch for r in results.values() if r is not None and r.branch]
+        # Every branch in one git process; when one is gone, each is resolved on its own below.
+        shas = self.ctx.git.resolve_commits([f"refs/heads/{b}" for b in branches]) if branches else None
+        known = dict(zip(branches, shas, strict=True)) if shas is not None else {}
         candidates: list[Candidate] = []
-        queue = self.state.queue
-        for lane_id in self.state.undecided():
-            position = queue.index(lane_id)
-            decision, candidate = self._screen_one(lane_id, position, head)
+        for lane_id in undecided:
+            decision, candidate = self._screen_one(lane_id, results[lane_id], known)
             if decision is not None:
                 self._decide(decision)
             elif candidate is not None:
                 candidates.append(candidate)
         return candidates
 
+    def _result(self, lane_id: str) -> LaneResult | None:
+        if not self.ctx.state.result_file(self.state.run_id, lane_id).is_file():
+            return None
+        return load_result(self.ctx, self.state.run_id, lane_id)
+
     def _screen_one(
-        self, lane_id: str, position: int, head: str
+        self, lane_id: str, result: LaneResult | None, known: dict[str, str]
     ) -> tuple[LandDecision | None, Candidate | None]:
         run_id, now = self.state.run_id, now_iso()
 
@@ -479,24 +488,24 @@ class LandQueue:
                 lane_id=lane_id, outcome="ejected", kind=kind, reason=reason, decided_at=now
             ), None
 
-        def already(reason: str, sha: str | None) -> tuple[LandDecision, None]:
-            return (
-                LandDecision(
-                    lane_id=lane_id, outcome="already-landed", reason=reason, lane_head=sha, decided_at=now
-                ),
-                None,
+        if result is None or result.status != LaneStatus.SUCCEEDED:
+            return eject(
+                "not-succeeded", f"the lane {_status_phrase(result.status.value if result else None)}"
             )
-
-        status = _status(self.ctx, self.run, lane_id)
-        if status != LaneStatus.SUCCEEDED.value:
-            return eject("not-succeeded", f"the lane {_status_phrase(status)}")
-        result = load_result(self.ctx, run_id, lane_id)
         if result.promotion is not None:
             p = result.promotion
-            return already(f"landed before on {p.target} ({p.strategy}, {p.promoted_at})", p.lane_head)
+            reason = f"landed before on {p.target} ({p.strategy}, {p.promoted_at})"
+            decision = LandDecision(
+                lane_id=lane_id,
+                outcome="already-landed",
+                reason=reason,
+                lane_head=p.lane_head,
+                decided_at=now,
+            )
+            return decision, None
         if not result.branch or parse_lane_branch(result.branch) is None:
             return eject("no-branch", "the lane ran in place: it has no lane branch to land")
-        lane_sha = self.ctx.git.branch_sha(result.branch)
+        lane_sha = known.get(result.branch) or self.ctx.git.branch_sha(result.branch)
         if lane_sha is None:
             return eject("no-branch", f"its branch {result.branch} no longer exists")
         if result.head_sha and lane_sha != result.head_sha:
@@ -519,10 +528,8 @@ class LandQueue:
                     f"it needs lane {need}, which has not landed and is not in this queue "
                     f"(land both: spine land {run_id} {need} {lane_id})",
                 )
-        if self.ctx.git.is_ancestor(lane_sha, head):
-            return already(f"its commits are already in {self.target}", lane_sha)
         needs = _needs(self.run, lane_id)
-        return None, Candidate(lane_id, position, result, lane_sha, needs)
+        return None, Candidate(lane_id, self.state.queue.index(lane_id), result, lane_sha, needs)
 
     def _landed_elsewhere(self, lane_id: str) -> bool:
         if not self.ctx.state.result_file(self.state.run_id, lane_id).is_file():
@@ -552,6 +559,7 @@ class LandQueue:
             landing = landing_commit(
                 self.ctx,
                 self.state.strategy,
+                ident=self.ident,
                 target=self.target,
                 target_sha=head,
                 lane_sha=cand.lane_sha,
@@ -580,7 +588,7 @@ class LandQueue:
                 projection.left_out.append((cand.position, decision))
                 out[cand.lane_id] = "conflict"
                 continue
-            tree = self.ctx.git.tree_of(landing.commit)
+            tree = landing.tree or self.ctx.git.tree_of(landing.commit)
             if tree == head_tree:
                 decision = LandDecision(
                     lane_id=cand.lane_id,
@@ -591,10 +599,7 @@ class LandQueue:
                 )
                 projection.left_out.append((cand.position, decision))
                 continue
-            commits = git(
-                "rev-list", "--reverse", f"{head}..{landing.commit}", cwd=self.ctx.repo.primary_checkout
-            ).stdout.split()
-            projection.steps.append(Step(cand, landing.commit, tree, commits, landing.rebased))
+            projection.steps.append(Step(cand, landing.commit, tree, landing.rebased))
             head, head_tree = landing.commit, tree
         return projection
 
@@ -707,6 +712,7 @@ class LandQueue:
         each lane as landed. False when the target moved under the queue (nothing was changed)."""
         steps = projection.steps[:count]
         lane_ids = [s.lane.lane_id for s in steps]
+        commits = self._own_commits(projection.base, [s.commit for s in steps])
         pending = PendingMove(
             before=projection.base,
             after=steps[-1].commit,
@@ -714,10 +720,8 @@ class LandQueue:
             gate="cached" if verdict.cached else "passed",
             checkout=str(checkout) if checkout is not None else None,
             lanes=[
-                LandedLane(
-                    lane_id=s.lane.lane_id, lane_head=s.lane.lane_sha, commits=s.commits, rebased=s.rebased
-                )
-                for s in steps
+                LandedLane(lane_id=s.lane.lane_id, lane_head=s.lane.lane_sha, commits=c, rebased=s.rebased)
+                for s, c in zip(steps, commits, strict=True)
             ],
         )
         timeout = self.ctx.config.lock_timeout
@@ -755,6 +759,37 @@ class LandQueue:
                 _crash_point("moved")
                 self._record_landing(pending)
         return True
+
+    def _own_commits(self, base: str, heads: list[str]) -> list[list[str]]:
+        """For each of ``heads`` (each descending from the one before, the first from ``base``), the
+        commits it adds to the one before, oldest first; one git process for all of them."""
+        listing = git(
+            "rev-list", "--reverse", "--parents", f"{base}..{heads[-1]}", cwd=self.ctx.repo.primary_checkout
+        ).stdout
+        order: list[str] = []
+        parents: dict[str, list[str]] = {}
+        for line in listing.splitlines():
+            sha, *rest = line.split()
+            order.append(sha)
+            parents[sha] = rest
+
+        def reach(head: str) -> set[str]:
+            seen: set[str] = set()
+            stack = [head]
+            while stack:
+                sha = stack.pop()
+                if sha in parents and sha not in seen:
+                    seen.add(sha)
+                    stack.extend(parents[sha])
+            return seen
+
+        found: list[list[str]] = []
+        before: set[str] = set()
+        for head in heads:
+            reached = reach(head)
+            found.append([sha for sha in order if sha in reached and sha not in before])
+            before = reached
+        return found
 
     def _moved_under(self, before: str) -> None:
         now = self.ctx.git.resolve_commit(self.ref) or "deleted"

@@ -9,6 +9,7 @@ out (git itself refuses to overwrite local changes there), or, when no checkout 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -96,6 +97,7 @@ class LandingCommit:
     conflicts: list[str] = field(default_factory=list)
     detail: str = ""  # why a replay failed when git named no conflicting path
     rebased: bool = False  # the lane's commits were replayed on the target because its merge conflicted
+    tree: str | None = None  # the commit's tree, when it was computed on the way
 
 
 def landing_commit(
@@ -109,6 +111,7 @@ def landing_commit(
     lane_id: str,
     objective: str,
     rebase_on_conflict: bool = False,
+    ident: Mapping[str, str] | None = None,
 ) -> LandingCommit:
     """The commit the target should point at after landing ``lane_sha`` on ``target_sha``, or the
     paths that conflict; changes no ref or checkout.
@@ -116,6 +119,7 @@ def landing_commit(
     With ``rebase_on_conflict``, a ``merge`` or ``squash`` whose merge conflicts is tried once more
     on the lane's commits replayed one by one on the target (a replay skips commits the target
     already has, such as those of a lane this one was stacked on); it lands that way when clean.
+    ``ident`` is the identity of the commits made (default: ``Repository.identity_env()``).
     """
     from spine.landing.gate import merge_trees
 
@@ -127,19 +131,19 @@ def landing_commit(
                 f"use --strategy rebase, merge or squash: spine promote {label} --strategy rebase",
             )
         return LandingCommit(lane_sha)
+    ident = ident if ident is not None else ctx.git.identity_env()
     if strategy == "rebase":
-        return _replay(ctx, target_sha=target_sha, lane_sha=lane_sha)
+        return _replay(ctx, target_sha=target_sha, lane_sha=lane_sha, ident=ident)
     merge = merge_trees(ctx, target_sha, lane_sha)
     tree, head, rebased = merge.tree, lane_sha, False
     if tree is None:
         if not rebase_on_conflict:
             return LandingCommit(None, merge.conflicts)
-        replayed = _replay(ctx, target_sha=target_sha, lane_sha=lane_sha)
+        replayed = _replay(ctx, target_sha=target_sha, lane_sha=lane_sha, ident=ident)
         if replayed.commit is None:
             return LandingCommit(None, merge.conflicts or replayed.conflicts, replayed.detail)
         tree, head, rebased = ctx.git.tree_of(replayed.commit), replayed.commit, True
     primary = ctx.repo.primary_checkout
-    ident = ctx.git.identity_env()
     if strategy == "merge":
         message = f"Merge lane {label} into {target}\n\n{objective}\n\n{_trailers(run_id, lane_id)}\n"
         parents = ["-p", target_sha, "-p", head]
@@ -150,7 +154,7 @@ def landing_commit(
     commit = git(
         "commit-tree", tree, *parents, "-F", "-", cwd=primary, env=ident, input=message
     ).stdout.strip()
-    return LandingCommit(commit, rebased=rebased)
+    return LandingCommit(commit, rebased=rebased, tree=tree)
 
 
 def compute_landing(
@@ -191,7 +195,9 @@ def compute_landing(
     )
 
 
-def _replay(ctx: ExecutionContext, *, target_sha: str, lane_sha: str) -> LandingCommit:
+def _replay(
+    ctx: ExecutionContext, *, target_sha: str, lane_sha: str, ident: Mapping[str, str]
+) -> LandingCommit:
     """Replay the lane's commits on the target in a throwaway worktree; no user checkout is touched."""
     from spine.landing.gate import throwaway_checkout
 
@@ -208,7 +214,7 @@ def _replay(ctx: ExecutionContext, *, target_sha: str, lane_sha: str) -> Landing
             target_sha,
             target_sha,
             cwd=tmp,
-            env=ctx.git.identity_env(),
+            env=ident,
             check=False,
         )
         if proc.returncode != 0:
