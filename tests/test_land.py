@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -351,3 +352,20 @@ def test_a_second_queue_of_the_same_run_is_refused_while_one_works(two: Path, sp
     with hold(lock, "landing run r"):
         proc = spine("land", "r", cwd=two)
     assert proc.returncode == 3 and "land.lock" in proc.stderr and "landing run r" in proc.stderr
+
+
+def test_secrets_in_check_output_reach_no_report(tmp_path: Path, spine: Spine) -> None:
+    secret = "hunter2-landing-secret"
+    check = f'if [ -e mod_bad.py ]; then echo "deploying with $DEPLOY_TOKEN failed"; exit 1; fi; {sys.executable} check.py'
+    repo = make_repo(tmp_path, check=check, extra_config=f"env:\n  DEPLOY_TOKEN: {secret}\n")
+    run_lanes(spine, repo, {"ok": {"mod_ok.py": "X = 1\n"}, "bad": {"mod_bad.py": "Y = 1\n"}})
+    junit = tmp_path / "land.xml"
+
+    proc = spine("land", "r", "--junit", str(junit), cwd=repo)
+    assert proc.returncode == 1
+    bad = decisions(state_of(repo))["bad"]
+    assert bad["kind"] == "check-failed"
+    assert any("deploying with [REDACTED] failed" in line for line in bad["outputTail"])
+    shown = [proc.stdout, proc.stderr, junit.read_text(), json.dumps(state_of(repo)), json.dumps(result_of(repo, "bad"))]
+    assert all(secret not in text for text in shown)
+    assert "[REDACTED]" in junit.read_text() and "[REDACTED]" in proc.stdout
