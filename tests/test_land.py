@@ -369,3 +369,51 @@ def test_secrets_in_check_output_reach_no_report(tmp_path: Path, spine: Spine) -
     shown = [proc.stdout, proc.stderr, junit.read_text(), json.dumps(state_of(repo)), json.dumps(result_of(repo, "bad"))]
     assert all(secret not in text for text in shown)
     assert "[REDACTED]" in junit.read_text() and "[REDACTED]" in proc.stdout
+
+
+def test_sigterm_during_parallel_gates_stops_them_and_the_queue_resumes(tmp_path: Path, spine: Spine) -> None:
+    import os
+    import signal
+    import time
+
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    # Each check takes a while, then leaves a mark: a check that was stopped leaves none.
+    check = f"sleep 1 && touch {finished}/$SPINE_GATE_TREE && {sys.executable} check.py"
+    repo = make_repo(tmp_path, check=check)
+    run_lanes(spine, repo, SIX_LANES)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spine", "land", "r", "-j", "2"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and gate_runs_so_far(repo) < 1:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the whole batch failed: two gates of the bisection run their checks now
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "`spine land r` resumes" in err
+    marks = set(os.listdir(finished))
+    time.sleep(1.5)
+    assert set(os.listdir(finished)) == marks, "a stopped check ran on"
+    assert len(marks) == 1  # only the whole batch's gate had finished
+    gates = repo / ".git" / "spine" / "worktrees" / ".gate"
+    assert not gates.exists() or not any(gates.iterdir()), "a gate worktree was left behind"
+    assert state_of(repo)["finishedAt"] is None and state_of(repo)["decisions"] == []
+
+    resumed = spine.json("land", "r", "--json", "-q", cwd=repo, expect=1)
+    got = decisions(resumed)
+    assert {lane for lane, d in got.items() if d["outcome"] == "landed"} == {"one", "two", "three", "six"}
+    assert resumed["gateCached"] >= 1  # the whole batch was not tested again
+
+
+def gate_runs_so_far(repo: Path) -> int:
+    """The gate runs the queue of run r has recorded (0 before its state exists)."""
+    try:
+        return int(state_of(repo)["gateRuns"])
+    except (OSError, ValueError):
+        return 0
