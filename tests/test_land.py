@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Spine, git, write_files
 from tests.landqueue import (
+    BASE_FILES,
     SIX_LANES,
     decisions,
     events_of,
@@ -140,20 +141,31 @@ def test_relanding_after_a_fix_tests_only_what_changed(six: Path, spine: Spine) 
     assert landed_lanes(repo).count("five") == 1
 
 
-def test_a_batch_that_passes_lands_in_one_move_with_one_gate(tmp_path: Path, spine: Spine) -> None:
+@pytest.mark.parametrize(("strategy", "new_commits"), [("merge", 10), ("squash", 5), ("rebase", 5)])
+def test_a_batch_that_passes_lands_in_one_move_with_one_gate(
+    tmp_path: Path, spine: Spine, strategy: str, new_commits: int
+) -> None:
     repo = make_repo(tmp_path)
     lanes = {f"l{i}": {f"mod_l{i}.py": f"VALUE = {i}\n"} for i in range(5)}
     run_lanes(spine, repo, lanes)
     git("checkout", "-q", "--detach", cwd=repo)  # main checked out nowhere: only the ref moves
     start = git("rev-parse", "main", cwd=repo)
 
-    state = spine.json("land", "r", "--json", "--strategy", "squash", cwd=repo)
+    state = spine.json("land", "r", "--json", "--strategy", strategy, cwd=repo)
     assert state["gateRuns"] == 1 and state["moves"] == 1
     assert all(d["outcome"] == "landed" and d["batch"] == list(lanes) for d in state["decisions"])
-    assert landed_lanes(repo, since=start) == list(lanes)
-    assert len(git("rev-list", f"{start}..main", cwd=repo).split()) == 5  # squash: one commit per lane
+    # merge: a merge commit and the lane's commit each; squash: one commit; rebase: the lane's commit replayed
+    assert len(git("rev-list", f"{start}..main", cwd=repo).split()) == new_commits
+    assert sorted(git("ls-tree", "--name-only", "main", cwd=repo).split()) == sorted(
+        [*BASE_FILES, ".spine.yaml", *(f"mod_{lane}.py" for lane in lanes)]
+    )
+    if strategy != "rebase":  # a replayed commit keeps the lane's own message
+        assert landed_lanes(repo, since=start) == list(lanes)
     assert git("reflog", "show", "--format=%H", "main", cwd=repo).split()[:2] == [state["targetEnd"], start]
     assert git("rev-parse", "HEAD", cwd=repo) == start  # no checkout was touched
+    for lane in lanes:
+        commits = result_of(repo, lane)["promotion"]["commits"]
+        assert len(commits) == new_commits // 5
 
 
 def test_named_lanes_land_in_the_order_given(six: Path, spine: Spine) -> None:
