@@ -196,7 +196,7 @@ def land(
                 _same_request(state, lanes, into, strategy)
                 queue.say(f"resuming the landing queue of {run_id} into {state.target} ({state.strategy})")
                 return queue.work()
-        state = new_state(ctx, store, run, lanes, into=into, strategy=strategy or "merge")
+        state = new_state(ctx, run, lanes, into=into, strategy=strategy or "merge")
         queue = LandQueue(ctx, store, run, state, jobs=jobs, progress=progress)
         queue.save()
         store.event("land-started", target=state.target, strategy=state.strategy, queue=state.queue)
@@ -224,7 +224,6 @@ def _same_request(
 
 def new_state(
     ctx: ExecutionContext,
-    store: RunStore,
     run: RunState,
     lanes: Sequence[str],
     *,
