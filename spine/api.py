@@ -24,6 +24,7 @@ from spine.workspace.store import RunStore
 if TYPE_CHECKING:
     from spine.drive.loop import StepListener
     from spine.lane.runtime import Echo
+    from spine.model.land import LandState, LandStrategy
 
 Listen = Callable[[RunState], "StepListener"]
 
@@ -132,6 +133,27 @@ def results(ctx: ExecutionContext, run_id: str) -> list[LaneResult]:
 def result(ctx: ExecutionContext, run_id: str, lane_id: str) -> LaneResult:
     """The result of lane RUN/LANE."""
     return load_result(ctx, run_id, lane_id)
+
+
+def land(
+    ctx: ExecutionContext,
+    run_id: str,
+    lanes: Sequence[str] = (),
+    *,
+    into: str | None = None,
+    strategy: LandStrategy | None = None,
+    jobs: int = 1,
+    restart: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> LandState:
+    """Land the succeeded lanes of run ``run_id`` (or ``lanes``, in that order) through the landing
+    queue: the target moves only to trees that passed the gate (docs/land.md). Resumes an unfinished
+    queue of the run."""
+    from spine.landing.land import land as land_queue
+
+    return land_queue(
+        ctx, run_id, lanes, into=into, strategy=strategy, jobs=jobs, restart=restart, progress=progress
+    )
 
 
 def _refuse_dirty_checkout(ctx: ExecutionContext, backend: str) -> None:

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backends": ("spine.commands.backends", "List isolation backends: usable here or why not."),
     "gate": ("spine.commands.gate", "Test the merge of a revision into a branch; cache the verdict."),
     "promote": ("spine.commands.promote", "Land a finished lane on its target branch."),
+    "land": ("spine.commands.land", "Land many lanes through a merge queue: each tested on what lands."),
     "gc": ("spine.commands.gc", "Clean up finished and dead lanes without losing uncommitted work."),
     "hooks": ("spine.commands.hooks", "Install the git hooks that run the gate (pre-push)."),
     "ops": ("spine.commands.ops", "List the operators (named lane recipes) configured in .spine.yaml."),

@@ -62,6 +62,7 @@ CALLS: list[tuple[list[str], int]] = [
     (["score", "done/ok", "--json"], 0),
     (["promote", "done/ok", "--json"], 0),
     (["gc", "--dry-run", "--json"], 0),
+    (["land", "done", "ok", "--json"], 0),
     (["backends", "--json"], 0),
     (["context", "--json"], 0),
     (["ops", "--json"], 0),

@@ -16,6 +16,8 @@ import os
 import secrets
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +98,24 @@ class MergeResult:
 
 
 def resolve_commit(ctx: ExecutionContext, rev: str, *, what: str, cwd: Path | None = None) -> str:
-    """Resolve ``rev`` in the checkout spine was started in (or ``cwd``), or raise a UsageError naming ``what``."""
-    return ctx.git.require_commit(rev, what=what, at=cwd or ctx.workspace.current_worktree)
+    """Resolve ``rev`` to a commit SHA or raise a UsageError naming ``what`` it was meant to be."""
+    if not rev.strip() or rev.startswith("-") or "\0" in rev:
+        raise UsageError(f"invalid {what} {rev!r}", "name a branch, tag or commit, e.g. main")
+    proc = git(
+        "rev-parse",
+        "--verify",
+        "-q",
+        "--end-of-options",
+        f"{rev}^{{commit}}",
+        cwd=cwd or ctx.workspace.current_worktree,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise UsageError(
+            f"unknown {what} {rev!r}: no branch, tag or commit has that name",
+            "check `git branch -a` and `git log --oneline`",
+        )
+    return proc.stdout.strip()
 
 
 def merge_trees(ctx: ExecutionContext, into_sha: str, rev_sha: str) -> MergeResult:
@@ -201,6 +219,10 @@ def check_env(ctx: ExecutionContext, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+class GateCanceled(Exception):
+    """The gate's checks were stopped by a cancel request: there is no verdict, and none is cached."""
+
+
 def run_gate(
     ctx: ExecutionContext,
     *,
@@ -219,12 +241,8 @@ def run_gate(
     The checks run in the isolation of ``backend`` (default: the configured one), like a lane's
     checks, unless ``checks_on_host`` says otherwise: the tree holds what a lane's command wrote.
     """
-    import time
-
     started = time.monotonic()
     merge = merge_trees(ctx, into_sha, rev_sha)
-    isolation = _isolation(ctx, backend or ctx.backend)
-    key = checks_hash(checks, {**ctx.config.env, "SPINE_GATE_ISOLATION": isolation or "host"})
     if merge.tree is None:
         return GateVerdict(
             passed=False,
@@ -233,17 +251,17 @@ def run_gate(
             rev_sha=rev_sha,
             into=into,
             into_sha=into_sha,
-            checks_hash=key,
+            checks_hash=gate_key(ctx, checks, backend),
             conflicts=merge.conflicts,
             decided_at=now_iso(),
             duration_seconds=round(time.monotonic() - started, 3),
         )
     if use_cache:
-        cached = load_cached(ctx, merge.tree, key)
+        cached = cached_verdict(
+            ctx, merge.tree, checks, rev=rev, rev_sha=rev_sha, into=into, into_sha=into_sha, backend=backend
+        )
         if cached is not None:
-            # The same tree may come from other parents: report this request's names, the old decision.
-            update = {"rev": rev, "rev_sha": rev_sha, "into": into, "into_sha": into_sha, "cached": True}
-            return cached.model_copy(update=update)
+            return cached
     commit = git(
         "commit-tree",
         merge.tree,
@@ -256,12 +274,82 @@ def run_gate(
         cwd=ctx.repo.primary_checkout,
         env=_MERGE_IDENTITY,
     ).stdout.strip()
+    return gate_tree(
+        ctx,
+        tree=merge.tree,
+        commit=commit,
+        rev=rev,
+        rev_sha=rev_sha,
+        into=into,
+        into_sha=into_sha,
+        checks=checks,
+        use_cache=False,
+        echo=echo,
+        on_check=on_check,
+        started=started,
+        backend=backend,
+    )
+
+
+def cached_verdict(
+    ctx: ExecutionContext,
+    tree: str,
+    checks: Sequence[CheckSpec],
+    *,
+    rev: str,
+    rev_sha: str,
+    into: str,
+    into_sha: str,
+    backend: str | None = None,
+) -> GateVerdict | None:
+    """The cached verdict on ``tree`` with ``checks``, reported under this request's names; or None."""
+    cached = load_cached(ctx, tree, gate_key(ctx, checks, backend))
+    if cached is None:
+        return None
+    # The same tree may come from other parents: report this request's names, the old decision.
+    update = {"rev": rev, "rev_sha": rev_sha, "into": into, "into_sha": into_sha, "cached": True}
+    return cached.model_copy(update=update)
+
+
+def gate_tree(
+    ctx: ExecutionContext,
+    *,
+    tree: str,
+    commit: str,
+    rev: str,
+    rev_sha: str,
+    into: str,
+    into_sha: str,
+    checks: Sequence[CheckSpec],
+    use_cache: bool = True,
+    echo: OutputSink | None = None,
+    on_check: Callable[[CheckSpec], None] | None = None,
+    cancel: threading.Event | None = None,
+    started: float | None = None,
+    backend: str | None = None,
+) -> GateVerdict:
+    """Run ``checks`` on ``commit`` (whose tree is ``tree``) in a throwaway checkout; cache the verdict.
+
+    The merge is already made: this is the half of the gate that ``spine gate`` shares with promotion
+    and the landing queue, which test commits they computed themselves. With ``use_cache`` the same
+    tree with the same checks is answered from the cache. A set ``cancel`` event stops the running
+    check and raises ``GateCanceled``; nothing is cached then.
+    """
+    started = time.monotonic() if started is None else started
+    isolation = _isolation(ctx, backend or ctx.backend)
+    key = gate_key(ctx, checks, backend)
+    if use_cache:
+        cached = cached_verdict(
+            ctx, tree, checks, rev=rev, rev_sha=rev_sha, into=into, into_sha=into_sha, backend=backend
+        )
+        if cached is not None:
+            return cached
     results: list[GateCheckResult] = []
     if checks:
-        log_dir = ctx.state.gate_logs(merge.tree, key)
+        log_dir = ctx.state.gate_logs(tree, key)
         shutil.rmtree(log_dir, ignore_errors=True)
         log_dir.mkdir(parents=True, exist_ok=True)
-        with throwaway_checkout(ctx, commit, merge.tree) as worktree:
+        with throwaway_checkout(ctx, commit, tree) as worktree:
             from spine.workspace.worktrees import copy_included
 
             copy_included(ctx.repo.primary_checkout, worktree, list(ctx.config.setup.copy_files))
@@ -272,21 +360,25 @@ def run_gate(
                     "SPINE_GATE_REV_SHA": rev_sha,
                     "SPINE_GATE_INTO": into,
                     "SPINE_GATE_INTO_SHA": into_sha,
-                    "SPINE_GATE_TREE": merge.tree,
+                    "SPINE_GATE_TREE": tree,
                     "SPINE_WORKTREE": str(worktree),
                 },
             )
-            with _check_runner(ctx, isolation, worktree, merge.tree) as runner:
+            with _check_runner(ctx, isolation, worktree, tree, cancel) as runner:
                 for index, check in enumerate(checks):
+                    if cancel is not None and cancel.is_set():
+                        raise GateCanceled()
                     if on_check:
                         on_check(check)
-                    log = log_dir / f"{index}-{_safe(check.name)}.log"
-                    results.append(_run_check(ctx, check, worktree, env, log, echo, runner))
+                    log_path = log_dir / f"{index}-{_safe(check.name)}.log"
+                    results.append(_run_check(ctx, check, worktree, env, log_path, echo, runner))
+                    if cancel is not None and cancel.is_set():
+                        raise GateCanceled()
     passed = all(r.status == "passed" for r in results)
     verdict = GateVerdict(
         passed=passed,
         reason="passed" if passed else "check-failed",
-        merged_tree=merge.tree,
+        merged_tree=tree,
         merge_commit=commit,
         checks=results,
         rev=rev,
@@ -297,7 +389,7 @@ def run_gate(
         decided_at=now_iso(),
         duration_seconds=round(time.monotonic() - started, 3),
     )
-    atomic_write_json(cache_file(ctx, merge.tree, key), verdict.to_json())
+    atomic_write_json(cache_file(ctx, tree, key), verdict.to_json())
     return verdict
 
 
@@ -306,6 +398,12 @@ def _safe(name: str) -> str:
 
 
 CheckRunner = Callable[[list[str], dict[str, str], "float | None", OutputSink], ProcessOutcome]
+
+
+def gate_key(ctx: ExecutionContext, checks: Sequence[CheckSpec], backend: str | None = None) -> str:
+    """The cache key of a gate's checks: what they are, their environment, and where they run."""
+    isolation = _isolation(ctx, backend or ctx.backend)
+    return checks_hash(checks, {**ctx.config.env, "SPINE_GATE_ISOLATION": isolation or "host"})
 
 
 def _isolation(ctx: ExecutionContext, backend: str) -> str | None:
@@ -321,7 +419,11 @@ def _isolation(ctx: ExecutionContext, backend: str) -> str | None:
 
 @contextlib.contextmanager
 def _check_runner(
-    ctx: ExecutionContext, isolation: str | None, worktree: Path, tree: str
+    ctx: ExecutionContext,
+    isolation: str | None,
+    worktree: Path,
+    tree: str,
+    cancel: threading.Event | None = None,
 ) -> Iterator[CheckRunner]:
     """Runs gate checks on the host (under the subreaper) or in a sandbox of ``isolation``."""
     if isolation is None:
@@ -329,7 +431,9 @@ def _check_runner(
         def on_host(
             argv: list[str], env: dict[str, str], timeout: float | None, sink: OutputSink
         ) -> ProcessOutcome:
-            return run_process(argv, cwd=worktree, env=env, timeout=timeout, on_output=sink, supervise=True)
+            return run_process(
+                argv, cwd=worktree, env=env, timeout=timeout, on_output=sink, cancel=cancel, supervise=True
+            )
 
         yield on_host
         return
@@ -355,7 +459,7 @@ def _check_runner(
         def in_sandbox(
             argv: list[str], env: dict[str, str], timeout: float | None, sink: OutputSink
         ) -> ProcessOutcome:
-            return sandbox.exec(handle, argv, env=env, timeout=timeout, on_output=sink)
+            return sandbox.exec(handle, argv, env=env, timeout=timeout, on_output=sink, cancel=cancel)
 
         yield in_sandbox
     finally:

@@ -9,13 +9,14 @@ out (git itself refuses to overwrite local changes there), or, when no checkout 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from spine.base.errors import ExitCode, SpineError, UsageError
 from spine.base.git import git
-from spine.model.result import LaneResult
+from spine.model.result import LaneResult, Promotion
 from spine.model.state import RunState
 from spine.workspace.context import ExecutionContext, lane_branch, parse_lane_branch
 from spine.workspace.store import RunStore
@@ -88,6 +89,74 @@ def _trailers(run_id: str, lane_id: str) -> str:
     return f"Spine-Run: {run_id}\nSpine-Lane: {lane_id}"
 
 
+@dataclass(frozen=True)
+class LandingCommit:
+    """What landing a lane on one target commit gives: the commit the target would point at, or why not."""
+
+    commit: str | None
+    conflicts: list[str] = field(default_factory=list)
+    detail: str = ""  # why a replay failed when git named no conflicting path
+    rebased: bool = False  # the lane's commits were replayed on the target because its merge conflicted
+    tree: str | None = None  # the commit's tree, when it was computed on the way
+
+
+def landing_commit(
+    ctx: ExecutionContext,
+    strategy: Strategy,
+    *,
+    target: str,
+    target_sha: str,
+    lane_sha: str,
+    run_id: str,
+    lane_id: str,
+    objective: str,
+    rebase_on_conflict: bool = False,
+    ident: Mapping[str, str] | None = None,
+) -> LandingCommit:
+    """The commit the target should point at after landing ``lane_sha`` on ``target_sha``, or the
+    paths that conflict; changes no ref or checkout.
+
+    With ``rebase_on_conflict``, a ``merge`` or ``squash`` whose merge conflicts is tried once more
+    on the lane's commits replayed one by one on the target (a replay skips commits the target
+    already has, such as those of a lane this one was stacked on); it lands that way when clean.
+    ``ident`` is the identity of the commits made (default: ``Repository.identity_env()``).
+    """
+    from spine.landing.gate import merge_trees
+
+    label = f"{run_id}/{lane_id}"
+    if strategy == "ff-only":
+        if not ctx.git.is_ancestor(target_sha, lane_sha):
+            raise PromoteRefused(
+                f"{target} has commits the lane branch does not have, so it cannot be fast-forwarded",
+                f"use --strategy rebase, merge or squash: spine promote {label} --strategy rebase",
+            )
+        return LandingCommit(lane_sha)
+    ident = ident if ident is not None else ctx.git.identity_env()
+    if strategy == "rebase":
+        return _replay(ctx, target_sha=target_sha, lane_sha=lane_sha, ident=ident)
+    merge = merge_trees(ctx, target_sha, lane_sha)
+    tree, head, rebased = merge.tree, lane_sha, False
+    if tree is None:
+        if not rebase_on_conflict:
+            return LandingCommit(None, merge.conflicts)
+        replayed = _replay(ctx, target_sha=target_sha, lane_sha=lane_sha, ident=ident)
+        if replayed.commit is None:
+            return LandingCommit(None, merge.conflicts or replayed.conflicts, replayed.detail)
+        tree, head, rebased = ctx.git.tree_of(replayed.commit), replayed.commit, True
+    primary = ctx.repo.primary_checkout
+    if strategy == "merge":
+        message = f"Merge lane {label} into {target}\n\n{objective}\n\n{_trailers(run_id, lane_id)}\n"
+        parents = ["-p", target_sha, "-p", head]
+    else:
+        subjects = git("log", "--reverse", "--format=* %s", f"{target_sha}..{head}", cwd=primary).stdout
+        message = f"{objective}\n\n{subjects.strip()}\n\n{_trailers(run_id, lane_id)}\n"
+        parents = ["-p", target_sha]
+    commit = git(
+        "commit-tree", tree, *parents, "-F", "-", cwd=primary, env=ident, input=message
+    ).stdout.strip()
+    return LandingCommit(commit, rebased=rebased, tree=tree)
+
+
 def compute_landing(
     ctx: ExecutionContext,
     strategy: Strategy,
@@ -101,44 +170,42 @@ def compute_landing(
     objective: str,
 ) -> str:
     """The commit the target should point at after landing ``lane_sha``; changes no ref or checkout."""
-    from spine.landing.gate import merge_trees
-
-    primary = ctx.repo.primary_checkout
     label = f"{run_id}/{lane_id}"
-    if strategy == "ff-only":
-        if not ctx.git.is_ancestor(target_sha, lane_sha):
-            raise PromoteRefused(
-                f"{target} has commits the lane branch does not have, so it cannot be fast-forwarded",
-                f"use --strategy rebase, merge or squash: spine promote {label} --strategy rebase",
-            )
-        return lane_sha
+    landing = landing_commit(
+        ctx,
+        strategy,
+        target=target,
+        target_sha=target_sha,
+        lane_sha=lane_sha,
+        run_id=run_id,
+        lane_id=lane_id,
+        objective=objective,
+    )
+    if landing.commit is not None:
+        return landing.commit
     if strategy == "rebase":
-        return _rebase(ctx, target=target, target_sha=target_sha, lane_sha=lane_sha, label=label)
-    merge = merge_trees(ctx, target_sha, lane_sha)
-    if merge.tree is None:
-        raise PromoteRefused(
-            f"lane {label} conflicts with {target} in: {', '.join(merge.conflicts)}",
-            resolve_by_hand(label, target),
-        )
-    ident = ctx.git.identity_env()
-    if strategy == "merge":
-        message = f"Merge lane {label} into {target}\n\n{objective}\n\n{_trailers(run_id, lane_id)}\n"
-        parents = ["-p", target_sha, "-p", lane_sha]
-    else:
-        subjects = git("log", "--reverse", "--format=* %s", f"{target_sha}..{lane_sha}", cwd=primary).stdout
-        message = f"{objective}\n\n{subjects.strip()}\n\n{_trailers(run_id, lane_id)}\n"
-        parents = ["-p", target_sha]
-    return git(
-        "commit-tree", merge.tree, *parents, "-F", "-", cwd=primary, env=ident, input=message
-    ).stdout.strip()
+        from spine.landing.gate import merge_trees
+
+        detail = f" in: {', '.join(landing.conflicts)}" if landing.conflicts else f": {landing.detail}"
+        if merge_trees(ctx, target_sha, lane_sha).tree is not None:
+            hint = f"--strategy merge lands it cleanly: spine promote {label} --strategy merge"
+        else:
+            hint = resolve_by_hand(label, target)
+        raise PromoteRefused(f"the commits of lane {label} do not apply cleanly on {target}{detail}", hint)
+    raise PromoteRefused(
+        f"lane {label} conflicts with {target} in: {', '.join(landing.conflicts)}",
+        resolve_by_hand(label, target),
+    )
 
 
-def _rebase(ctx: ExecutionContext, *, target: str, target_sha: str, lane_sha: str, label: str) -> str:
+def _replay(
+    ctx: ExecutionContext, *, target_sha: str, lane_sha: str, ident: Mapping[str, str]
+) -> LandingCommit:
     """Replay the lane's commits on the target in a throwaway worktree; no user checkout is touched."""
     from spine.landing.gate import throwaway_checkout
 
     if ctx.git.is_ancestor(target_sha, lane_sha):
-        return lane_sha  # already on top of the target: nothing to replay
+        return LandingCommit(lane_sha)  # already on top of the target: nothing to replay
     with throwaway_checkout(ctx, lane_sha, "rebase") as tmp:
         # Hooks of the user's repository are not run on commits they never made in this checkout.
         proc = git(
@@ -150,23 +217,14 @@ def _rebase(ctx: ExecutionContext, *, target: str, target_sha: str, lane_sha: st
             target_sha,
             target_sha,
             cwd=tmp,
-            env=ctx.git.identity_env(),
+            env=ident,
             check=False,
         )
         if proc.returncode != 0:
             conflicts = git("diff", "--name-only", "--diff-filter=U", cwd=tmp, check=False).stdout.split()
             git("rebase", "--abort", cwd=tmp, check=False)
-            detail = f" in: {', '.join(conflicts)}" if conflicts else f": {proc.stderr.strip()[-300:]}"
-            from spine.landing.gate import merge_trees
-
-            if merge_trees(ctx, target_sha, lane_sha).tree is not None:
-                hint = f"--strategy merge lands it cleanly: spine promote {label} --strategy merge"
-            else:
-                hint = resolve_by_hand(label, target)
-            raise PromoteRefused(
-                f"the commits of lane {label} do not apply cleanly on {target}{detail}", hint
-            )
-        return git("rev-parse", "HEAD", cwd=tmp).stdout.strip()
+            return LandingCommit(None, sorted(conflicts), proc.stderr.strip()[-300:])
+        return LandingCommit(git("rev-parse", "HEAD", cwd=tmp).stdout.strip())
 
 
 def resolve_by_hand(label: str, target: str) -> str:
@@ -281,15 +339,7 @@ def _promote(
             "what would land is not what the lane's checks saw",
             f"re-check it with `spine gate --lane {label}` and land it with --force, or run the lane again",
         )
-    target = into or run.target_ref
-    if (
-        git("check-ref-format", "--branch", target, cwd=ctx.repo.primary_checkout, check=False).returncode
-        != 0
-    ):
-        raise UsageError(f"invalid target branch {target!r}", "name a local branch, e.g. --into main")
-    if target.startswith("refs/"):
-        target = target.removeprefix("refs/heads/")
-    ref = f"refs/heads/{target}"
+    target, ref = target_ref(ctx, into or run.target_ref)
 
     with hold(ctx.state.lock_file("promote"), f"promoting lane {label}", ctx.config.lock_timeout):
         target_sha = ctx.git.resolve_commit(ref)
@@ -298,14 +348,7 @@ def _promote(
                 f"the target {target!r} is not a local branch",
                 "promote onto a local branch: pass --into BRANCH (git branch lists them)",
             )
-        checkouts = find_target_checkouts(ctx, target)
-        for co in checkouts:
-            if co.operation:
-                raise PromoteRefused(
-                    f"{co.operation} is in progress in {co.path}, which has {target} checked out; nothing was changed",
-                    "finish it or abort it there (e.g. git rebase --continue / --abort), then promote again",
-                )
-        checkout = next((co.path for co in checkouts if co.has_target), None)
+        checkout = target_checkout(ctx, target, again="promote again")
         if ctx.git.is_ancestor(lane_sha, target_sha):
             return Landing(target, target_sha, target_sha, [], checkout, already=True)
         new_sha = compute_landing(
@@ -322,66 +365,123 @@ def _promote(
         if new_sha != lane_sha and ctx.git.tree_of(new_sha) == ctx.git.tree_of(target_sha):
             # The lane's change is in the target already (landed before a crash, or by hand):
             # landing it again would add an empty commit. Record it as landed instead.
-            _record(
-                ctx, store, result, strategy, target, target_sha, target_sha, lane_sha, [], None, None, force
+            record_promotion(
+                ctx,
+                store,
+                result,
+                _promotion(strategy, target, target_sha, target_sha, lane_sha, [], None, None, force),
             )
             return Landing(target, target_sha, target_sha, [], checkout, already=True)
         gate_verdict: Literal["passed", "cached"] | None = None
         if use_gate:
             gate_verdict = _gate(ctx, target, target_sha, new_sha, label, echo_gate, result.sandbox_backend)
-        changed = set(
-            git("diff", "--name-only", "-z", target_sha, new_sha, cwd=ctx.repo.primary_checkout).stdout.split(
-                "\0"
-            )
-        ) - {""}
-        if checkout is not None:
-            in_the_way = dirty_paths_in_the_way(checkout, changed)
-            if in_the_way:
-                raise PromoteRefused(
-                    f"{checkout} has uncommitted changes to files the promotion would change: "
-                    f"{', '.join(in_the_way)}; nothing was changed",
-                    "commit or stash them there (git stash), then promote again",
-                )
-            proc = git("merge", "--ff-only", "--quiet", new_sha, cwd=checkout, check=False)
-            if proc.returncode != 0:
-                raise PromoteRefused(
-                    f"git refused to update {target} in {checkout}: {proc.stderr.strip()[-300:]}",
-                    "commit or stash the local changes there, then promote again",
-                )
-        else:
-            git(
-                "update-ref",
-                "-m",
-                f"spine promote {label} ({strategy})",
-                ref,
-                new_sha,
-                target_sha,
-                cwd=ctx.repo.primary_checkout,
-            )
+        move_target(
+            ctx,
+            target=target,
+            before=target_sha,
+            after=new_sha,
+            checkout=checkout,
+            reason=f"spine promote {label} ({strategy})",
+            again="promote again",
+        )
         commits = git(
             "rev-list", "--reverse", f"{target_sha}..{new_sha}", cwd=ctx.repo.primary_checkout
         ).stdout.split()
-        _record(
-            ctx,
-            store,
-            result,
-            strategy,
-            target,
-            target_sha,
-            new_sha,
-            lane_sha,
-            commits,
-            checkout,
-            gate_verdict,
-            force,
+        promotion = _promotion(
+            strategy, target, target_sha, new_sha, lane_sha, commits, checkout, gate_verdict, force
         )
+        record_promotion(ctx, store, result, promotion)
         return Landing(target, target_sha, new_sha, commits, checkout)
 
 
-def _record(
+class TargetMoved(PromoteRefused):
+    """The target branch moved between reading it and moving it; nothing was changed. Exit 1."""
+
+
+def target_ref(ctx: ExecutionContext, target: str) -> tuple[str, str]:
+    """(branch name, full ref) of a landing target given as ``main`` or ``refs/heads/main``."""
+    if (
+        git("check-ref-format", "--branch", target, cwd=ctx.repo.primary_checkout, check=False).returncode
+        != 0
+    ):
+        raise UsageError(f"invalid target branch {target!r}", "name a local branch, e.g. --into main")
+    if target.startswith("refs/"):
+        target = target.removeprefix("refs/heads/")
+    return target, f"refs/heads/{target}"
+
+
+def target_checkout(ctx: ExecutionContext, target: str, *, again: str) -> Path | None:
+    """The checkout that has ``target`` checked out, if any; refuses while an operation is stopped
+    half-way in a checkout of it (``again`` says what to do after finishing or aborting it)."""
+    checkouts = find_target_checkouts(ctx, target)
+    for co in checkouts:
+        if co.operation:
+            raise PromoteRefused(
+                f"{co.operation} is in progress in {co.path}, which has {target} checked out; nothing was changed",
+                f"finish it or abort it there (e.g. git rebase --continue / --abort), then {again}",
+            )
+    return next((co.path for co in checkouts if co.has_target), None)
+
+
+def move_target(
     ctx: ExecutionContext,
-    store: RunStore,
-    result: LaneResult,
+    *,
+    target: str,
+    before: str,
+    after: str,
+    checkout: Path | None,
+    reason: str,
+    again: str,
+) -> None:
+    """Move ``target`` from ``before`` to ``after`` (a descendant of it), as a compare-and-swap.
+
+    In the checkout that has it, with ``git merge --ff-only`` (git refuses to overwrite local
+    changes; spine first names the ones in the way); elsewhere with ``git update-ref REF NEW OLD``.
+    When the target is no longer at ``before`` (someone pushed meanwhile) it raises ``TargetMoved``
+    and the target keeps what was pushed.
+    """
+    ref = f"refs/heads/{target}"
+    primary = ctx.repo.primary_checkout
+
+    def moved() -> TargetMoved | None:
+        now = ctx.git.resolve_commit(ref)
+        if now == before:
+            return None
+        return TargetMoved(
+            f"{target} moved while landing ({before[:12]} -> {(now or 'deleted')[:12]}); nothing was changed",
+            f"the new commits stay; {again}",
+        )
+
+    if checkout is not None:
+        changed = set(git("diff", "--name-only", "-z", before, after, cwd=primary).stdout.split("\0")) - {""}
+        in_the_way = dirty_paths_in_the_way(checkout, changed)
+        if in_the_way:
+            raise PromoteRefused(
+                f"{checkout} has uncommitted changes to files the promotion would change: "
+                f"{', '.join(in_the_way)}; nothing was changed",
+                f"commit or stash them there (git stash), then {again}",
+            )
+        problem = moved()
+        if problem is not None:
+            raise problem
+        proc = git("merge", "--ff-only", "--quiet", after, cwd=checkout, check=False)
+        if proc.returncode != 0:
+            raise moved() or PromoteRefused(
+                f"git refused to update {target} in {checkout}: {proc.stderr.strip()[-300:]}",
+                f"commit or stash the local changes there, then {again}",
+            )
+        return
+    proc = git("update-ref", "-m", reason, ref, after, before, cwd=primary, check=False)
+    if proc.returncode != 0:
+        problem = moved()
+        if problem is not None:
+            raise problem
+        from spine.base.git import GitFailed
+
+        raise GitFailed(["update-ref", ref, after, before], proc.returncode, proc.stderr)
+
+
+def _promotion(
     strategy: Strategy,
     target: str,
     before: str,
@@ -391,13 +491,10 @@ def _record(
     checkout: Path | None,
     gate_verdict: Literal["passed", "cached"] | None,
     force: bool,
-) -> None:
-    """Record the promotion in the lane's result and the run's journal."""
-    from spine.base.files import atomic_write_json
+) -> Promotion:
     from spine.base.ids import now_iso
-    from spine.model.result import Promotion
 
-    promotion = Promotion(
+    return Promotion(
         strategy=strategy,
         target=target,
         target_before=before,
@@ -409,23 +506,33 @@ def _record(
         forced=force,
         promoted_at=now_iso(),
     )
+
+
+def record_promotion(
+    ctx: ExecutionContext, store: RunStore, result: LaneResult, promotion: Promotion
+) -> None:
+    """Record the promotion in the lane's result (clearing an earlier ejection) and the run's journal."""
+    from spine.base.files import atomic_write_json
+
     updated = result.model_copy(
         update={
             "promotion": promotion,
-            "next_action": f"landed on {target} ({strategy}); clean up the lane with `spine gc`",
+            "ejection": None,
+            "next_action": f"landed on {promotion.target} ({promotion.strategy}); clean up the lane with `spine gc`",
         }
     )
     atomic_write_json(ctx.state.result_file(result.run_id, result.lane_id), updated.to_json())
     store.event(
         "promoted",
         result.lane_id,
-        strategy=strategy,
-        target=target,
-        before=before,
-        after=after,
-        checkout=str(checkout) if checkout else None,
-        gate=gate_verdict,
-        forced=force,
+        strategy=promotion.strategy,
+        target=promotion.target,
+        before=promotion.target_before,
+        after=promotion.target_after,
+        checkout=promotion.checkout,
+        gate=promotion.gate,
+        forced=promotion.forced,
+        via=promotion.via,
     )
 
 

@@ -119,7 +119,7 @@ class DiffStat(_Camel):
 
 
 class Promotion(_Camel):
-    """How a lane was landed on its target by ``spine promote``."""
+    """How a lane was landed on its target by ``spine promote`` or ``spine land``."""
 
     strategy: Literal["merge", "squash", "rebase", "ff-only"]
     target: str = Field(description="branch the lane was landed on")
@@ -135,6 +135,38 @@ class Promotion(_Camel):
     )
     forced: bool = False
     promoted_at: str
+    via: Literal["promote", "land"] = Field(
+        default="promote",
+        description="'land' when a landing queue landed it: then targetBefore/targetAfter are the target "
+        "before and after the batch the lane landed in, and commits are this lane's own",
+    )
+
+
+class Ejection(_Camel):
+    """Why ``spine land`` took a lane out of its queue instead of landing it."""
+
+    target: str = Field(description="branch the queue was landing on")
+    target_sha: str | None = Field(
+        default=None,
+        description="the target commit (with the lanes landed ahead of it) the lane was tried on",
+    )
+    kind: Literal[
+        "conflict",
+        "check-failed",
+        "not-succeeded",
+        "no-branch",
+        "branch-moved",
+        "needs-ejected",
+        "needs-not-landed",
+    ] = Field(description="conflict and check-failed are decided on the queue's projected tree")
+    reason: str = Field(description="one line: why, naming the conflicting paths or the failed check")
+    conflicts: list[str] = Field(default_factory=list, description="paths that conflict, for kind conflict")
+    check: str | None = Field(default=None, description="the gate check that failed, for kind check-failed")
+    output_tail: list[str] = Field(
+        default_factory=list, description="last lines of the failed check's output (secrets masked)"
+    )
+    tree: str | None = Field(default=None, description="the tree whose checks failed")
+    ejected_at: str
 
 
 class LaneResult(_Camel):
@@ -189,7 +221,13 @@ class LaneResult(_Camel):
         default_factory=list,
         description="what spine checked after the command (worktree, head, processes, commit)",
     )
-    promotion: Promotion | None = Field(default=None, description="set once `spine promote` landed the lane")
+    promotion: Promotion | None = Field(
+        default=None, description="set once `spine promote` or `spine land` landed the lane"
+    )
+    ejection: Ejection | None = Field(
+        default=None,
+        description="set when `spine land` ejected the lane from its queue; cleared once it lands",
+    )
     operator: str | None = Field(default=None, description="the operator the lane ran, if any")
     mode: str | None = Field(default=None, description="the lane's mode, when it has one")
     mode_source: Literal["operator", "flag", "classifier"] | None = None

@@ -216,6 +216,14 @@ class StatePaths:
         """Held while lane RUN/LANE is promoted, so that it lands once."""
         return self.lane_dir(run_id, lane_id) / "promote.lock"
 
+    def land_file(self, run_id: str) -> Path:
+        """The state of the run's landing queue (``spine land``)."""
+        return self.runs / run_id / "land.json"
+
+    def land_lock(self, run_id: str) -> Path:
+        """Held while a ``spine land`` of the run works its queue."""
+        return self.runs / run_id / "land.lock"
+
     def attempts_dir(self, run_id: str, lane_id: str) -> Path:
         """Earlier attempts of a retried lane: ``N/`` holds attempt N's result, log and debug packet."""
         return self.runs / run_id / "attempts" / lane_id
