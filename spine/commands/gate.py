@@ -25,6 +25,9 @@ import click
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON on stdout.")
 @click.option("--junit", "junit_path", metavar="PATH", help="Also write the verdict as JUnit XML to PATH.")
+@click.option(
+    "--report", "report_path", metavar="FILE", help="Also write the verdict as a self-contained HTML file."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the checks' output (it is still logged).")
 def command(
     rev: str | None,
@@ -34,6 +37,7 @@ def command(
     no_cache: bool,
     as_json: bool,
     junit_path: str | None,
+    report_path: str | None,
     quiet: bool,
 ) -> int:
     """Test the would-be merge of REV (default: HEAD) into a branch, without touching any checkout.
@@ -54,73 +58,46 @@ def command(
     """
     from pathlib import Path
 
+    from spine import api
     from spine.base.errors import UsageError
     from spine.base.redact import redact_text
     from spine.drive.loop import sigterm_as_interrupt
-    from spine.landing.gate import echo_to_stderr, gate_checks, resolve_commit, run_gate
+    from spine.landing.gate import echo_to_stderr
     from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
-    from spine.lane.spec import check_name
     from spine.model.config import CheckSpec
-    from spine.workspace.context import resolve_context
 
     try:
-        ctx = resolve_context()
+        ctx = api.context()
     except UsageError as problem:
         # A CI clone may lack the configured base/target branches; an explicit --into stands in.
         if not into:
             raise
         try:
-            ctx = resolve_context(base=into, target=into)
+            ctx = api.context(base=into, target=into)
         except UsageError:
             raise problem from None
-    if lane_ref:
-        if rev:
-            raise UsageError("give either REV or --lane, not both", f"spine gate --lane {lane_ref}")
-        from spine.drive.runs import load_result, parse_ref
-        from spine.workspace.store import RunStore
-
-        run_id, lane_id = parse_ref(ctx, lane_ref)
-        if lane_id is None:
-            raise UsageError(
-                f"--lane needs RUN/LANE, got {lane_ref!r}", "see the lanes with `spine show RUN`"
-            )
-        result = load_result(ctx, run_id, lane_id)
-        if not result.branch:
-            raise UsageError(
-                f"lane {lane_ref} has no branch to gate", "it ran in place; gate your checkout instead"
-            )
-        rev = result.branch
-        default_into = ctx.config.gate.into or RunStore(ctx.state, run_id).load().target_ref
-    else:
+    if not lane_ref:
         # pre-commit's pre-push stage names what is being pushed; a plain invocation gates HEAD.
-        rev = rev or os.environ.get("PRE_COMMIT_TO_REF") or "HEAD"
-        default_into = ctx.config.gate.into or ctx.refs.target_ref
-    target = into or default_into
-    rev_sha = resolve_commit(ctx, rev, what="revision")
-    into_sha = resolve_commit(ctx, target, what="target (--into)")
-    if checks:
-        taken: set[str] = set()
-        specs = [CheckSpec(name=check_name(c, taken), command=c) for c in checks]
-    else:
-        specs = gate_checks(ctx)
+        rev = rev or os.environ.get("PRE_COMMIT_TO_REF") or None
 
     def announce(check: CheckSpec) -> None:
         if not quiet:
             click.echo(f"==> spine gate: {check.name}: {check.command}", err=True)
 
     with sigterm_as_interrupt():
-        verdict = run_gate(
+        verdict = api.gate(
             ctx,
-            rev=rev,
-            rev_sha=rev_sha,
-            into=target,
-            into_sha=into_sha,
-            checks=specs,
+            rev,
+            into=into,
+            lane=lane_ref,
+            checks=checks,
             use_cache=not no_cache,
             echo=None if quiet else echo_to_stderr,
             on_check=announce,
         )
 
+    if report_path:
+        api.write_html(report_path, api.gate_report(verdict))
     if junit_path:
         path = Path(junit_path)
         try:
