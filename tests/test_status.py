@@ -143,7 +143,7 @@ def test_live_progress_on_a_terminal(repo: Path, tmp_path: Path, env: dict[str, 
     proc = subprocess.Popen(
         [sys.executable, "-m", "spine", "batch", str(batch), "-j", "2"],
         cwd=repo,
-        env={**os.environ, **env, "COLUMNS": "120", "LINES": "30"},
+        env={**os.environ, **env, "COLUMNS": "120", "LINES": "30", "CI": ""},  # CI=true asks for plain lines
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=slave,

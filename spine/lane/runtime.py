@@ -45,21 +45,23 @@ class OutputLines:
 
     ``LaneOutput`` feeds it what it logs (already redacted); it keeps only the last ``_TAIL_BYTES``
     of each lane, and finds the last line when a view asks (a few times a second at most), not on
-    every write. Thread-safe; bounded by the number of lanes times ``_TAIL_BYTES``.
+    every write. Bounded by the number of lanes times ``_TAIL_BYTES``. No lock: one lane's output
+    is fed by one ``LaneOutput`` at a time (under its own lock), and replacing a dict entry is
+    atomic, so a reader sees the old tail or the new one.
     """
 
     def __init__(self) -> None:
         self._tails: dict[str, bytes] = {}
-        self._lock = threading.Lock()
 
     def feed(self, lane_id: str, chunk: bytes) -> None:
-        with self._lock:
-            self._tails[lane_id] = (self._tails.get(lane_id, b"") + chunk[-_TAIL_BYTES:])[-_TAIL_BYTES:]
+        if len(chunk) >= _TAIL_BYTES:
+            self._tails[lane_id] = chunk[-_TAIL_BYTES:]
+        else:
+            self._tails[lane_id] = (self._tails.get(lane_id, b"") + chunk)[-_TAIL_BYTES:]
 
     def get(self, lane_id: str) -> str | None:
         """The lane's last non-blank output line, or None before it printed anything."""
-        with self._lock:
-            tail = self._tails.get(lane_id)
+        tail = self._tails.get(lane_id)
         return last_line(tail) if tail else None
 
 

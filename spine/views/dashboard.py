@@ -274,8 +274,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._not_found()
         except (BrokenPipeError, ConnectionResetError):
             return
-        except SpineError as exc:
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, exc.render().encode(), "text/plain", head=head)
+        except UsageError:  # the run went away between listing and reading it (spine gc)
+            self._not_found()
+        except (SpineError, OSError) as exc:
+            text = exc.render() if isinstance(exc, SpineError) else f"spine: error: {exc}"
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, redact_text(text).encode(), "text/plain", head=head)
+        except Exception as exc:  # a bug: answer it, keep serving, print no traceback
+            text = f"spine: internal error ({type(exc).__name__}: {exc}); this is a bug in spine"
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, redact_text(text).encode(), "text/plain", head=head)
 
     def _report(self, run_id: str, head: bool) -> None:
         if run_id not in set(list_run_ids(self.dashboard.ctx)):
