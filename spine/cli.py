@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ops": ("spine.commands.ops", "List the operators (named lane recipes) configured in .spine.yaml."),
     "classify": ("spine.commands.classify", "Show which mode an objective falls in, and why."),
     "debug": ("spine.commands.debug", "Print the debug packet of a failed or stopped lane."),
+    "report": ("spine.commands.report", "Write a run as one self-contained HTML file."),
+    "dashboard": ("spine.commands.dashboard", "Serve a read-only, live web view of this repository's runs."),
 }
 
 

@@ -53,6 +53,7 @@ FENCE = re.compile(r"^```(yaml|json)\n(.*?)^```", re.S | re.M)
 NOT_SPINE = {
     frozenset({"repos"}): ".pre-commit-config.yaml",
     frozenset({"name", "on", "jobs"}): "a GitHub Actions workflow",
+    frozenset({"steps"}): "the steps of a GitHub Actions job",
 }
 
 

@@ -82,13 +82,40 @@ def test_reading_commands_never_write_state(
         ("show", "ro/done", "--json"),
         ("logs", "ro", "done"),
         ("logs", "ro/hung", "-f"),
+        ("report", "ro", "-o", str(tmp_path / "ro.html")),
+        ("report", "ro", "-o", "-"),
     ):
         proc = spine(*args, cwd=repo, env=env)
         assert proc.returncode == 0, (args, proc.stderr)
+    read_through_the_dashboard(repo, "ro")
     assert snapshot(state_dir(repo)) == before
     assert spine.json("status", "ro", "--json", cwd=repo)["state"] == "interrupted"
     # tidy up the stray command of the killed driver
     assert spine("cancel", "ro", cwd=repo, env=env).returncode == 0
+
+
+def read_through_the_dashboard(repo: Path, run_id: str) -> None:
+    """Every view the dashboard serves, and its event stream, for ``run_id``."""
+    import http.client
+
+    import spine
+
+    board = spine.dashboard(spine.context(repo))
+    board.start()
+    try:
+        for path in ("/", "/api/runs", f"/api/runs/{run_id}", f"/runs/{run_id}/report", "/api/events"):
+            conn = http.client.HTTPConnection("127.0.0.1", board.port, timeout=30)
+            conn.request("GET", path)
+            response = conn.getresponse()
+            assert response.status == 200, path
+            if path == "/api/events":
+                while not response.readline().startswith(b"event: change"):
+                    pass
+            else:
+                assert response.read()
+            conn.close()
+    finally:
+        board.shutdown()
 
 
 def test_logs_prints_and_follows_a_lane(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path) -> None:
@@ -119,7 +146,7 @@ def test_live_progress_on_a_terminal(repo: Path, tmp_path: Path, env: dict[str, 
     proc = subprocess.Popen(
         [sys.executable, "-m", "spine", "batch", str(batch), "-j", "2"],
         cwd=repo,
-        env={**os.environ, **env, "COLUMNS": "120", "LINES": "30"},
+        env={**os.environ, **env, "COLUMNS": "120", "LINES": "30", "CI": ""},  # CI=true asks for plain lines
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=slave,

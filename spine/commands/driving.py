@@ -57,19 +57,21 @@ def drive_with_progress(
     ``[lane]`` prefix and progress is printed as plain lines.
     """
     from spine.drive.runs import drive_run
+    from spine.lane.runtime import OutputLines
     from spine.views.progress import LiveProgress, PlainProgress, progress_for
     from spine.views.status import print_run_summary
 
     progress: list[PlainProgress | LiveProgress] = []
+    lines = OutputLines()
 
     def listen(driven: RunState) -> StepListener:
-        progress.append(PlainProgress(driven) if verbose else progress_for(driven))
+        progress.append(PlainProgress(driven, lines=lines) if verbose else progress_for(driven, lines=lines))
         return progress[0]
 
     echo: Echo = "prefixed" if verbose else "none"
     interrupted = False
     try:
-        run = drive_run(ctx, store, run, jobs=jobs, echo=echo, listen=listen)
+        run = drive_run(ctx, store, run, jobs=jobs, echo=echo, listen=listen, lines=lines)
     except KeyboardInterrupt:
         interrupted = True
     finally:

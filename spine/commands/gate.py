@@ -35,6 +35,9 @@ from spine.commands.complete import RUN_OR_LANE
     "--json", "as_json", is_flag=True, help="Print the verdict as JSON on stdout (the spine JSON envelope)."
 )
 @click.option("--junit", "junit_path", metavar="PATH", help="Also write the verdict as JUnit XML to PATH.")
+@click.option(
+    "--report", "report_path", metavar="FILE", help="Also write the verdict as a self-contained HTML file."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the checks' output (it is still logged).")
 def command(
     rev: str | None,
@@ -44,6 +47,7 @@ def command(
     no_cache: bool,
     as_json: bool,
     junit_path: str | None,
+    report_path: str | None,
     quiet: bool,
 ) -> int:
     """Test the would-be merge of REV (default: HEAD) into a branch, without touching any checkout.
@@ -64,88 +68,51 @@ def command(
     """
     from pathlib import Path
 
+    from spine import api
     from spine.base.errors import UsageError
     from spine.base.redact import redact_text
     from spine.drive.loop import sigterm_as_interrupt
-    from spine.landing.gate import echo_to_stderr, gate_checks, resolve_commit, run_gate
+    from spine.landing.gate import echo_to_stderr
     from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
-    from spine.lane.spec import check_name
     from spine.model.config import CheckSpec
-    from spine.workspace.context import resolve_context
 
     try:
-        ctx = resolve_context()
+        ctx = api.context()
     except UsageError as problem:
         # A CI clone may lack the configured base/target branches; an explicit --into stands in.
         if not into:
             raise
         try:
-            ctx = resolve_context(base=into, target=into)
+            ctx = api.context(base=into, target=into)
         except UsageError:
             raise problem from None
-    lane_backend: str | None = None
-    if lane_ref:
-        if rev:
-            raise UsageError("give either REV or --lane, not both", f"spine gate --lane {lane_ref}")
-        from spine.drive.runs import load_result, parse_ref
-        from spine.workspace.store import RunStore
-
-        run_id, lane_id = parse_ref(ctx, lane_ref)
-        if lane_id is None:
-            raise UsageError(
-                f"--lane needs RUN/LANE, got {lane_ref!r}", "see the lanes with `spine show RUN`"
-            )
-        result = load_result(ctx, run_id, lane_id)
-        if not result.branch:
-            raise UsageError(
-                f"lane {lane_ref} has no branch to gate", "it ran in place; gate your checkout instead"
-            )
-        rev = result.branch
-        lane_backend = result.sandbox_backend  # the lane's own isolation: the tree holds its command's work
-        default_into = ctx.config.gate.into or RunStore(ctx.state, run_id).load().target_ref
-    else:
+    if not lane_ref:
         # pre-commit's pre-push stage names what is being pushed (PRE_COMMIT_TO_REF, or for a push
         # that carries the root commit only PRE_COMMIT_LOCAL_BRANCH); a plain invocation gates HEAD.
         pushed = os.environ.get("PRE_COMMIT_TO_REF") or os.environ.get("PRE_COMMIT_LOCAL_BRANCH")
         if not rev and pushed:
             _pre_commit_note(pushed)
-        rev = rev or pushed or "HEAD"
-        default_into = ctx.config.gate.into or ctx.refs.target_ref
-    target = into or default_into
-    rev_sha = resolve_commit(ctx, rev, what="revision")
-    into_what = (
-        "target (--into)"
-        if into
-        else f"target ({ctx.config_path}: key 'gate.into')"
-        if ctx.config.gate.into and target == ctx.config.gate.into
-        else "target"
-    )
-    into_sha = resolve_commit(ctx, target, what=into_what)
-    if checks:
-        taken: set[str] = set()
-        specs = [CheckSpec(name=check_name(c, taken), command=c) for c in checks]
-    else:
-        specs = gate_checks(ctx)
+        rev = rev or pushed or None
 
     def announce(check: CheckSpec) -> None:
         if not quiet:
             click.echo(f"==> spine gate: {check.name}: {check.command}", err=True)
 
     with sigterm_as_interrupt():
-        verdict = run_gate(
+        verdict = api.gate(
             ctx,
-            rev=rev,
-            rev_sha=rev_sha,
-            into=target,
-            into_sha=into_sha,
-            checks=specs,
+            rev,
+            into=into,
+            lane=lane_ref,
+            checks=checks,
             use_cache=not no_cache,
             echo=None if quiet else echo_to_stderr,
             on_check=announce,
-            backend=lane_backend,
         )
 
-    skipped = [c.name for c in specs] if verdict.reason == "conflict" else []
+    skipped = [c.name for c in api.gate_checks(ctx, checks)] if verdict.reason == "conflict" else []
+    if report_path:
+        api.write_html(report_path, api.gate_report(verdict))
     if junit_path:
         path = Path(junit_path)
         try:

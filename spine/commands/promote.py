@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from spine.commands.complete import RUN_OR_LANE
+
+if TYPE_CHECKING:
+    from spine.landing.promote import Strategy
 
 
 @click.command("promote")
@@ -39,24 +42,23 @@ def command(
     Example:
       spine promote 20261121-193012-a3f9/fix-parser --strategy squash --gate
     """
+    from spine import api
     from spine.base.errors import UsageError
-    from spine.drive.runs import load_result, parse_ref
-    from spine.landing.promote import Strategy, promote
-    from spine.workspace.context import resolve_context
+    from spine.drive.runs import parse_ref
 
-    ctx = resolve_context()
+    ctx = api.context()
     run_id, lane_id = parse_ref(ctx, lane_ref)
     if lane_id is None:
         raise UsageError(
             f"promote needs RUN/LANE, got {lane_ref!r}", f"see the lanes with `spine show {run_id}`"
         )
-    landing = promote(
-        ctx, run_id, lane_id, cast(Strategy, strategy), into=into, use_gate=use_gate, force=force
+    landing = api.promote(
+        ctx, run_id, lane_id, strategy=cast("Strategy", strategy), into=into, use_gate=use_gate, force=force
     )
     if as_json:
         from spine.commands.output import emit
 
-        result = load_result(ctx, run_id, lane_id)
+        result = api.result(ctx, run_id, lane_id)
         payload = result.promotion.model_dump(mode="json", by_alias=True) if result.promotion else None
         return emit({"alreadyLanded": landing.already, "promotion": payload})
     if landing.promoted_before:

@@ -43,7 +43,7 @@ from spine.base.git import GitFailed, error_lines
 from spine.base.ids import now_iso
 from spine.drive.recovery import clear_cancel_requests, pending_cancel_requests, stop_stale_group
 from spine.drive.scheduler import BLOCK, PSEUDO_STEPS, Scheduler, first_failure, started, unmet_needs
-from spine.lane.runtime import Echo, LaneRuntime
+from spine.lane.runtime import Echo, LaneRuntime, OutputLines
 from spine.lane.steps import STEP_FUNCTIONS, finalize
 from spine.model.facts import Blocked, CancelRequest, ExecuteFacts, Halt, NotStarted
 from spine.model.result import LaneStatus
@@ -106,6 +106,7 @@ class Driver:
         *,
         echo: Echo = "raw",
         listener: StepListener | None = None,
+        lines: OutputLines | None = None,
     ) -> None:
         self.ctx = ctx
         self.store = store
@@ -113,6 +114,7 @@ class Driver:
         self.scheduler = scheduler
         self.echo = echo
         self.listener = listener
+        self.lines = lines
         self._backends: dict[str, Sandbox] = {}
         self._runtimes: dict[str, LaneRuntime] = {}
         self._cancel_all = threading.Event()
@@ -133,6 +135,7 @@ class Driver:
                 store=self.store,
                 backend=self.backend_for(lane.backend),
                 echo=self.echo,
+                lines=self.lines,
             )
             if self._cancel_all.is_set() or lane.facts.cancel is not None:
                 rt.cancel.set()

@@ -24,7 +24,7 @@ from spine.workspace.store import RunStore, driver_info
 if TYPE_CHECKING:
     from spine.drive.loop import StepListener
     from spine.drive.scheduler import Scheduler
-    from spine.lane.runtime import Echo
+    from spine.lane.runtime import Echo, OutputLines
 
 
 def create_run(
@@ -121,12 +121,14 @@ def drive_run(
     scheduler: Scheduler | None = None,
     listen: Callable[[RunState], StepListener] | None = None,
     max_steps: int | None = None,
+    lines: OutputLines | None = None,
 ) -> RunState:
     """Take the run's driver lock and drive it with its scheduler (or ``scheduler``); return it.
 
     Raises ``RunBusy`` (exit 3) when another process drives the run, and KeyboardInterrupt when
     interrupted. ``jobs`` overrides (and records) the run's parallelism; ``max_steps`` stops early.
-    ``listen`` is given the run being driven and returns the listener for its step events.
+    ``listen`` is given the run being driven and returns the listener for its step events;
+    ``lines``, when given, is kept up to date with each lane's last output line (for a live view).
     """
     from spine.drive.loop import Driver, Interrupted
     from spine.drive.scheduler import scheduler_for
@@ -138,7 +140,9 @@ def drive_run(
         run.driver = driver_info()
         store.save(run)
         listener = listen(run) if listen else None
-        driver = Driver(ctx, store, run, scheduler or scheduler_for(run), echo=echo, listener=listener)
+        driver = Driver(
+            ctx, store, run, scheduler or scheduler_for(run), echo=echo, listener=listener, lines=lines
+        )
         try:
             driver.drive(jobs=run.jobs, max_steps=max_steps)
         except Interrupted:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -32,11 +33,62 @@ Echo = Literal["none", "raw", "prefixed", "stderr"]
 # How much of one line the prefixed echo holds back while waiting for its newline.
 _MAX_PENDING = 8192
 
+# How much of a lane's latest output is kept to find its last line, and how long a kept line may be.
+_TAIL_BYTES = 1024
+LAST_LINE_CHARS = 200
+_ESCAPES = re.compile(rb"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class OutputLines:
+    """The last output line of each lane, for a live view.
+
+    ``LaneOutput`` feeds it what it logs (already redacted); it keeps only the last ``_TAIL_BYTES``
+    of each lane, and finds the last line when a view asks (a few times a second at most), not on
+    every write. Bounded by the number of lanes times ``_TAIL_BYTES``. No lock: one lane's output
+    is fed by one ``LaneOutput`` at a time (under its own lock), and replacing a dict entry is
+    atomic, so a reader sees the old tail or the new one.
+    """
+
+    def __init__(self) -> None:
+        self._tails: dict[str, bytes] = {}
+
+    def feed(self, lane_id: str, chunk: bytes) -> None:
+        if len(chunk) >= _TAIL_BYTES:
+            self._tails[lane_id] = chunk[-_TAIL_BYTES:]
+        else:
+            self._tails[lane_id] = (self._tails.get(lane_id, b"") + chunk)[-_TAIL_BYTES:]
+
+    def get(self, lane_id: str) -> str | None:
+        """The lane's last non-blank output line, or None before it printed anything."""
+        tail = self._tails.get(lane_id)
+        return last_line(tail) if tail else None
+
+
+def last_line(data: bytes) -> str | None:
+    """The last non-blank line of ``data`` as plain text (no escape sequences or control characters).
+
+    A carriage return ends a line too: a progress bar's latest frame is its last line.
+    """
+    plain = _ESCAPES.sub(b"", data)
+    for segment in reversed(re.split(rb"[\r\n]", plain)):
+        text = _CONTROLS.sub("", segment.decode("utf-8", "replace").replace("\t", " ")).strip()
+        if text:
+            return text[:LAST_LINE_CHARS]
+    return None
+
 
 class LaneOutput:
     """Tees a lane's output to its log file and, optionally, the terminal, with secrets masked."""
 
-    def __init__(self, log_path: Path, lane_id: str, echo: Echo, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        lane_id: str,
+        echo: Echo,
+        redactor: Redactor,
+        lines: OutputLines | None = None,
+    ) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed by close()
         self._lane = lane_id
@@ -45,6 +97,7 @@ class LaneOutput:
         self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
         self._redactor = redactor
         self._streams = {name: StreamRedactor(self._redactor) for name in ("stdout", "stderr")}
+        self._lines = lines
 
     def __call__(self, stream: str, chunk: bytes) -> None:
         with self._lock:
@@ -55,6 +108,8 @@ class LaneOutput:
             return
         self._log.write(chunk)
         self._log.flush()
+        if self._lines is not None:
+            self._lines.feed(self._lane, chunk)
         if self._echo == "none":
             return
         if self._echo == "prefixed":
@@ -108,6 +163,7 @@ class LaneRuntime:
     backend: Sandbox
     echo: Echo = "raw"
     cancel: threading.Event = field(default_factory=threading.Event)
+    lines: OutputLines | None = None
 
     @property
     def lane_id(self) -> str:
@@ -138,7 +194,7 @@ class LaneRuntime:
         return LaneWorktree(path=path, git_dir=Path(created.git_dir))
 
     def output(self) -> LaneOutput:
-        return LaneOutput(self.log_path, self.lane_id, self.echo, self.redactor())
+        return LaneOutput(self.log_path, self.lane_id, self.echo, self.redactor(), self.lines)
 
     def redactor(self) -> Redactor:
         """Masks every secret the lane's commands could see or print."""

@@ -15,6 +15,8 @@ SCHEMA_VERSION = 1
 
 
 class LaneStatus(StrEnum):
+    """Where a lane is: planned, running, or how it ended (succeeded, failed, blocked, canceled)."""
+
     PLANNED = "planned"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

@@ -231,6 +231,10 @@ class StatePaths:
     def attempt_dir(self, run_id: str, lane_id: str, attempt: int) -> Path:
         return self.attempts_dir(run_id, lane_id) / str(attempt)
 
+    def attempt_result_file(self, run_id: str, lane_id: str, attempt: int) -> Path:
+        """The result file of attempt N, in the lane directory a retry moved aside."""
+        return self.attempt_dir(run_id, lane_id, attempt) / "result.json"
+
     def lock_file(self, name: str) -> Path:
         return self.locks / f"{name}.lock"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spine.base.errors import UsageError
-from spine.base.git import git
+from spine.base.git import clean_env, git
 
 FALLBACK_NAME = "spine"
 FALLBACK_EMAIL = "spine@localhost"
@@ -102,6 +102,55 @@ class Repository:
         """Delete ``ref`` (only if it still points at ``old``, when given); True when it was deleted."""
         args = ["update-ref", "-d", ref] + ([old] if old else [])
         return self.run(*args, check=False).returncode == 0
+
+    # --- what changed ---------------------------------------------------------------------------
+
+    def diff(self, base: str, head: str, *, max_bytes: int) -> tuple[str, bool]:
+        """``git diff base..head`` as text, at most ``max_bytes`` of it; (text, whether it was cut).
+
+        Only as much as is kept is read: git is stopped once the limit is reached. External diff
+        programs and text conversions are off: a lane's ``.gitattributes`` runs nothing here.
+        """
+        if any(not rev.strip() or rev.startswith("-") or "\0" in rev for rev in (base, head)):
+            raise UsageError(f"invalid revisions for a diff: {base!r}..{head!r}")
+        args = ["git", "diff", "--no-color", "--no-ext-diff", "--no-textconv", f"{base}..{head}", "--"]
+        proc = subprocess.Popen(
+            args,
+            cwd=self.primary_checkout,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        try:
+            data = proc.stdout.read(max_bytes + 1)
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        cut = len(data) > max_bytes
+        return data[:max_bytes].decode("utf-8", "replace"), cut
+
+    def numstat(self, base: str, head: str) -> list[tuple[str, int | None, int | None]]:
+        """(path, lines added, lines deleted) per file changed in ``base..head``; None counts for binary files."""
+        if any(not rev.strip() or rev.startswith("-") or "\0" in rev for rev in (base, head)):
+            raise UsageError(f"invalid revisions for a diff: {base!r}..{head!r}")
+        out = self.run("diff", "--numstat", "-z", "--no-renames", f"{base}..{head}", "--").stdout
+        rows: list[tuple[str, int | None, int | None]] = []
+        for entry in out.split("\0"):
+            added, _, rest = entry.partition("\t")
+            deleted, _, path = rest.partition("\t")
+            if path:
+                rows.append(
+                    (
+                        path,
+                        int(added) if added.isdigit() else None,
+                        int(deleted) if deleted.isdigit() else None,
+                    )
+                )
+        return rows
 
     # --- identity ------------------------------------------------------------------------------
 
