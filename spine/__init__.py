@@ -44,7 +44,9 @@ _EXPORTS: dict[str, str] = {
     "results": "spine.api",
     "result": "spine.api",
     "gate": "spine.api",
+    "gate_checks": "spine.api",
     "promote": "spine.api",
+    "land": "spine.api",
     "report": "spine.api",
     "gate_report": "spine.api",
     "write_html": "spine.api",
@@ -59,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "Promotion": "spine.model.result",
     "GateVerdict": "spine.landing.gate",
     "Landing": "spine.landing.promote",
+    "LandState": "spine.model.land",
     "Dashboard": "spine.views.dashboard",
     "OutputLines": "spine.lane.runtime",
     # what they raise
@@ -84,6 +87,7 @@ __all__ = [
     "ExecutionContext",
     "ExitCode",
     "GateVerdict",
+    "LandState",
     "Landing",
     "LaneRequest",
     "LaneResult",
@@ -106,7 +110,9 @@ __all__ = [
     "drive",
     "exit_code",
     "gate",
+    "gate_checks",
     "gate_report",
+    "land",
     "list_runs",
     "load_run",
     "plan_batch",
@@ -128,7 +134,9 @@ if TYPE_CHECKING:
         drive,
         exit_code,
         gate,
+        gate_checks,
         gate_report,
+        land,
         list_runs,
         load_run,
         plan_batch,
@@ -156,6 +164,7 @@ if TYPE_CHECKING:
     from spine.landing.promote import Landing, PromoteRefused
     from spine.lane.runtime import OutputLines
     from spine.lane.spec import LaneRequest
+    from spine.model.land import LandState
     from spine.model.result import LaneResult, LaneStatus, Promotion
     from spine.model.state import LaneState, RunState
     from spine.views.dashboard import Dashboard
