@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ops": ("spine.commands.ops", "List the operators (named lane recipes) configured in .spine.yaml."),
     "classify": ("spine.commands.classify", "Show which mode an objective falls in, and why."),
     "debug": ("spine.commands.debug", "Print the debug packet of a failed or stopped lane."),
+    "compare": ("spine.commands.compare", "Show the attempts of a lane side by side, and its pick."),
+    "pick": ("spine.commands.pick", "Make attempt N the pick of a lane with attempts."),
 }
 
 

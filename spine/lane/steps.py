@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,8 @@ from spine.base.files import atomic_write_text, inside
 from spine.base.git import GitFailed
 from spine.base.ids import format_duration, now_iso
 from spine.base.process import ProcessOutcome
+from spine.lane.attempts import compare, finalize_group
+from spine.lane.iterations import end_of_pass, feedback_in_worktree
 from spine.lane.outcome import Outcome, classify
 from spine.lane.render import Where, build_result
 from spine.lane.runtime import LaneRuntime
@@ -97,6 +100,9 @@ def _resolve_stacked_base(rt: LaneRuntime) -> None:
     if dep_id is None:
         return
     dep = rt.run.lanes.get(dep_id)
+    if dep is not None and dep.spec.is_group:  # stacked on a lane with attempts: on its pick
+        picked = dep.facts.attempts.pick.lane_id if dep.facts.attempts else None
+        dep = rt.run.lanes.get(picked) if picked and dep.status == LaneStatus.SUCCEEDED else dep
     head = (dep.facts.commit.head_sha if dep and dep.facts.commit else None) or (
         dep.base_sha if dep else None
     )
@@ -217,7 +223,7 @@ def execute(rt: LaneRuntime) -> None:
     # The stall rule watches output and the worktree, and stops the command through a cancel event.
     watch = StallWatch(wt, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
     try:
-        with watch or contextlib.nullcontext():
+        with feedback_in_worktree(rt, out), watch or contextlib.nullcontext():
             outcome = rt.backend.exec(
                 handle,
                 argv,
@@ -530,6 +536,12 @@ def _commit_message(rt: LaneRuntime) -> str:
     }
     body = rt.ctx.config.commit.message.format(**fields).strip() or lane.spec.objective
     trailers = f"Spine-Run: {rt.run.run_id}\nSpine-Lane: {rt.lane_id}\nSpine-Base: {lane.base_sha}"
+    if lane.spec.iterations > 1:
+        iteration = lane.iteration
+        trailers += f"\nSpine-Iteration: {iteration}"
+        if iteration > 1:
+            subject, newline, rest = body.partition("\n")
+            body = f"{subject} (iteration {iteration}){newline}{rest}"
     return rt.redactor().redact_text(f"{body}\n\n{trailers}\n")
 
 
@@ -558,13 +570,16 @@ def _diff_stat(wt: LaneWorktree, base: str, head: str) -> DiffStat:
 # --- validate ------------------------------------------------------------------------------------
 
 
-def validate(rt: LaneRuntime) -> None:
+def validate(rt: LaneRuntime) -> str | None:
     """Run the checks (and an operator's acceptance checks), keep the artifacts, grade the evidence.
 
     Checks run in the lane's isolation (``LaneRuntime.sandbox``); they are skipped when the command
     did not succeed or the lane broke its invariants (its worktree is then not trusted at all).
+    For a lane with a repair loop it ends the pass (``spine.lane.iterations``) and returns
+    ``"execute"`` when the command is to run again.
     """
     facts = rt.lane.facts
+    iteration = rt.lane.iteration
     checks = [*rt.ctx.config.checks, *rt.lane.spec.checks]
     binding = rt.lane.spec.binding
     ex = facts.execute
@@ -608,6 +623,13 @@ def validate(rt: LaneRuntime) -> None:
 
         validated = grade(rt, validated)
     facts.validation = validated
+    if rt.lane.spec.iterations <= 1:
+        return None
+    notes = rt.output()
+    try:
+        return end_of_pass(rt, iteration, validated, notes)
+    finally:
+        notes.close()
 
 
 def _why_not_run(ex: ExecuteFacts | None, broken: bool) -> str:
@@ -698,6 +720,9 @@ def where(rt: LaneRuntime) -> Where:
 def finalize(rt: LaneRuntime) -> None:
     """Decide the outcome, write result.json (and a debug packet); with the pool on, return the worktree."""
     lane = rt.lane
+    if lane.spec.is_group:
+        finalize_group(rt)
+        return
     path = rt.ctx.state.result_file(rt.run.run_id, rt.lane_id)
     worktree_gone = lane.worktree is not None and not Path(lane.worktree).exists()
     outcome = classify(lane.facts, lane.spec)
@@ -758,13 +783,17 @@ def _result_before_pool(rt: LaneRuntime, path: Path) -> LaneResult | None:
     return stored if stored.status == LaneStatus.SUCCEEDED and stored.head_sha == head else None
 
 
-StepName = Literal["create_worktree", "setup", "execute", "commit", "validate", "finalize"]
+StepName = Literal["create_worktree", "setup", "execute", "commit", "validate", "finalize", "compare"]
 
-STEP_FUNCTIONS = {
+StepFunction = Callable[[LaneRuntime], "str | None"]
+"""A step; it may return a step to go back to (the repair loop's ``validate`` returns ``execute``)."""
+
+STEP_FUNCTIONS: dict[str, StepFunction] = {
     "create_worktree": create_worktree,
     "setup": setup,
     "execute": execute,
     "commit": commit,
     "validate": validate,
     "finalize": finalize,
+    "compare": compare,
 }

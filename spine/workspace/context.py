@@ -186,6 +186,10 @@ class StatePaths:
     def debug_markdown(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "debug.md"
 
+    def feedback_file(self, run_id: str, lane_id: str, iteration: int) -> Path:
+        """The failing checks' output handed to pass ``iteration`` of a lane's repair loop."""
+        return self.lane_dir(run_id, lane_id) / "feedback" / f"iteration-{iteration}.md"
+
     def artifacts_dir(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "artifacts"
 
