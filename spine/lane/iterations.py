@@ -37,7 +37,7 @@ def failing(validated: ValidateFacts) -> list[tuple[str, str, str, int | None, l
         if c.status == CheckStatus.FAILED
     ]
     found += [
-        (a.name, a.command, a.summary, a.exit_code, [])
+        (a.name, a.command, a.summary, a.exit_code, list(a.output_tail))
         for a in validated.acceptance
         if a.verdict == Verdict.FAIL
     ]

@@ -73,7 +73,7 @@ def classify(facts: LaneFacts, spec: LaneSpec) -> Outcome:
         if facts.not_started.reason == "fail-fast":
             cause = f"lane {facts.not_started.after} failed and the run stops after the first failure"
         else:
-            cause = "canceled before it began"
+            cause = "canceled before it began" + _because(facts)
         return Outcome(LaneStatus.CANCELED, FailureKind.CANCELED, cause)
     if facts.halt is not None:
         return Outcome(
@@ -90,7 +90,7 @@ def classify(facts: LaneFacts, spec: LaneSpec) -> Outcome:
         c.status == CheckStatus.SKIPPED and "canceled" in c.summary for c in checks.checks
     )
     if (ex is not None and ex.canceled) or canceled_checks or (facts.cancel is not None and ex is None):
-        return Outcome(LaneStatus.CANCELED, FailureKind.CANCELED, "canceled while it ran")
+        return Outcome(LaneStatus.CANCELED, FailureKind.CANCELED, "canceled while it ran" + _because(facts))
     if facts.setup is not None and facts.setup.failed is not None:
         failed = facts.setup.failed
         how = "timed out" if failed.timed_out else f"failed (exit {failed.exit_code})"
@@ -141,6 +141,11 @@ def classify(facts: LaneFacts, spec: LaneSpec) -> Outcome:
     elif spec.binding is not None and spec.binding.mode is not None:
         return Outcome(LaneStatus.FAILED, FailureKind.ERROR, "its checks and evidence were never evaluated")
     return Outcome(LaneStatus.SUCCEEDED)
+
+
+def _because(facts: LaneFacts) -> str:
+    """Why spine canceled a lane when no person asked (another attempt passed)."""
+    return f": {facts.cancel.because}" if facts.cancel is not None and facts.cancel.because else ""
 
 
 def repair_loop_end(facts: LaneFacts, spec: LaneSpec) -> str:

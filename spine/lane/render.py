@@ -89,6 +89,8 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
                 f"not started: lane {facts.not_started.after} failed and the run stops after the first "
                 "failure (--fail-fast)"
             )
+        if facts.cancel is not None and facts.cancel.because:
+            return f"not started: {facts.cancel.because}"
         return "not started: canceled (spine cancel) before it began"
     if kind == FailureKind.DRIVER_DIED and facts.driver_died is not None:
         removed = "; spine gc removed the lane's worktree" if facts.driver_died.worktree_removed else ""
@@ -98,7 +100,8 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
     if kind == FailureKind.VIOLATION:
         return f"the lane is not trusted: {outcome.cause}; {changes}"
     if kind == FailureKind.CANCELED:
-        return f"canceled{took}; {changes}"
+        because = f" ({facts.cancel.because})" if facts.cancel is not None and facts.cancel.because else ""
+        return f"canceled{took}{because}; {changes}"
     if kind == FailureKind.SETUP_FAILED and facts.setup is not None and facts.setup.failed is not None:
         failed = facts.setup.failed
         how = "timed out" if failed.timed_out else f"failed (exit {failed.exit_code})"
@@ -188,7 +191,7 @@ def _group_next_action(lane: LaneState, where: Where) -> str:
 def attempts_table(figures: list[AttemptFigures], picked: int | None) -> list[str]:
     """The attempts side by side, one line each (``spine compare`` and the compare step's log)."""
     rows = [
-        ("", "attempt", "status", "checks", "verdict", "score", "change", "files", "time", "iter", "agrees")
+        ("  attempt", "status", "checks", "verdict", "score", "change", "files", "time", "iter", "agrees")
     ]
     for f in figures:
         agrees = (
@@ -198,8 +201,7 @@ def attempts_table(figures: list[AttemptFigures], picked: int | None) -> list[st
         )
         rows.append(
             (
-                "*" if f.attempt == picked else "",
-                f"{f.attempt} {f.lane_id}",
+                f"{'*' if f.attempt == picked else ' '} {f.attempt} {f.lane_id}",
                 f.status.value + (f" ({f.failure_kind})" if f.failure_kind else ""),
                 f"{f.checks_passed}/{f.checks_total}" if f.checks_total else "-",
                 f.verdict.value if f.verdict else "-",

@@ -243,7 +243,10 @@ def resolve_lane_specs(
         raise UsageError(
             f"{where('pick')}: unknown pick rule {rule!r}", f"pick rules: {', '.join(PICK_RULES)}"
         )
-    first = resolve_lane_spec(LaneRequest(**{**base, **choices[0]}), config, origin=origin, label=label)
+    own_id = {"id": request.id} if "id" in given else {}
+    first = resolve_lane_spec(
+        LaneRequest(**{**base, **choices[0], **own_id}), config, origin=origin, label=label
+    )
     group = first.id
     specs = []
     for n in range(1, count + 1):

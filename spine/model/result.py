@@ -98,6 +98,9 @@ class AcceptanceResult(_Camel):
     exit_code: int | None = None
     expect_exit: list[int] = Field(default_factory=lambda: [0])
     duration_seconds: float | None = None
+    output_tail: list[str] = Field(
+        default_factory=list, description="last lines of a failed check's output (secrets masked)"
+    )
 
 
 class EvidenceItem(_Camel):
