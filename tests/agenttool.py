@@ -18,8 +18,9 @@ As a script the agent edits ``calc.py`` in its worktree, and what it does depend
     flaky-once FUNC        the first run (per lane) exits 1 without a change; later runs fix FUNC
     sleep SECONDS          sleep first (then go on with the next words)
 
-Every run appends a line to ``$AGENT_LOG/<lane>.log`` (``attempt=.. iteration=.. feedback=..``), so
-tests can count runs and see what each pass was given.
+Every run prints ``agenttool: attempt=.. iteration=.. feedback=..`` and appends the same line to
+``$AGENT_LOG/<lane>.log`` when AGENT_LOG is set, so tests can count runs and see what each pass was
+given (inside a sandbox that hides AGENT_LOG, from the lane's log).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ OTHER_WRONG = {"add": "a * b", "sub": "b - a", "mul": "a ** b"}
 
 CHECK = '''import sys
 
-import calc
+sys.dont_write_bytecode = True  # a fix of the same size within a second must not meet a stale .pyc
+
+import calc  # noqa: E402
 
 fails = []
 for name, got, want in (
@@ -81,10 +84,12 @@ def main(argv: list[str]) -> int:
     iteration = int(os.environ.get("SPINE_ITERATION", "1") or 1)
     feedback_path = os.environ.get("SPINE_FEEDBACK")
     feedback = Path(feedback_path).read_text() if feedback_path and Path(feedback_path).is_file() else ""
-    log = Path(os.environ["AGENT_LOG"]) / f"{lane}.log"
     first = feedback.splitlines()[0] if feedback else ""
-    with open(log, "a") as handle:
-        handle.write(f"attempt={attempt} iteration={iteration} feedback={first!r}\n")
+    said = f"attempt={attempt} iteration={iteration} feedback={first!r}"
+    print(f"agenttool: {said}", flush=True)
+    if os.environ.get("AGENT_LOG"):  # not inside a sandbox that hides it
+        with open(Path(os.environ["AGENT_LOG"]) / f"{lane}.log", "a") as handle:
+            handle.write(said + "\n")
     words = list(argv)
     if words[:1] == ["sleep"]:
         time.sleep(float(words[1]))

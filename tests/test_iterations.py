@@ -261,3 +261,28 @@ def subprocess_run(command: str, cwd: Path) -> Any:
     import subprocess
 
     return subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("backend", ["local-remote", "bubblewrap"])
+def test_the_feedback_reaches_a_command_in_an_isolating_backend(
+    spine: Any, repo: Path, env: dict[str, str], log_dir: Path, backend: str
+) -> None:
+    if backend == "bubblewrap":
+        from tests.conftest import skip_unless_bubblewrap
+
+        skip_unless_bubblewrap()
+    broken(repo, {"add", "sub"})
+    proc = spine(
+        "run", "--backend", backend, "--iterations", "3", "--run-id", "r", "-q",
+        "--check", "python3 check.py", "fix calc", "--", "python3", str(agent("x")[1]), "repair", "add",
+        cwd=repo, env={},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    lane = result(repo, "r", "fix-calc")
+    assert [i["iteration"] for i in lane["iterations"]] == [1, 2]
+    said = [line for line in Path(lane["logPath"]).read_text().splitlines() if line.startswith("agenttool:")]
+    assert said == [
+        "agenttool: attempt=0 iteration=1 feedback=''",
+        "agenttool: attempt=0 iteration=2 feedback='# Feedback for iteration 2 of 3'",
+    ]
+    assert ".spine-feedback.md" not in git("log", "--name-only", "--format=", "spine/r/fix-calc", cwd=repo)

@@ -13,7 +13,6 @@ from typing import Any
 
 from spine.base.errors import UsageError
 from spine.base.ids import now_iso
-from spine.lane.attempts import measure, pick_by_hand, write_group_result
 from spine.model.facts import CancelRequest, PairAgreement
 from spine.model.result import AttemptFigures, LaneResult, LaneStatus, Pick
 from spine.model.state import LaneState, RunState
@@ -103,6 +102,8 @@ def comparison(ctx: ExecutionContext, run: RunState, lane_id: str) -> Comparison
     A compared lane answers from its record; a lane whose attempts are still running is measured
     now (its unfinished attempts show only their status). Writes nothing.
     """
+    from spine.lane.attempts import measure
+
     lane = group_of(run, lane_id)
     facts = lane.facts.attempts
     rule = lane.spec.pick or ctx.config.pick
@@ -128,6 +129,8 @@ def pick(ctx: ExecutionContext, run_id: str, lane_id: str, attempt: int) -> Lane
     lane that has not compared its attempts yet, a number that is no attempt of it, and a lane that
     was promoted already.
     """
+    from spine.lane.attempts import pick_by_hand, write_group_result
+
     store = RunStore(ctx.state, run_id)
     with store.driver_lock():
         run = store.load()

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from spine.base.ids import format_duration, now_iso
 from spine.lane.outcome import FailureKind, Outcome, repair_loop_end
-from spine.model.attempts import change_text
 from spine.model.facts import LaneFacts
 from spine.model.result import AttemptFigures, CheckStatus, LaneResult, LaneStatus, Verdict
 from spine.model.state import LaneState
@@ -52,7 +51,7 @@ def describe_changes(facts: LaneFacts, branch: str | None, in_place: bool) -> st
 def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
     """One or two sentences: what happened, and what the lane changed."""
     facts, spec = lane.facts, lane.spec
-    if spec.is_group and facts.attempts is not None:
+    if spec.is_group and facts.attempts is not None and facts.driver_died is None:
         return _group_summary(lane)
     ex = facts.execute
     seconds = command_seconds(facts)
@@ -140,6 +139,8 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
 
 def _group_summary(lane: LaneState) -> str:
     """What a lane with attempts settled on: the pick and its reason, then each attempt's status."""
+    from spine.model.attempts import change_text  # its models only for a lane with attempts
+
     compared = lane.facts.attempts
     assert compared is not None
     pick, figures = compared.pick, compared.figures

@@ -29,7 +29,6 @@ from spine.base.files import atomic_write_text, inside
 from spine.base.git import GitFailed
 from spine.base.ids import format_duration, now_iso
 from spine.base.process import ProcessOutcome
-from spine.lane.attempts import compare, finalize_group
 from spine.lane.iterations import end_of_pass, feedback_in_worktree
 from spine.lane.outcome import Outcome, classify
 from spine.lane.render import Where, build_result
@@ -217,13 +216,17 @@ def execute(rt: LaneRuntime) -> None:
     out.note(f"command: {' '.join(argv)}")
     started = now_iso()
     env = rt.lane_env()
-    handle = rt.backend.prepare(rt.sandbox_spec())
-    for notice in handle.notices:
-        out.note(notice)
-    # The stall rule watches output and the worktree, and stops the command through a cancel event.
-    watch = StallWatch(wt, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
-    try:
-        with feedback_in_worktree(rt, out), watch or contextlib.nullcontext():
+    # A pass of the repair loop finds its feedback in the worktree, before a remote backend copies it.
+    with contextlib.ExitStack() as stack:
+        stack.callback(out.close)
+        stack.enter_context(feedback_in_worktree(rt, out))
+        handle = rt.backend.prepare(rt.sandbox_spec())
+        stack.callback(rt.backend.teardown, handle)
+        for notice in handle.notices:
+            out.note(notice)
+        # The stall rule watches output and the worktree, and stops the command through a cancel event.
+        watch = StallWatch(wt, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
+        with watch or contextlib.nullcontext():
             outcome = rt.backend.exec(
                 handle,
                 argv,
@@ -235,9 +238,6 @@ def execute(rt: LaneRuntime) -> None:
                 on_start=rt.remember_pgid,
             )
         rt.backend.collect(handle)
-    finally:
-        rt.backend.teardown(handle)
-        out.close()
     rt.lane.pgid = None
     stopped = [LeftoverProcess(pid=pid, argv=text) for pid, text in outcome.stopped]
     surviving: list[LeftoverProcess] = []
@@ -721,6 +721,8 @@ def finalize(rt: LaneRuntime) -> None:
     """Decide the outcome, write result.json (and a debug packet); with the pool on, return the worktree."""
     lane = rt.lane
     if lane.spec.is_group:
+        from spine.lane.attempts import finalize_group  # lanes with attempts only
+
         finalize_group(rt)
         return
     path = rt.ctx.state.result_file(rt.run.run_id, rt.lane_id)
@@ -781,6 +783,16 @@ def _result_before_pool(rt: LaneRuntime, path: Path) -> LaneResult | None:
     stored = LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
     head = rt.lane.facts.commit.head_sha if rt.lane.facts.commit else None
     return stored if stored.status == LaneStatus.SUCCEEDED and stored.head_sha == head else None
+
+
+# --- compare (a lane with attempts) ---------------------------------------------------------------
+
+
+def compare(rt: LaneRuntime) -> None:
+    """Compare the attempts of a lane with attempts and pick one (``spine.lane.attempts``)."""
+    from spine.lane.attempts import compare as compare_attempts  # lanes with attempts only
+
+    compare_attempts(rt)
 
 
 StepName = Literal["create_worktree", "setup", "execute", "commit", "validate", "finalize", "compare"]

@@ -123,9 +123,9 @@ def _attempts_contradictions(result: LaneResult) -> list[str]:
         )
     if picked is not None and result.head_sha and picked.head_sha and picked.head_sha != result.head_sha:
         found.append("headSha is not the picked attempt's head")
-    if pick is not None and pick.attempt is None and pick.by == "rule":
-        if any(a.status == LaneStatus.SUCCEEDED for a in result.attempts):
-            found.append("an attempt succeeded but the rule picked none")
+    passed = any(a.status == LaneStatus.SUCCEEDED for a in result.attempts)
+    if pick is not None and pick.attempt is None and pick.by == "rule" and passed:
+        found.append("an attempt succeeded but the rule picked none")
     return found
 
 

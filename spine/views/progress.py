@@ -48,6 +48,10 @@ class PlainProgress:
         elif what == "halted":
             halt = lane.facts.halt
             line = f"step {step} could not run: {halt.error if halt else '?'}"
+        elif what == "done" and step == "validate" and "validate" not in lane.steps_done:
+            line = f"checks failed; iteration {lane.iteration} of {lane.spec.iterations}"
+        elif what == "done" and step == "compare" and lane.facts.attempts is not None:
+            line = f"compared its attempts: {lane.facts.attempts.pick.reason}"
         elif what == "done" and step == "finalize":
             result = lane.facts.result
             line = f"{lane.status.value}: {result.next_action if result else ''}"
@@ -97,7 +101,7 @@ class LiveProgress:
             note = result.next_action if result else ""
             return f" {click.style(mark, fg=color)} {name}  {text}  {click.style(note, dim=True)}"
         if lane.current_step is None and not lane.steps_done:
-            waiting = [n for n in lane.spec.needs if not self.run.lanes[n].complete]
+            waiting = [n for n in lane.spec.needs or lane.spec.attempts if not self.run.lanes[n].complete]
             return f" .. {name}  " + (f"waiting for {', '.join(waiting)}" if waiting else "planned")
         spin = " " + SPINNER[self._frame % len(SPINNER)]
         since = time.monotonic() - self._since.get(lane_id, time.monotonic())
