@@ -182,7 +182,7 @@ def test_when_no_attempt_passes_nothing_is_picked_and_the_next_action_works(
     lane = result(project, "r", "fix-add")
     assert lane["status"] == "failed" and lane["failureKind"] == "attempts_failed"
     assert lane["pick"]["attempt"] is None and lane["branch"] is None and lane["commits"] == []
-    assert lane["summary"].startswith("none of the 2 attempts passed every check")
+    assert lane["summary"].startswith("none of the 2 attempts succeeded")
     graded = spine.json("score", "r/fix-add", "--json", cwd=project)
     assert graded["results"][0]["score"] == 100 and graded["results"][0]["contradictions"] == []
     refused = spine("promote", "r/fix-add", cwd=project)
@@ -451,7 +451,7 @@ def test_a_warning_verdict_ranks_after_a_pass_and_nothing_failing_is_ever_picked
     pick = choose(failing, "smallest")
     assert pick.attempt is None
     assert pick.reason == (
-        "none of the 3 attempts passed every check; the closest is attempt 2 (2 of 3 checks passed, +9 -0 in 2 files)"
+        "none of the 3 attempts succeeded; the closest is attempt 2 (2 of 3 checks passed, +9 -0 in 2 files)"
     )
 
 
@@ -485,3 +485,48 @@ def test_the_score_catches_a_lane_with_attempts_that_contradicts_its_pick() -> N
         update={"status": LaneStatus.FAILED, "branch": None, "pick": Pick(attempt=None, rule="smallest", reason="?")}
     )
     assert "an attempt succeeded but the rule picked none" in grade(none).contradictions
+
+
+def test_attempts_can_run_operators_and_their_verdicts_are_compared(
+    spine: Any, project: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    fix = " ".join(agent("fix", "add"))
+    (project / ".spine.yaml").write_text(
+        "operators:\n"
+        "  - id: fix-add\n"
+        "    name: fix add\n"
+        "    modes: [TOOLSMITH]\n"
+        f"    command: {json.dumps(fix)}\n"
+        f"    acceptance: [{json.dumps(CHECK_COMMAND)}]\n"
+        "    timebox: 5m\n"
+    )
+    git("add", "-A", cwd=project)
+    git("commit", "-q", "-m", "an operator", cwd=project)
+    batch = write_batch(
+        tmp_path / "lanes.json",
+        [
+            {
+                "id": "add",
+                "objective": "fix add",
+                "attempts": [agent_shell("wrong", "add"), {"op": "fix-add"}],
+                "checks": [CHECK_COMMAND],
+            }
+        ],
+    )
+    proc = spine("batch", str(batch), "--run-id", "b", cwd=project, env=env)
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    lane = result(project, "b", "add")
+    first, second = lane["attempts"]
+    assert (first["status"], first["failureKind"], first["verdict"], first["checksPassed"]) == (
+        "failed", "check_failed", None, 0
+    )  # fmt: skip
+    # The operator passed its acceptance check and the lane's check, but its mode (TOOLSMITH) wants
+    # evidence it did not leave.
+    assert (second["status"], second["failureKind"], second["verdict"]) == ("failed", "missing_evidence", "FAIL")
+    assert (second["checksPassed"], second["checksTotal"], second["evidenceMissing"]) == (2, 2, ["help", "smoke"])
+    assert result(project, "b", "add.2")["operator"] == "fix-add"
+    assert lane["pick"]["attempt"] is None and lane["failureKind"] == "attempts_failed"
+    assert lane["pick"]["reason"] == (
+        "none of the 2 attempts succeeded; the closest is attempt 2 (2 of 2 checks passed, evidence missing: help, "
+        "smoke, +1 -1 in 1 file)"
+    )

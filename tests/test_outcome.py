@@ -336,13 +336,13 @@ CASES: list[tuple[str, LaneFacts, dict[str, Any], LaneStatus, FailureKind | None
         LaneFacts(
             attempts=AttemptsFacts(
                 figures=[figure(1, LaneStatus.FAILED, "check_failed"), figure(2, LaneStatus.FAILED, "timeout")],
-                pick=Pick(attempt=None, rule="smallest", reason="none of the 2 attempts passed every check"),
+                pick=Pick(attempt=None, rule="smallest", reason="none of the 2 attempts succeeded"),
             )
         ),
         GROUP,
         LaneStatus.FAILED,
         FailureKind.ATTEMPTS_FAILED,
-        "none of the 2 attempts passed every check; attempts: 1 failed (check_failed), 2 failed (timeout)",
+        "none of the 2 attempts succeeded; attempts: 1 failed (check_failed), 2 failed (timeout)",
         "`spine resume r1 --retry --lane l`, or take one anyway with `spine pick r1/l N`",
     ),
     (
@@ -350,7 +350,7 @@ CASES: list[tuple[str, LaneFacts, dict[str, Any], LaneStatus, FailureKind | None
         LaneFacts(
             attempts=AttemptsFacts(
                 figures=[figure(1, LaneStatus.BLOCKED, "blocked"), figure(2, LaneStatus.BLOCKED, "blocked")],
-                pick=Pick(attempt=None, rule="smallest", reason="none of the 2 attempts passed every check"),
+                pick=Pick(attempt=None, rule="smallest", reason="none of the 2 attempts succeeded"),
             )
         ),
         GROUP,

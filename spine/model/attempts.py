@@ -218,12 +218,13 @@ def closest(figures: Sequence[AttemptFigures]) -> AttemptFigures | None:
 
 
 def _nothing_passed(figures: Sequence[AttemptFigures]) -> str:
-    text = f"none of the {len(figures)} attempts passed every check"
+    text = f"none of the {len(figures)} attempts succeeded"
     near = closest(figures)
     if near is not None and near.checks_passed:
+        missing = f", evidence missing: {', '.join(near.evidence_missing)}" if near.evidence_missing else ""
         text += (
             f"; the closest is attempt {near.attempt} ({near.checks_passed} of {near.checks_total} "
-            f"checks passed, {change_text(near)})"
+            f"checks passed{missing}, {change_text(near)})"
         )
     return text
 
