@@ -4,8 +4,9 @@ run.json is the loop's state. Before a step starts, the lane's ``currentStep`` i
 ends, the step is added to ``stepsDone`` (or, if it raised, the lane is halted with the reason and
 its state is left unadvanced). A step may send its lane back to an earlier step instead (the repair
 loop's ``validate`` returns ``execute``): the steps from there on leave ``stepsDone`` in the same
-write, so ``stepsDone`` always holds the steps done in the lane's current pass. ``spine run``, ``spine batch``, ``spine resume`` and ``spine step`` all
-use this loop; only the scheduler and ``max_steps`` differ.
+write, so ``stepsDone`` always holds the steps done in the lane's current pass. ``spine run``,
+``spine batch``, ``spine resume`` and ``spine step`` all use this loop; only the scheduler and
+``max_steps`` differ.
 
 The caller holds the run's driver lock (``spine.base.liveness.DriverLock``), so when ``drive`` starts,
 any step still recorded as in flight belongs to a driver that died: ``recover`` stops what that
