@@ -79,6 +79,9 @@ def test_best_of_three_picks_the_attempt_that_passed_and_promote_lands_exactly_i
         attempt = result(project, "r", f"fix-add.{n}")
         assert (attempt["attempt"], attempt["attemptOf"]) == (n, "fix-add")
     assert {result(project, "r", f"fix-add.{n}")["status"] for n in (1, 3)} == {"failed"}
+    # The pool takes back the worktree of the attempt that passed; failed attempts keep theirs.
+    assert result(project, "r", "fix-add.2")["worktreeKept"] is False
+    assert all(Path(result(project, "r", f"fix-add.{n}")["worktreePath"]).is_dir() for n in (1, 3))
 
     lane = result(project, "r", "fix-add")
     assert lane["status"] == "succeeded" and lane["laneId"] == "fix-add"
@@ -530,3 +533,15 @@ def test_attempts_can_run_operators_and_their_verdicts_are_compared(
         "none of the 2 attempts succeeded; the closest is attempt 2 (2 of 2 checks passed, evidence missing: help, "
         "smoke, +1 -1 in 1 file)"
     )
+
+
+def test_each_attempt_has_the_lanes_timeout(spine: Any, project: Path, env: dict[str, str]) -> None:
+    proc = spine(
+        "run", "--run-id", "t", "--timeout", "2", "--check", CHECK_COMMAND, "--attempt-command", "sleep 30",
+        "--attempt-command", agent_shell("fix", "add"), "fix add", cwd=project, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lane = result(project, "t", "fix-add")
+    assert [(f["status"], f["failureKind"]) for f in lane["attempts"]] == [("failed", "timeout"), ("succeeded", None)]
+    assert result(project, "t", "fix-add.1")["timeoutKind"] == "wall"
+    assert lane["pick"]["attempt"] == 2
