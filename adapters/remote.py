@@ -209,6 +209,10 @@ class RemoteSandbox:
         root = driver.root
         remote_env = declared_env(env, spec, keep=REMOTE_BASE_ENV)
         remote_env["SPINE_WORKTREE"] = f"{root}/work"
+        local = str(spec.worktree)
+        for name in ("SPINE_FEEDBACK",):  # paths inside the worktree name the remote copy
+            if remote_env.get(name, "").startswith(local + "/"):
+                remote_env[name] = f"{root}/work/{remote_env[name][len(local) + 1 :]}"
         started = time.monotonic()
         box = Timebox(timeout, idle_timeout, cancel, started)
         tail = OutputTail()

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 from spine.base.errors import UsageError
 from spine.base.ids import check_id, new_run_id
 from spine.drive.runs import create_run, drive_run, load_result, parse_ref
-from spine.lane.spec import LaneRequest, batch_lane_specs, resolve_lane_spec
+from spine.lane.spec import LaneRequest, batch_lane_specs, resolve_lane_specs
 from spine.model.result import LaneResult
-from spine.model.state import RunState
+from spine.model.state import LaneSpec, RunState
 from spine.workspace.context import ExecutionContext, resolve_context
 from spine.workspace.store import RunStore
 
 if TYPE_CHECKING:
     from spine.base.process import OutputSink
+    from spine.drive.attempts import Comparison
     from spine.drive.loop import StepListener
     from spine.landing.gate import GateVerdict
     from spine.landing.promote import Landing, Strategy
@@ -47,14 +48,19 @@ def context(
 
 
 def plan_lane(
-    ctx: ExecutionContext, request: LaneRequest, *, run_id: str | None = None
+    ctx: ExecutionContext, request: LaneRequest, *, run_id: str | None = None, jobs: int | None = None
 ) -> tuple[RunStore, RunState]:
-    """Record a one-lane run for ``request`` without starting it (``spine step`` or ``resume`` drive it)."""
-    spec = resolve_lane_spec(request, ctx.config, origin="flag")
-    if spec.commit_in_place:
-        _refuse_dirty_checkout(ctx, spec.backend or ctx.backend)
+    """Record a one-lane run for ``request`` without starting it (``spine step`` or ``resume`` drive it).
+
+    A request with attempts records the lane and its attempts; ``jobs`` (default: all of them)
+    says how many attempts run at once.
+    """
+    specs = resolve_lane_specs(request, ctx.config, origin="flag")
+    for spec in specs:
+        _refuse_in_place(ctx, spec)
     rid = check_id("run id", run_id) if run_id else new_run_id()
-    return create_run(ctx, rid, [spec], kind="run")
+    attempts = len(specs[0].attempts)
+    return create_run(ctx, rid, specs, kind="run", jobs=jobs or max(1, attempts))
 
 
 def run_lane(
@@ -62,18 +68,33 @@ def run_lane(
     request: LaneRequest,
     *,
     run_id: str | None = None,
+    jobs: int | None = None,
     echo: Echo = "none",
     listen: Listen | None = None,
 ) -> tuple[RunState, LaneResult]:
-    """Run one lane end to end; return its run and its result.
+    """Run one lane (with its attempts, if it has any) end to end; return its run and its result.
 
     Raises KeyboardInterrupt when interrupted (its lanes end canceled), ``RunBusy`` when another
     process drives the run.
     """
-    store, run = plan_lane(ctx, request, run_id=run_id)
-    run = drive_run(ctx, store, run, jobs=1, echo=echo, listen=listen)
+    store, run = plan_lane(ctx, request, run_id=run_id, jobs=jobs)
+    run = drive_run(ctx, store, run, echo=echo, listen=listen)
     lane_id = next(iter(run.lanes))
     return run, load_result(ctx, run.run_id, lane_id)
+
+
+def compare(ctx: ExecutionContext, run_id: str, lane_id: str) -> Comparison:
+    """The attempts of lane RUN/LANE side by side: figures, pairwise agreement, the pick once made."""
+    from spine.drive.attempts import comparison
+
+    return comparison(ctx, RunStore(ctx.state, run_id).load(), lane_id)
+
+
+def pick(ctx: ExecutionContext, run_id: str, lane_id: str, attempt: int) -> LaneResult:
+    """Make attempt ``attempt`` the pick of lane RUN/LANE; return the lane's rewritten result."""
+    from spine.drive.attempts import pick as pick_attempt
+
+    return pick_attempt(ctx, run_id, lane_id, attempt)
 
 
 def plan_batch(
@@ -92,8 +113,7 @@ def plan_batch(
     batch = parse_batch(data, source, known_backend_names())
     specs = batch_lane_specs(batch, ctx.config, source)
     for spec in specs:
-        if spec.commit_in_place:
-            _refuse_dirty_checkout(ctx, spec.backend or ctx.backend)
+        _refuse_in_place(ctx, spec)
     rid = check_id("run id", run_id) if run_id else new_run_id()
     return create_run(ctx, rid, specs, kind="batch", jobs=jobs, fail_fast=fail_fast, source=source)
 
@@ -342,6 +362,31 @@ def write_html(path: Path | str, document: str) -> Path:
             f"cannot write {target}: {exc.strerror or exc}", "choose a writable path with -o"
         ) from None
     return target
+
+
+def _refuse_in_place(ctx: ExecutionContext, spec: LaneSpec) -> None:
+    """Attempts need worktrees of their own; an in-place repair loop needs --commit to see changes."""
+    backend = spec.backend or ctx.backend
+    wants = spec.attempt_of is not None or (spec.iterations > 1 and not spec.commit_in_place)
+    if wants or spec.commit_in_place:
+        from spine.backends.registry import load_backend
+
+        if not load_backend(backend, ctx.config.backends.get(backend, {})).in_place:
+            return
+        if spec.attempt_of is not None:
+            raise UsageError(
+                f"backend {backend!r} runs in your checkout, so lane {spec.attempt_of} cannot have attempts "
+                "side by side",
+                "use a backend with worktrees (local-worktree, bubblewrap, ...) for --attempts",
+            )
+        if spec.iterations > 1 and not spec.commit_in_place:
+            raise UsageError(
+                f"backend {backend!r} runs in your checkout without committing, so a repair loop "
+                "(--iterations) cannot tell what each pass changed",
+                "add --commit, or use a backend with worktrees",
+            )
+    if spec.commit_in_place:
+        _refuse_dirty_checkout(ctx, backend)
 
 
 def _refuse_dirty_checkout(ctx: ExecutionContext, backend: str) -> None:

@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "debug": ("spine.commands.debug", "Print the debug packet of a failed or stopped lane."),
     "report": ("spine.commands.report", "Write a run as one self-contained HTML file."),
     "dashboard": ("spine.commands.dashboard", "Serve a read-only, live web view of this repository's runs."),
+    "compare": ("spine.commands.compare", "Show the attempts of a lane side by side, and its pick."),
+    "pick": ("spine.commands.pick", "Make attempt N the pick of a lane with attempts."),
 }
 
 

@@ -70,7 +70,13 @@ class Browser:
 
         self.profile = Path(tempfile.mkdtemp(prefix="spine-chromium-"))
         self.proc = subprocess.Popen(
-            [executable, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
+            [
+                executable,
+                *FLAGS,
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -142,7 +148,9 @@ class Browser:
             self.pump(0.1)
 
     def eval(self, expression: str) -> Any:
-        reply = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True, awaitPromise=True)
+        reply = self.call(
+            "Runtime.evaluate", session=True, expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in reply:
             raise AssertionError(f"{expression}: {reply['exceptionDetails']}")
         return reply["result"].get("value")
@@ -176,11 +184,18 @@ class Browser:
         found = []
         for event in self.events:
             params = event.get("params", {})
-            if event["method"] == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning", "assert"):
+            if event["method"] == "Runtime.consoleAPICalled" and params.get("type") in (
+                "error",
+                "warning",
+                "assert",
+            ):
                 found.append(f"console.{params['type']}: {[a.get('value') for a in params.get('args', [])]}")
             elif event["method"] == "Runtime.exceptionThrown":
                 found.append(f"exception: {params.get('exceptionDetails', {}).get('text')}")
-            elif event["method"] == "Log.entryAdded" and params.get("entry", {}).get("level") in ("error", "warning"):
+            elif event["method"] == "Log.entryAdded" and params.get("entry", {}).get("level") in (
+                "error",
+                "warning",
+            ):
                 entry = params["entry"]
                 found.append(f"log {entry.get('source')}: {entry.get('text')} {entry.get('url', '')}")
         return found

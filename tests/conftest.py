@@ -22,7 +22,12 @@ import pytest
 def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run git in ``cwd`` and return stdout; raise on failure."""
     proc = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
     )
     if proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
@@ -42,7 +47,9 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     """Every test gets its own HOME and global git config with a pinned identity."""
     home = tmp_path_factory.mktemp("home")
     gitconfig = home / ".gitconfig"
-    gitconfig.write_text("[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+    gitconfig.write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
+    )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
@@ -59,7 +66,9 @@ def repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
     git("init", "-q", "-b", "main", cwd=root)
-    write_files(root, {"README.md": "# demo\n", "src/greet.sh": "#!/bin/sh\necho hello\n", ".gitignore": "*.tmp\n"})
+    write_files(
+        root, {"README.md": "# demo\n", "src/greet.sh": "#!/bin/sh\necho hello\n", ".gitignore": "*.tmp\n"}
+    )
     git("add", "-A", cwd=root)
     git("commit", "-q", "-m", "initial commit", cwd=root)
     write_files(root, {"src/other.txt": "more\n"})
@@ -118,7 +127,9 @@ class Spine:
         """Run a command with --json; check spine's JSON envelope and return its ``data`` (or all of it)."""
         proc = self(*args, cwd=cwd, **kw)
         if expect is not None:
-            assert proc.returncode == expect, f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
+            assert proc.returncode == expect, (
+                f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
+            )
         document = json.loads(proc.stdout)
         check_envelope(document, proc.returncode, args)
         return document if envelope else document["data"]

@@ -100,7 +100,9 @@ def decisions(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def landed_lanes(repo: Path, branch: str = "main", since: str | None = None) -> list[str]:
     """The lanes whose landing commits are on ``branch``'s first-parent line, oldest first."""
     span = f"{since}..{branch}" if since else branch
-    out = git("log", "--first-parent", "--reverse", "--format=%(trailers:key=Spine-Lane,valueonly)", span, cwd=repo)
+    out = git(
+        "log", "--first-parent", "--reverse", "--format=%(trailers:key=Spine-Lane,valueonly)", span, cwd=repo
+    )
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 

@@ -72,7 +72,9 @@ def test_every_public_name_is_documented_and_typed() -> None:
 
     doc = DOC.read_text()
     for name in spine.__all__:
-        assert f"`{name}" in doc or f"`spine.{name}" in doc, f"{name} is in spine.__all__ but not in docs/api.md"
+        assert f"`{name}" in doc or f"`spine.{name}" in doc, (
+            f"{name} is in spine.__all__ but not in docs/api.md"
+        )
         value = getattr(spine, name)
         if callable(value) and name != "__version__":
             assert (value.__doc__ or "").strip(), f"spine.{name} has no docstring"
@@ -120,7 +122,9 @@ def test_errors_carry_the_exit_code(repo: Path, tmp_path: Path) -> None:
     assert refused.value.exit_code == 1 and "did not succeed" in refused.value.message
     with pytest.raises(spine.UsageError):
         spine.promote(ctx, run.run_id, "nope", strategy="octopus")  # type: ignore[arg-type]
-    assert issubclass(spine.RunBusy, spine.EnvironmentProblem) and spine.EnvironmentProblem("x").exit_code == 3
+    assert (
+        issubclass(spine.RunBusy, spine.EnvironmentProblem) and spine.EnvironmentProblem("x").exit_code == 3
+    )
 
 
 def test_a_lane_a_gate_and_the_results_through_the_api(repo: Path) -> None:
@@ -128,7 +132,10 @@ def test_a_lane_a_gate_and_the_results_through_the_api(repo: Path) -> None:
 
     ctx = spine.context(repo)
     request = spine.LaneRequest(
-        id="note", objective="write a note", command=["sh", "-c", "echo note > NOTE.txt"], checks=["test -f NOTE.txt"]
+        id="note",
+        objective="write a note",
+        command=["sh", "-c", "echo note > NOTE.txt"],
+        checks=["test -f NOTE.txt"],
     )
     run, result = spine.run_lane(ctx, request, run_id="api")
     assert run.run_id == "api" and list(run.lanes) == ["note"]

@@ -37,7 +37,10 @@ def test_backends_lists_every_backend_and_why_it_is_unusable(spine: Spine, repo:
     assert rows["e2b"] == {**rows["e2b"], "usable": False, "source": "built-in"}
     # missing extra or missing credentials, whichever this machine lacks first
     assert "E2B_API_KEY" in rows["e2b"]["reason"] or "git-spine[e2b]" in rows["e2b"]["reason"]
-    assert "VERCEL" in rows["vercel-sandbox"]["reason"] or "git-spine[vercel]" in rows["vercel-sandbox"]["reason"]
+    assert (
+        "VERCEL" in rows["vercel-sandbox"]["reason"]
+        or "git-spine[vercel]" in rows["vercel-sandbox"]["reason"]
+    )
     assert "SANDBOX_WORKER_URL" in rows["cloudflare-sandbox"]["reason"]
     assert rows["bubblewrap"]["usable"] == (Bubblewrap().unavailable_reason() is None)
 
@@ -113,7 +116,9 @@ def test_third_party_backend_through_the_entry_point(spine: Spine, repo: Path, t
         ''',
         "fancy_backend:Fancy",
     )
-    rows = {r["name"]: r for r in spine.json("backends", "--json", cwd=repo, env=env, subprocess=True)["backends"]}
+    rows = {
+        r["name"]: r for r in spine.json("backends", "--json", cwd=repo, env=env, subprocess=True)["backends"]
+    }
     assert rows["fancy"]["source"] == "plugin" and rows["fancy"]["usable"]
     assert rows["fancy"]["description"] == "Fancy local lanes from a separate package."
     result = spine.json(

@@ -82,7 +82,11 @@ INVALID: list[tuple[str, str, str]] = [
         "lanes:\n  - {id: a, objective: x, command: 'true'}\njobs: 3\n",
         "unknown key 'jobs'",
     ),
-    ("missing command", "lanes:\n  - {id: a, objective: x}\n", "lane 'a' needs a `command` (or an operator with `op`)"),
+    (
+        "missing command",
+        "lanes:\n  - {id: a, objective: x}\n",
+        "lane 'a' needs a `command` (or an operator with `op`)",
+    ),
     ("empty command", "lanes:\n  - {id: a, objective: x, command: []}\n", "the command is empty"),
     ("no lanes", "lanes: []\n", "lanes"),
     ("not a mapping", "- {id: a}\n", "the top level must be a mapping"),
@@ -159,7 +163,12 @@ def test_json_batch_and_config_defaults(spine: Any, repo: Path, tmp_path: Path, 
                 "checks": ["grep -q yes-it-is out.txt", {"name": "named", "command": "test -s out.txt"}],
                 "artifacts": ["out.txt"],
             },
-            {"id": "argv", "objective": "an argv list", "command": ["touch", "made by argv.txt"], "timeout": None},
+            {
+                "id": "argv",
+                "objective": "an argv list",
+                "command": ["touch", "made by argv.txt"],
+                "timeout": None,
+            },
         ],
     )
     data = spine.json("batch", str(batch), "--json", "--run-id", "cfg", cwd=repo, env=env)
@@ -178,7 +187,9 @@ def test_json_batch_and_config_defaults(spine: Any, repo: Path, tmp_path: Path, 
 # --- running -------------------------------------------------------------------------------------
 
 
-def test_parallel_lanes_overlap_with_jobs_2(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path) -> None:
+def test_parallel_lanes_overlap_with_jobs_2(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path
+) -> None:
     # Each lane waits until the other has started before it ends: with --jobs 2 both starts come
     # before both ends; run one at a time, the first would give up waiting and end first.
     batch = write_batch(
@@ -191,7 +202,9 @@ def test_parallel_lanes_overlap_with_jobs_2(spine: Any, repo: Path, tmp_path: Pa
     assert stamp(tool_dir, "b.start") < stamp(tool_dir, "a.end")
 
 
-def test_jobs_caps_lanes_at_work(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path) -> None:
+def test_jobs_caps_lanes_at_work(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path
+) -> None:
     ids = ["l1", "l2", "l3", "l4", "l5"]
     batch = write_batch(tmp_path / "lanes.json", [lane(i, "start", "sleep:0.3", "end") for i in ids])
     assert spine("batch", str(batch), "-j", "2", cwd=repo, env=env).returncode == 0
@@ -200,7 +213,9 @@ def test_jobs_caps_lanes_at_work(spine: Any, repo: Path, tmp_path: Path, env: di
     assert most <= 2
 
 
-def test_needs_order_lanes(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path) -> None:
+def test_needs_order_lanes(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path
+) -> None:
     batch = write_batch(
         tmp_path / "lanes.json",
         [
@@ -277,7 +292,9 @@ def test_fail_fast_starts_nothing_new_but_lets_running_lanes_finish(
     assert runs_of(tool_dir, "later") == 0
 
 
-def test_plain_progress_lines_when_not_a_terminal(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
+def test_plain_progress_lines_when_not_a_terminal(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
     batch = write_batch(tmp_path / "lanes.json", [lane("one", "write:x.txt"), lane("two", "exit:2")])
     # stderr is a real pipe, as when a shell redirects it.
     proc = spine("batch", str(batch), "--run-id", "plain", cwd=repo, env=env, subprocess=True)
@@ -346,7 +363,10 @@ def test_stacked_lane_is_blocked_when_its_base_lane_fails(repo: Path, spine: Any
 @pytest.mark.parametrize(
     ("lanes", "message"),
     [
-        ("  - {id: a, objective: o, command: 'true', base: 'lane:nope'}\n", "needs 'nope', which is not a lane"),
+        (
+            "  - {id: a, objective: o, command: 'true', base: 'lane:nope'}\n",
+            "needs 'nope', which is not a lane",
+        ),
         ("  - {id: a, objective: o, command: 'true', base: 'lane:a'}\n", "lane 'a' needs itself"),
         (
             "  - {id: a, objective: o, command: 'true', base: 'lane:b'}\n"
@@ -355,7 +375,9 @@ def test_stacked_lane_is_blocked_when_its_base_lane_fails(repo: Path, spine: Any
         ),
     ],
 )
-def test_invalid_stacking_exits_2_and_creates_nothing(repo: Path, spine: Any, lanes: str, message: str) -> None:
+def test_invalid_stacking_exits_2_and_creates_nothing(
+    repo: Path, spine: Any, lanes: str, message: str
+) -> None:
     batch = repo.parent / "bad.yaml"
     batch.write_text("lanes:\n" + lanes)
     proc = spine("batch", str(batch), cwd=repo)

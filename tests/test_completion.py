@@ -23,8 +23,12 @@ SPINE = str(Path(sys.executable).with_name("spine"))
 def complete(repo: Path, line: str, shell: str = "bash") -> list[str]:
     """What spine offers for the last word of ``line``, through the protocol of ``shell``."""
     words = line.split(" ")
-    env = {**os.environ, "_SPINE_COMPLETE": f"{shell}_complete", "COMP_WORDS": line,
-           "COMP_CWORD": str(len(words) - 1)}
+    env = {
+        **os.environ,
+        "_SPINE_COMPLETE": f"{shell}_complete",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+    }
     if shell == "fish":
         env["COMP_CWORD"] = words[-1]
     proc = subprocess.run([SPINE], cwd=repo, env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -39,8 +43,13 @@ def complete(repo: Path, line: str, shell: str = "bash") -> list[str]:
 
 def bash_complete(repo: Path, line: str) -> list[str]:
     """Source spine's bash completion script and complete ``line`` as bash would on TAB."""
-    script = subprocess.run([SPINE], env={**os.environ, "_SPINE_COMPLETE": "bash_source"},
-                            capture_output=True, text=True, check=True).stdout
+    script = subprocess.run(
+        [SPINE],
+        env={**os.environ, "_SPINE_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     words = line.split(" ")
     program = (
         f"{script}\n"
@@ -49,22 +58,31 @@ def bash_complete(repo: Path, line: str) -> list[str]:
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
     env = {**os.environ, "PATH": f"{Path(SPINE).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-c", program], cwd=repo, env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        ["bash", "-c", program], cwd=repo, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     return [line for line in proc.stdout.splitlines() if line]
 
 
 @pytest.fixture
 def runs(repo: Path, spine: Spine) -> Path:
-    write_files(repo, {".spine.yaml": (
-        "operators:\n  - id: ingest\n    name: Ingest\n    modes: [PIPELINE]\n    timebox: 10m\n"
-        "    command: 'true'\n    acceptance: [test -n x]\n  - id: index\n    name: Index\n    modes: [PIPELINE]\n"
-        "    timebox: 10m\n    command: 'true'\n    acceptance: [test -n x]\n")})
+    write_files(
+        repo,
+        {
+            ".spine.yaml": (
+                "operators:\n  - id: ingest\n    name: Ingest\n    modes: [PIPELINE]\n    timebox: 10m\n"
+                "    command: 'true'\n    acceptance: [test -n x]\n  - id: index\n    name: Index\n    modes: [PIPELINE]\n"
+                "    timebox: 10m\n    command: 'true'\n    acceptance: [test -n x]\n"
+            )
+        },
+    )
     for run_id, lanes in (("alpha", ["one", "two"]), ("beta", ["solo"])):
         batch = repo.parent / f"{run_id}.yaml"
-        batch.write_text("lanes:\n" + "".join(f"  - {{id: {lane}, objective: {lane}, command: 'true'}}\n"
-                                              for lane in lanes))
+        batch.write_text(
+            "lanes:\n"
+            + "".join(f"  - {{id: {lane}, objective: {lane}, command: 'true'}}\n" for lane in lanes)
+        )
         assert spine("batch", str(batch), "--run-id", run_id, "--plan", cwd=repo).returncode == 0
     return repo
 
@@ -111,8 +129,13 @@ def test_completion_outside_a_repository_or_with_a_broken_config_offers_nothing_
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_the_documented_activation_script_is_printed(shell: str) -> None:
-    proc = subprocess.run([SPINE], env={**os.environ, "_SPINE_COMPLETE": f"{shell}_source"},
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [SPINE],
+        env={**os.environ, "_SPINE_COMPLETE": f"{shell}_source"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0 and "_SPINE_COMPLETE" in proc.stdout
     docs = (Path(__file__).resolve().parent.parent / "docs" / "completion.md").read_text()
     assert f"_SPINE_COMPLETE={shell}_source spine" in docs

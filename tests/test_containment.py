@@ -57,7 +57,9 @@ def test_a_git_config_planted_by_the_lane_never_runs_on_the_host(
 
 
 @pytest.mark.usefixtures("bwrap")
-def test_a_lane_pointing_its_git_file_at_the_users_repository_cannot_commit_there(spine: Spine, repo: Path) -> None:
+def test_a_lane_pointing_its_git_file_at_the_users_repository_cannot_commit_there(
+    spine: Spine, repo: Path
+) -> None:
     main = git("rev-parse", "main", cwd=repo)
     command = f'printf "gitdir: {repo / ".git"}\\n" > .git && echo x > x.txt && rm README.md'
     result = run_lane(spine, repo, "--backend", "bubblewrap", "redirect", "--", "sh", "-c", command, expect=1)
@@ -81,20 +83,35 @@ def host_secret(isolated_git: Path) -> Iterator[Path]:
 
 
 @pytest.mark.usefixtures("bwrap")
-def test_checks_under_bubblewrap_cannot_read_the_home_directory(spine: Spine, repo: Path, host_secret: Path) -> None:
+def test_checks_under_bubblewrap_cannot_read_the_home_directory(
+    spine: Spine, repo: Path, host_secret: Path
+) -> None:
     check = f"cat {host_secret}"
-    inside = run_lane(spine, repo, "--backend", "bubblewrap", "--check", check, "sandboxed check", "--", "true", expect=1)
+    inside = run_lane(
+        spine, repo, "--backend", "bubblewrap", "--check", check, "sandboxed check", "--", "true", expect=1
+    )
     assert inside["failureKind"] == "check_failed"
     assert "PRIVATE KEY" not in json.dumps(inside)
     # The explicit setting runs them on the host, where the file is there to read.
     host = run_lane(
-        spine, repo, "--backend", "bubblewrap", "--checks-on-host", "--check", check, "host check", "--", "true"
+        spine,
+        repo,
+        "--backend",
+        "bubblewrap",
+        "--checks-on-host",
+        "--check",
+        check,
+        "host check",
+        "--",
+        "true",
     )
     assert host["validation"][0]["status"] == "passed"
 
 
 @pytest.mark.usefixtures("bwrap")
-def test_setup_commands_under_bubblewrap_run_in_the_sandbox(spine: Spine, repo: Path, host_secret: Path) -> None:
+def test_setup_commands_under_bubblewrap_run_in_the_sandbox(
+    spine: Spine, repo: Path, host_secret: Path
+) -> None:
     write_files(repo, {".spine.yaml": f"setup:\n  commands:\n    - cat {host_secret} > copied.txt\n"})
     result = run_lane(spine, repo, "--backend", "bubblewrap", "setup leak", "--", "true", expect=1)
     assert result["failureKind"] == "setup_failed"
@@ -112,11 +129,11 @@ def test_a_host_socket_under_run_is_out_of_reach_without_network(spine: Spine, r
     except OSError as exc:
         pytest.skip(f"cannot create a socket under /run here: {exc}")
     server.listen(1)
-    probe = (
-        f"{sys.executable} -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('{path}')\""
-    )
+    probe = f"{sys.executable} -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('{path}')\""
     try:
-        blocked = run_lane(spine, repo, "--backend", "bubblewrap", "dial out", "--", "sh", "-c", probe, expect=1)
+        blocked = run_lane(
+            spine, repo, "--backend", "bubblewrap", "dial out", "--", "sh", "-c", probe, expect=1
+        )
         assert blocked["failureKind"] == "command_failed"
     finally:
         server.close()
@@ -124,11 +141,24 @@ def test_a_host_socket_under_run_is_out_of_reach_without_network(spine: Spine, r
 
 
 @pytest.mark.usefixtures("bwrap")
-def test_an_artifact_that_is_a_link_to_a_host_file_is_not_copied(spine: Spine, repo: Path, host_secret: Path) -> None:
+def test_an_artifact_that_is_a_link_to_a_host_file_is_not_copied(
+    spine: Spine, repo: Path, host_secret: Path
+) -> None:
     command = f"ln -s {host_secret} report.txt && mkdir -p out && ln -s {host_secret.parent} out/keys"
     result = run_lane(
-        spine, repo, "--backend", "bubblewrap", "--artifact", "report.txt", "--artifact", "out/**/*",
-        "links", "--", "sh", "-c", command,
+        spine,
+        repo,
+        "--backend",
+        "bubblewrap",
+        "--artifact",
+        "report.txt",
+        "--artifact",
+        "out/**/*",
+        "links",
+        "--",
+        "sh",
+        "-c",
+        command,
     )
     assert result["artifacts"] == []
     stored = Path(result["logPath"]).parent / "artifacts"
@@ -150,7 +180,9 @@ def _everything_under(root: Path) -> str:
     return "\n".join(texts)
 
 
-def test_a_gate_check_that_prints_a_token_keeps_it_out_of_every_output(spine: Spine, repo: Path, tmp_path: Path) -> None:
+def test_a_gate_check_that_prints_a_token_keeps_it_out_of_every_output(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
     git("switch", "-qc", "feature", cwd=repo)
     (repo / "f.txt").write_text("f\n")
     git("add", "f.txt", cwd=repo)
@@ -159,9 +191,17 @@ def test_a_gate_check_that_prints_a_token_keeps_it_out_of_every_output(spine: Sp
     summary = tmp_path / "summary.md"
     env = {"GITHUB_TOKEN": TOKEN, "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
     check = 'echo "token is $GITHUB_TOKEN"; exit 1'
-    proc = spine("gate", "--into", "main", "--check", check, "--junit", str(junit), "--json", cwd=repo, env=env)
+    proc = spine(
+        "gate", "--into", "main", "--check", check, "--junit", str(junit), "--json", cwd=repo, env=env
+    )
     assert proc.returncode == 1
-    outputs = [proc.stdout, proc.stderr, junit.read_text(), summary.read_text(), _everything_under(repo / ".git" / "spine")]
+    outputs = [
+        proc.stdout,
+        proc.stderr,
+        junit.read_text(),
+        summary.read_text(),
+        _everything_under(repo / ".git" / "spine"),
+    ]
     assert "[REDACTED]" in proc.stdout
     for text in outputs:
         assert TOKEN not in text
@@ -172,10 +212,23 @@ def test_secrets_from_every_source_stay_out_of_the_state_directory(spine: Spine,
     write_files(repo, {".spine.yaml": 'setup:\n  commands:\n    - echo "setup sees $GITHUB_TOKEN"\n'})
     # A failing check prints it; the objective and argv carry it; an --env value has a secret name.
     first = run_lane(
-        spine, repo, "--run-id", "r1", "--lane", "uses", "--env", f"DEPLOY_TOKEN={TOKEN}x",
-        "--check", 'echo "$GITHUB_TOKEN"; exit 1',
-        f"use {TOKEN}", "--", "sh", "-c", f'echo {TOKEN}; echo "$DEPLOY_TOKEN"',
-        env=env, expect=1,
+        spine,
+        repo,
+        "--run-id",
+        "r1",
+        "--lane",
+        "uses",
+        "--env",
+        f"DEPLOY_TOKEN={TOKEN}x",
+        "--check",
+        'echo "$GITHUB_TOKEN"; exit 1',
+        f"use {TOKEN}",
+        "--",
+        "sh",
+        "-c",
+        f'echo {TOKEN}; echo "$DEPLOY_TOKEN"',
+        env=env,
+        expect=1,
     )
     assert first["failureKind"] == "check_failed"
     # A failing setup command prints it.
@@ -185,15 +238,28 @@ def test_secrets_from_every_source_stay_out_of_the_state_directory(spine: Spine,
     assert TOKEN not in state
     debug = spine("debug", "r1/uses", cwd=repo, env=env)
     assert debug.returncode == 0, debug.stderr
-    packet = json.loads((repo / ".git" / "spine" / "runs" / "r1" / "lanes" / "uses" / "debug.json").read_text())
+    packet = json.loads(
+        (repo / ".git" / "spine" / "runs" / "r1" / "lanes" / "uses" / "debug.json").read_text()
+    )
     assert '--env DEPLOY_TOKEN="$DEPLOY_TOKEN"' in packet["repro"]["spine"]
     assert TOKEN not in debug.stdout + debug.stderr
 
 
 def test_a_secret_env_value_is_not_stored_but_still_reaches_the_command(spine: Spine, repo: Path) -> None:
     result = run_lane(
-        spine, repo, "--run-id", "r1", "--lane", "s", "--env", f"API_TOKEN={TOKEN}", "secret env", "--",
-        "sh", "-c", 'test "$API_TOKEN" = "' + TOKEN + '" && echo ok > ok.txt',
+        spine,
+        repo,
+        "--run-id",
+        "r1",
+        "--lane",
+        "s",
+        "--env",
+        f"API_TOKEN={TOKEN}",
+        "secret env",
+        "--",
+        "sh",
+        "-c",
+        'test "$API_TOKEN" = "' + TOKEN + '" && echo ok > ok.txt',
     )
     assert result["status"] == "succeeded"
     run = (repo / ".git" / "spine" / "runs" / "r1" / "run.json").read_text()
@@ -202,7 +268,20 @@ def test_a_secret_env_value_is_not_stored_but_still_reaches_the_command(spine: S
 
 def test_a_dead_drivers_lanes_are_closed_without_secrets(spine: Spine, repo: Path) -> None:
     env = {"GITHUB_TOKEN": TOKEN, "SPINE_CRASH_AT": "commit:begin"}
-    proc = spine("run", "--run-id", "r1", "--lane", "d", f"objective {TOKEN}", "--", "sh", "-c", f"echo {TOKEN}", cwd=repo, env=env)
+    proc = spine(
+        "run",
+        "--run-id",
+        "r1",
+        "--lane",
+        "d",
+        f"objective {TOKEN}",
+        "--",
+        "sh",
+        "-c",
+        f"echo {TOKEN}",
+        cwd=repo,
+        env=env,
+    )
     assert proc.returncode == -9
     gc = spine("gc", cwd=repo, env={"GITHUB_TOKEN": TOKEN})
     assert gc.returncode == 0, gc.stderr
@@ -215,7 +294,11 @@ def test_the_security_suite_is_listed_in_the_backend_docs() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "backends.md").read_text()
     assert "tests/test_containment.py" in doc
     module = sys.modules[__name__]
-    tests = [name for name in dir(module) if name.startswith("test_") and name != "test_the_security_suite_is_listed_in_the_backend_docs"]
+    tests = [
+        name
+        for name in dir(module)
+        if name.startswith("test_") and name != "test_the_security_suite_is_listed_in_the_backend_docs"
+    ]
     for name in tests:
         assert name in doc, f"docs/backends.md does not list {name}"
 

@@ -41,8 +41,19 @@ def spec_of(repo: Path, run_id: str, lane_id: str) -> dict[str, Any]:
 def test_an_operator_lane_keeps_network_pass_env_and_no_timeout(spine: Spine, repo: Path) -> None:
     write_files(repo, {".spine.yaml": OPERATOR})
     proc = spine(
-        "run", "-q", "--run-id", "op", "--op", "touch", "--network", "--pass-env", "FOO", "--timeout", "none",
-        "touch it", cwd=repo,
+        "run",
+        "-q",
+        "--run-id",
+        "op",
+        "--op",
+        "touch",
+        "--network",
+        "--pass-env",
+        "FOO",
+        "--timeout",
+        "none",
+        "touch it",
+        cwd=repo,
     )
     assert proc.returncode in (0, 1), proc.stderr  # graded on PIPELINE's evidence; the spec is the point
     spec = spec_of(repo, "op", "touch-it")
@@ -52,16 +63,34 @@ def test_an_operator_lane_keeps_network_pass_env_and_no_timeout(spine: Spine, re
 
 def test_a_batch_lane_can_set_every_lane_setting(spine: Spine, repo: Path) -> None:
     batch = repo.parent / "lanes.json"
-    batch.write_text(json.dumps({"lanes": [
-        {"id": "a", "objective": "a", "command": "true", "network": True, "env_passthrough": ["FOO"],
-         "keep_worktree": True, "timeout": None, "checks_on_host": True},
-        {"id": "b", "objective": "b", "command": "true"},
-    ]}))
+    batch.write_text(
+        json.dumps(
+            {
+                "lanes": [
+                    {
+                        "id": "a",
+                        "objective": "a",
+                        "command": "true",
+                        "network": True,
+                        "env_passthrough": ["FOO"],
+                        "keep_worktree": True,
+                        "timeout": None,
+                        "checks_on_host": True,
+                    },
+                    {"id": "b", "objective": "b", "command": "true"},
+                ]
+            }
+        )
+    )
     proc = spine("batch", str(batch), "--run-id", "b1", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     a, b = spec_of(repo, "b1", "a"), spec_of(repo, "b1", "b")
     assert (a["network"], a["envPassthrough"], a["keepWorktree"], a["timeout"], a["checksOnHost"]) == (
-        True, ["FOO"], True, None, True
+        True,
+        ["FOO"],
+        True,
+        None,
+        True,
     )
     assert a["sources"]["timeout"] == "batch lane"
     # The defaults are the same as on the command line.
@@ -71,19 +100,31 @@ def test_a_batch_lane_can_set_every_lane_setting(spine: Spine, repo: Path) -> No
 
 def test_timeout_none_means_no_limit_on_every_path(spine: Spine, repo: Path) -> None:
     write_files(repo, {".spine.yaml": "timeout: 10m\n" + OPERATOR})
-    assert spine("run", "-q", "--run-id", "r1", "--lane", "x", "--timeout", "none", "x", "--", "true", cwd=repo).returncode == 0
-    assert spine("run", "-q", "--run-id", "r2", "--op", "touch", "--timeout", "none", "y", cwd=repo).returncode in (0, 1)
+    assert (
+        spine(
+            "run", "-q", "--run-id", "r1", "--lane", "x", "--timeout", "none", "x", "--", "true", cwd=repo
+        ).returncode
+        == 0
+    )
+    assert spine(
+        "run", "-q", "--run-id", "r2", "--op", "touch", "--timeout", "none", "y", cwd=repo
+    ).returncode in (0, 1)
     batch = repo.parent / "lanes.yaml"
     batch.write_text("lanes:\n  - {id: z, objective: z, command: 'true', timeout: null}\n")
     assert spine("batch", str(batch), "--run-id", "r3", cwd=repo).returncode == 0
-    assert [spec_of(repo, r, lane)["timeout"] for r, lane in (("r1", "x"), ("r2", "y"), ("r3", "z"))] == [None] * 3
+    assert [spec_of(repo, r, lane)["timeout"] for r, lane in (("r1", "x"), ("r2", "y"), ("r3", "z"))] == [
+        None
+    ] * 3
 
 
 @pytest.mark.parametrize(
     ("args", "says"),
     [
         (["--check", ""], "--check: the check command is empty"),
-        (["--artifact", "/etc/hostname"], "--artifact: invalid artifact glob '/etc/hostname': it is absolute"),
+        (
+            ["--artifact", "/etc/hostname"],
+            "--artifact: invalid artifact glob '/etc/hostname': it is absolute",
+        ),
         (["--artifact", ""], "--artifact: invalid artifact glob '': it is empty"),
         (["--artifact", "../up/*"], "leaves the worktree"),
         (["--env", "A=B=C", "--env", "1X=2"], "--env: '1X' is not a variable name"),
@@ -97,7 +138,9 @@ def test_bad_lane_settings_are_usage_errors_before_anything_exists(
     proc = spine("run", *args, "objective", "--", "true", cwd=repo)
     assert proc.returncode == 2, proc.stderr
     assert says in proc.stderr and "Traceback" not in proc.stderr
-    assert not (repo / ".git" / "spine" / "runs").exists() or not any((repo / ".git" / "spine" / "runs").iterdir())
+    assert not (repo / ".git" / "spine" / "runs").exists() or not any(
+        (repo / ".git" / "spine" / "runs").iterdir()
+    )
 
 
 def test_dash_dash_without_an_objective_says_so(spine: Spine, repo: Path) -> None:
@@ -127,7 +170,10 @@ def test_state_from_a_newer_minor_version_is_read_and_a_newer_major_refused(spin
 
 
 def test_state_of_the_previous_format_is_converted(spine: Spine, repo: Path) -> None:
-    assert spine("run", "-q", "--run-id", "r1", "x", "--", "sh", "-c", "echo x > x.txt", cwd=repo).returncode == 0
+    assert (
+        spine("run", "-q", "--run-id", "r1", "x", "--", "sh", "-c", "echo x > x.txt", cwd=repo).returncode
+        == 0
+    )
     path = repo / ".git" / "spine" / "runs" / "r1" / "run.json"
     data = json.loads(path.read_text())
     lane = data["lanes"]["x"]
@@ -162,7 +208,11 @@ def test_a_held_worktrees_lock_makes_gc_exit_3_naming_it(spine: Spine, repo: Pat
     finally:
         os.close(fd)
     assert proc.returncode == 3
-    assert "worktrees.lock" in proc.stderr and "a test holding it" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        "worktrees.lock" in proc.stderr
+        and "a test holding it" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     assert took < 30
 
 
@@ -183,7 +233,9 @@ def test_a_bug_inside_a_step_is_exit_4_with_a_crash_log_not_a_lane_failure(
     crash_log = Path(err.split("details: ")[1].split()[0])
     assert "ZeroDivisionError: a bug" in crash_log.read_text()
     lane = run_json(repo, "r1")["lanes"]["x"]
-    assert lane["status"] == "running" and lane["currentStep"] == "setup" and lane["facts"].get("halt") is None
+    assert (
+        lane["status"] == "running" and lane["currentStep"] == "setup" and lane["facts"].get("halt") is None
+    )
     assert not (repo / ".git" / "spine" / "runs" / "r1" / "lanes" / "x" / "result.json").exists()
 
 
@@ -192,7 +244,21 @@ def test_a_step_that_fails_for_the_environment_halts_its_lane_once_and_its_next_
 ) -> None:
     # The command leaves a lock on its own branch's ref: spine's commit cannot move the branch.
     command = 'echo x > x.txt; touch "$(git rev-parse --git-common-dir)/refs/heads/$SPINE_BRANCH.lock"'
-    proc = spine("run", "--json", "-q", "--run-id", "r1", "--lane", "x", "locked ref", "--", "sh", "-c", command, cwd=repo)
+    proc = spine(
+        "run",
+        "--json",
+        "-q",
+        "--run-id",
+        "r1",
+        "--lane",
+        "x",
+        "locked ref",
+        "--",
+        "sh",
+        "-c",
+        command,
+        cwd=repo,
+    )
     assert proc.returncode == 3, proc.stderr
     result = data_of(proc)
     assert result["status"] == "failed" and result["failureKind"] == "error"

@@ -151,7 +151,9 @@ def read_events(board: Any, count: int, action: Any = None, timeout: float = 60)
 
 def test_the_event_stream_says_when_a_run_changes(spine: Any, repo: Path, board: Any) -> None:
     started = time.monotonic()
-    events = read_events(board, 2, action=lambda: spine("run", "new", "--run-id", "ev", "--", "true", cwd=repo))
+    events = read_events(
+        board, 2, action=lambda: spine("run", "new", "--run-id", "ev", "--", "true", cwd=repo)
+    )
     assert events == ["change", "change"]
     assert time.monotonic() - started < 60
 
@@ -168,7 +170,9 @@ def test_the_command_prints_its_address_and_stops_cleanly(spine: Any, repo: Path
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        match = re.fullmatch(r"spine dashboard: http://127\.0\.0\.1:(\d+)/  \(read-only; Ctrl-C stops it\)\n", line)
+        match = re.fullmatch(
+            r"spine dashboard: http://127\.0\.0\.1:(\d+)/  \(read-only; Ctrl-C stops it\)\n", line
+        )
         assert match, line
         conn = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=30)
         conn.request("GET", "/api/runs")
@@ -201,7 +205,9 @@ def test_the_dashboard_in_chromium_follows_a_lane_to_its_end(
         tmp_path / "live.json",
         [lane("slowpoke", "touch:started", "wait:go", "write:done.txt"), lane("quick", "write:q.txt")],
     )
-    driver = spine_popen("batch", str(batch), "--run-id", "live", "-j", "2", cwd=repo, env={"LANETOOL_DIR": str(tool_dir)})
+    driver = spine_popen(
+        "batch", str(batch), "--run-id", "live", "-j", "2", cwd=repo, env={"LANETOOL_DIR": str(tool_dir)}
+    )
     browser = Browser(executable)
     try:
         wait_for(tool_dir / "started")

@@ -112,7 +112,9 @@ def test_backends_says_the_scheduler_answers_and_how_many_workers(
     data = spine.json("backends", "--json", "dask", cwd=repo, env=_env(cluster.address))
     [row] = data["backends"]
     assert row["usable"] and row["reason"] is None
-    assert f"Dask cluster at {cluster.address}: scheduler answers, 2 workers, 16 threads" in row["description"]
+    assert (
+        f"Dask cluster at {cluster.address}: scheduler answers, 2 workers, 16 threads" in row["description"]
+    )
     text = spine("backends", cwd=repo, env=_env(cluster.address))
     assert text.returncode == 0 and "scheduler answers, 2 workers" in text.stdout
 
@@ -168,7 +170,9 @@ def test_the_address_comes_from_the_setting_then_the_environment(monkeypatch: py
 # --- lanes -------------------------------------------------------------------------------------------
 
 
-def test_a_lane_runs_on_a_worker_and_is_committed_here(spine: Spine, repo: Path, cluster: DaskCluster) -> None:
+def test_a_lane_runs_on_a_worker_and_is_committed_here(
+    spine: Spine, repo: Path, cluster: DaskCluster
+) -> None:
     (repo / ".spine.yaml").write_text(f"backends:\n  dask:\n    scheduler: {cluster.address}\n")
     script = "echo hello > hello.txt; mv src/other.txt src/moved.txt; echo on-the-worker; pwd"
     result = spine.json(
@@ -179,7 +183,9 @@ def test_a_lane_runs_on_a_worker_and_is_committed_here(spine: Spine, repo: Path,
     token, _, worker = result["providerRunId"].partition("@")
     assert worker in cluster.worker_addresses().values()
     assert git("show", f"{result['branch']}:hello.txt", cwd=repo) == "hello"
-    assert "rename src/{other.txt => moved.txt}" in git("show", "--summary", "--format=", result["branch"], cwd=repo)
+    assert "rename src/{other.txt => moved.txt}" in git(
+        "show", "--summary", "--format=", result["branch"], cwd=repo
+    )
     # The command ran in the worker's scratch directory, not in the lane worktree.
     assert result["outputTail"][0] == "on-the-worker"
     assert f"/{token}/work" in result["outputTail"][1]
@@ -230,7 +236,9 @@ def test_output_streams_while_the_command_runs_so_idle_timeouts_hold(
     assert len(lines) >= 5  # they came in many events, not at the end
 
 
-def test_a_chatty_command_arrives_whole_and_in_order(repo: Path, tmp_path: Path, cluster: DaskCluster) -> None:
+def test_a_chatty_command_arrives_whole_and_in_order(
+    repo: Path, tmp_path: Path, cluster: DaskCluster
+) -> None:
     backend = _backend(cluster.address)
     handle = backend.prepare(_spec(_lane(repo, tmp_path), repo))
     chunks: list[bytes] = []
@@ -273,7 +281,9 @@ def test_a_lane_spine_stops_keeping_alive_is_removed_from_the_worker(
     marker = _unique_sleep(60)
     result: dict[str, Any] = {}
     runner = threading.Thread(
-        target=lambda: result.update(code=driver.run(f"sleep {marker}; echo done", env={}, timeout=None, on_output=None))
+        target=lambda: result.update(
+            code=driver.run(f"sleep {marker}; echo done", env={}, timeout=None, on_output=None)
+        )
     )
     runner.start()
     try:
@@ -479,8 +489,12 @@ def test_a_worker_killed_mid_lane_fails_the_lane_and_retry_runs_it_again(
         env = _env(doomed.address)
         marker = _unique_sleep(30)
         once = tmp_path / "ran-once"  # the retry does not wait again
-        script = f"echo started; [ -e {once} ] || {{ touch {once}; sleep {marker}; }}; echo finished > slow.txt"
-        proc = spine_background(spine, repo, env, "run", "--json", "--backend", "dask", "slow", "--", "sh", "-c", script)
+        script = (
+            f"echo started; [ -e {once} ] || {{ touch {once}; sleep {marker}; }}; echo finished > slow.txt"
+        )
+        proc = spine_background(
+            spine, repo, env, "run", "--json", "--backend", "dask", "slow", "--", "sh", "-c", script
+        )
         assert _eventually(lambda: _processes_with(marker)), "the lane's command never started"
         doomed.kill_worker("w0")
         out, err = proc.communicate(timeout=120)
@@ -503,7 +517,9 @@ def test_the_scheduler_gone_mid_lane_fails_the_lane(spine: Spine, repo: Path, tm
         marker = _unique_sleep(60)
         script = f"echo started; sleep {marker}; echo never > never.txt"
         env = _env(headless.address)
-        proc = spine_background(spine, repo, env, "run", "--json", "--backend", "dask", "slow", "--", "sh", "-c", script)
+        proc = spine_background(
+            spine, repo, env, "run", "--json", "--backend", "dask", "slow", "--", "sh", "-c", script
+        )
         assert _eventually(lambda: _processes_with(marker)), "the lane's command never started"
         assert headless.scheduler is not None
         headless.scheduler.kill()
@@ -543,18 +559,26 @@ def test_a_batch_across_two_hosts(spine: Spine, repo: Path, tmp_path: Path) -> N
         pytest.skip(reason)
     with running_cluster(tmp_path / "hosts", workers=2, threads=4, hosts=True) as hosts:
         lanes = [
-            {"id": f"l{i}", "objective": f"lane {i}", "command": ["sh", "-c", f"hostname -I; echo {i} > out{i}.txt"]}
+            {
+                "id": f"l{i}",
+                "objective": f"lane {i}",
+                "command": ["sh", "-c", f"hostname -I; echo {i} > out{i}.txt"],
+            }
             for i in range(6)
         ]
         (tmp_path / "lanes.json").write_text(json.dumps({"lanes": lanes}))
         (repo / ".spine.yaml").write_text(f"backends:\n  dask:\n    scheduler: {hosts.address}\n")
-        proc = spine("batch", str(tmp_path / "lanes.json"), "-j", "6", "--backend", "dask", cwd=repo, env=_env(""))
+        proc = spine(
+            "batch", str(tmp_path / "lanes.json"), "-j", "6", "--backend", "dask", cwd=repo, env=_env("")
+        )
         assert proc.returncode == 0, proc.stderr
         workers = hosts.worker_addresses()
     run_id = next(p.name for p in (repo / ".git" / "spine" / "runs").iterdir())
     seen: dict[str, list[str]] = {}
     for i in range(6):
-        result = json.loads((repo / ".git" / "spine" / "runs" / run_id / "lanes" / f"l{i}" / "result.json").read_text())
+        result = json.loads(
+            (repo / ".git" / "spine" / "runs" / run_id / "lanes" / f"l{i}" / "result.json").read_text()
+        )
         assert result["status"] == "succeeded", result
         assert git("show", f"{result['branch']}:out{i}.txt", cwd=repo) == str(i)
         worker = result["providerRunId"].partition("@")[2]

@@ -42,22 +42,99 @@ FUZZ = settings(
     derandomize=True,
     database=None,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
 )
 
 # --- values --------------------------------------------------------------------------------------
 
 HOSTILE_TEXT = [
-    "", " ", "\0", "a\0b", "-x", "--help", "..", "../x", "/abs", "/etc/hostname", "~", "~/x", ".", "./",
-    "a**", "**", "**/*.json", "reports/*.json", "[", "*/", "a//b",
-    "10m", "1h30m", "90", "90s", "0", "-5", "soon", ".nan", "nan", "inf", "1e400",
-    "{objective}", "{objective!x}", "{objective!r}", "{objective:d}", "{objective:>{branch}}", "{objective:{x}}",
-    "{", "}", "{}", "{0}", "{objective.upper}", "{objective[0]}", "{{literal}}", "{run_id}-{lane_id}",
-    "A=B", "=x", "PATH", "API_TOKEN", "1X", "X\0", "X Y", "\udcff", "caf\u00e9", "line\nbreak", "tab\there",
-    "lane:a", "lane:", "lane:../x", "main", "HEAD", "HEAD~1", "refs/heads/main", "nosuch-ref",
-    "local-worktree", "none", "bubblewrap", "docker", "nosuch-backend", "local-worktre",
-    "PIPELINE", "pipeline", " Pipeline ", "contract", "auto", "bogus-mode",
-    "true", "yes", "off", "1", "skip", "update",
+    "",
+    " ",
+    "\0",
+    "a\0b",
+    "-x",
+    "--help",
+    "..",
+    "../x",
+    "/abs",
+    "/etc/hostname",
+    "~",
+    "~/x",
+    ".",
+    "./",
+    "a**",
+    "**",
+    "**/*.json",
+    "reports/*.json",
+    "[",
+    "*/",
+    "a//b",
+    "10m",
+    "1h30m",
+    "90",
+    "90s",
+    "0",
+    "-5",
+    "soon",
+    ".nan",
+    "nan",
+    "inf",
+    "1e400",
+    "{objective}",
+    "{objective!x}",
+    "{objective!r}",
+    "{objective:d}",
+    "{objective:>{branch}}",
+    "{objective:{x}}",
+    "{",
+    "}",
+    "{}",
+    "{0}",
+    "{objective.upper}",
+    "{objective[0]}",
+    "{{literal}}",
+    "{run_id}-{lane_id}",
+    "A=B",
+    "=x",
+    "PATH",
+    "API_TOKEN",
+    "1X",
+    "X\0",
+    "X Y",
+    "\udcff",
+    "caf\u00e9",
+    "line\nbreak",
+    "tab\there",
+    "lane:a",
+    "lane:",
+    "lane:../x",
+    "main",
+    "HEAD",
+    "HEAD~1",
+    "refs/heads/main",
+    "nosuch-ref",
+    "local-worktree",
+    "none",
+    "bubblewrap",
+    "docker",
+    "nosuch-backend",
+    "local-worktre",
+    "PIPELINE",
+    "pipeline",
+    " Pipeline ",
+    "contract",
+    "auto",
+    "bogus-mode",
+    "true",
+    "yes",
+    "off",
+    "1",
+    "skip",
+    "update",
 ]
 texts = st.sampled_from(HOSTILE_TEXT) | st.text(max_size=12)
 numbers = (
@@ -74,8 +151,9 @@ junk = st.recursive(
 )
 
 
-def pick(hostile: bool, good: list[Any], bad: list[Any] = (), *, more: st.SearchStrategy[Any] = texts
-         ) -> st.SearchStrategy[Any]:
+def pick(
+    hostile: bool, good: list[Any], bad: list[Any] = (), *, more: st.SearchStrategy[Any] = texts
+) -> st.SearchStrategy[Any]:
     """The good values; in a hostile document also the bad ones and arbitrary text."""
     if not hostile:
         return st.sampled_from(good)
@@ -95,69 +173,141 @@ def documents(hostile: bool) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[
         return st.integers(0, 7).flatmap(lambda n: junk if n == 0 else strategy)
 
     durations = maybe(
-        pick(hostile, ["10m", "1h", "1h30m", "90s", 90, 2.5, None], ["0", 0, -5, math.nan, math.inf, ".nan",
-                                                                        "soon", "9999999h"], more=numbers)
-        | (st.lists(st.integers(1, 9), max_size=2) | st.dictionaries(st.sampled_from(["m", "s"]), st.integers(1, 9),
-                                                                       max_size=2)
-           if hostile else st.nothing())
+        pick(
+            hostile,
+            ["10m", "1h", "1h30m", "90s", 90, 2.5, None],
+            ["0", 0, -5, math.nan, math.inf, ".nan", "soon", "9999999h"],
+            more=numbers,
+        )
+        | (
+            st.lists(st.integers(1, 9), max_size=2)
+            | st.dictionaries(st.sampled_from(["m", "s"]), st.integers(1, 9), max_size=2)
+            if hostile
+            else st.nothing()
+        )
     )
     words = pick(hostile, ["fix the parser", "make test", "caf\u00e9 au lait", "a|b", "tabs\tand\rreturns"])
     text_lists = maybe(st.lists(words, max_size=3))
     env_names = pick(hostile, ["PYTHONUNBUFFERED", "API_TOKEN", "_ok", "X1"], ["A=B", "X\0", "1X", "", "X Y"])
-    env_values = (words | st.integers(0, 99) | st.floats(allow_nan=False, allow_infinity=False)
-                  | (st.booleans() | st.none() | junk if hostile else st.nothing()))
+    env_values = (
+        words
+        | st.integers(0, 99)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | (st.booleans() | st.none() | junk if hostile else st.nothing())
+    )
     env_maps = maybe(st.dictionaries(env_names, env_values, max_size=3))
-    globs = maybe(st.lists(pick(hostile, ["reports/*.json", "out.txt", "**/*.log", "a/b/c"],
-                                ["/etc/hostname", "../x", "", "a**", ".", "./", "~/x", "a\0b"]), max_size=3))
+    globs = maybe(
+        st.lists(
+            pick(
+                hostile,
+                ["reports/*.json", "out.txt", "**/*.log", "a/b/c"],
+                ["/etc/hostname", "../x", "", "a**", ".", "./", "~/x", "a\0b"],
+            ),
+            max_size=3,
+        )
+    )
     refs = maybe(pick(hostile, ["main", "HEAD", "HEAD~1"], ["nosuch", "", "-x", "a\0b", "a b", "\udcff"]))
-    templates = maybe(pick(hostile, ["{objective}", "{objective!r}", "{run_id}-{lane_id}", "{{literal}}",
-                                     "{objective:>60}", "no fields"],
-                           [h for h in HOSTILE_TEXT if "{" in h or "}" in h]))
-    pointers = maybe(pick(hostile, ["inspect {log}", "rerun {op} on {branch}", "no fields"],
-                          ["{objective}", "{", "two\nlines", "{log!x}"]))
+    templates = maybe(
+        pick(
+            hostile,
+            [
+                "{objective}",
+                "{objective!r}",
+                "{run_id}-{lane_id}",
+                "{{literal}}",
+                "{objective:>60}",
+                "no fields",
+            ],
+            [h for h in HOSTILE_TEXT if "{" in h or "}" in h],
+        )
+    )
+    pointers = maybe(
+        pick(
+            hostile,
+            ["inspect {log}", "rerun {op} on {branch}", "no fields"],
+            ["{objective}", "{", "two\nlines", "{log!x}"],
+        )
+    )
     bools = maybe(st.booleans() | (st.sampled_from(["true", "yes", 1, 0, None]) if hostile else st.nothing()))
     check_names = pick(hostile, ["tests", "lint", "a|b", "smoke"])
-    check = maybe(st.fixed_dictionaries(
-        {"name": maybe(check_names), "command": maybe(words)},
-        optional={"timeout": durations, **({"cmd": texts} if hostile else {})},
-    ))
-    checks = maybe(st.lists(check, max_size=3, unique_by=lambda c: repr(c.get("name") if isinstance(c, dict) else c)))
+    check = maybe(
+        st.fixed_dictionaries(
+            {"name": maybe(check_names), "command": maybe(words)},
+            optional={"timeout": durations, **({"cmd": texts} if hostile else {})},
+        )
+    )
+    checks = maybe(
+        st.lists(check, max_size=3, unique_by=lambda c: repr(c.get("name") if isinstance(c, dict) else c))
+    )
     mode_names = pick(hostile, ["PIPELINE", "pipeline", " Toolsmith ", "SERVICE", "contact"], ["bogus", ""])
     modes = maybe(mode_names)
-    evidence_rule = maybe(st.fixed_dictionaries(
-        {"id": maybe(pick(hostile, ["rows", "repro"])), "kind": maybe(st.sampled_from(["artifact", "check"]))},
-        optional={"glob": maybe(words | st.lists(words, max_size=2)), "name": text_lists, "required": bools,
-                  "command": maybe(pick(hostile, ["smoke", "ok"], ["(", "[a-"])),
-                  "min_count": maybe(pick(hostile, [1, 2], [0, -1, "2"]))},
-    ))
-    acceptance = maybe(pick(hostile, ["test -n x", "make check"], ["", " "]) | st.fixed_dictionaries(
-        {"name": maybe(pick(hostile, ["rows"])), "command": maybe(words)},
-        optional={"expect_exit": maybe(st.integers(0, 3) | st.lists(st.integers(0, 3), min_size=1, max_size=2)),
-                  "severity": maybe(pick(hostile, ["fail", "warn"], ["bogus"])), "timeout": durations},
-    ))
-    operator = maybe(st.fixed_dictionaries(
-        {
-            "id": maybe(pick(hostile, ["ingest", "op-1"], ["bad/id", ""])),
-            "name": maybe(words),
-            "modes": maybe(st.lists(modes, min_size=1, max_size=2) | (modes if hostile else st.nothing())),
-            "timebox": durations,
-            "acceptance": maybe(st.lists(acceptance, min_size=1, max_size=1)),
-            "command": maybe(pick(hostile, ["echo {{source}}", "make"], ["echo {{nope}}"])),
-            "inputs": maybe(st.fixed_dictionaries({"source": maybe(st.fixed_dictionaries(
-                {}, optional={"type": maybe(pick(hostile, ["string", "path"], ["bogus", "choice"])),
-                              "default": maybe(pick(hostile, ["data/in.csv"], [1, True, None])),
-                              "pattern": maybe(pick(hostile, ["[a-z/.]+", ".*"], ["("]))}))})),
-        },
-        optional={
-            "outputs": globs,
-            "stall_timeout": durations,
-            "env": env_maps,
-            "evidence": maybe(st.lists(evidence_rule, max_size=2)),
-            "next": pointers,
-            "failure_paths": maybe(st.fixed_dictionaries({}, optional={"timeout": pointers, "stall": pointers})),
-            **({"steps": text_lists} if hostile else {}),
-        },
-    ))
+    evidence_rule = maybe(
+        st.fixed_dictionaries(
+            {
+                "id": maybe(pick(hostile, ["rows", "repro"])),
+                "kind": maybe(st.sampled_from(["artifact", "check"])),
+            },
+            optional={
+                "glob": maybe(words | st.lists(words, max_size=2)),
+                "name": text_lists,
+                "required": bools,
+                "command": maybe(pick(hostile, ["smoke", "ok"], ["(", "[a-"])),
+                "min_count": maybe(pick(hostile, [1, 2], [0, -1, "2"])),
+            },
+        )
+    )
+    acceptance = maybe(
+        pick(hostile, ["test -n x", "make check"], ["", " "])
+        | st.fixed_dictionaries(
+            {"name": maybe(pick(hostile, ["rows"])), "command": maybe(words)},
+            optional={
+                "expect_exit": maybe(st.integers(0, 3) | st.lists(st.integers(0, 3), min_size=1, max_size=2)),
+                "severity": maybe(pick(hostile, ["fail", "warn"], ["bogus"])),
+                "timeout": durations,
+            },
+        )
+    )
+    operator = maybe(
+        st.fixed_dictionaries(
+            {
+                "id": maybe(pick(hostile, ["ingest", "op-1"], ["bad/id", ""])),
+                "name": maybe(words),
+                "modes": maybe(
+                    st.lists(modes, min_size=1, max_size=2) | (modes if hostile else st.nothing())
+                ),
+                "timebox": durations,
+                "acceptance": maybe(st.lists(acceptance, min_size=1, max_size=1)),
+                "command": maybe(pick(hostile, ["echo {{source}}", "make"], ["echo {{nope}}"])),
+                "inputs": maybe(
+                    st.fixed_dictionaries(
+                        {
+                            "source": maybe(
+                                st.fixed_dictionaries(
+                                    {},
+                                    optional={
+                                        "type": maybe(pick(hostile, ["string", "path"], ["bogus", "choice"])),
+                                        "default": maybe(pick(hostile, ["data/in.csv"], [1, True, None])),
+                                        "pattern": maybe(pick(hostile, ["[a-z/.]+", ".*"], ["("])),
+                                    },
+                                )
+                            )
+                        }
+                    )
+                ),
+            },
+            optional={
+                "outputs": globs,
+                "stall_timeout": durations,
+                "env": env_maps,
+                "evidence": maybe(st.lists(evidence_rule, max_size=2)),
+                "next": pointers,
+                "failure_paths": maybe(
+                    st.fixed_dictionaries({}, optional={"timeout": pointers, "stall": pointers})
+                ),
+                **({"steps": text_lists} if hostile else {}),
+            },
+        )
+    )
     config = st.fixed_dictionaries(
         {},
         optional={
@@ -173,28 +323,80 @@ def documents(hostile: bool) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[
             "env_passthrough": maybe(st.lists(env_names, max_size=2) | st.none()),
             "network": bools,
             "checks_on_host": bools,
-            "setup": maybe(st.fixed_dictionaries({}, optional={
-                "copy": text_lists, "commands": text_lists,
-                "submodules": maybe(pick(hostile, ["skip", "update"], ["Update"])),
-                **({"copy_files": text_lists} if hostile else {})}) | st.none()),
-            "commit": maybe(st.fixed_dictionaries({}, optional={
-                "message": templates, "author_name": maybe(words), "author_email": maybe(words)})),
+            "setup": maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "copy": text_lists,
+                        "commands": text_lists,
+                        "submodules": maybe(pick(hostile, ["skip", "update"], ["Update"])),
+                        **({"copy_files": text_lists} if hostile else {}),
+                    },
+                )
+                | st.none()
+            ),
+            "commit": maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "message": templates,
+                        "author_name": maybe(words),
+                        "author_email": maybe(words),
+                    },
+                )
+            ),
             "artifacts": globs,
             "checks": checks,
             "gate": maybe(st.fixed_dictionaries({}, optional={"into": refs, "checks": checks})),
-            "gc": maybe(st.fixed_dictionaries({}, optional={
-                "retention_days": maybe(pick(hostile, [30, 0.5, None], [0, -1, "30"], more=numbers))})),
-            "pool": maybe(st.fixed_dictionaries({}, optional={
-                "enabled": bools, "size": maybe(pick(hostile, [1, 4, 64], [0, 65, "4", 4.0, 4.5])),
-                "keep": maybe(st.lists(pick(hostile, ["node_modules/", ".venv/"], ["!x", "", ".git", "../x"]),
-                                       max_size=2))})),
-            "backends": maybe(st.dictionaries(pick(hostile, ["docker"]), st.dictionaries(st.sampled_from(["image"]),
-                                                                                          words), max_size=1)),
-            "operators": maybe(st.lists(operator, max_size=2, unique_by=lambda o: repr(o.get("id") if isinstance(
-                o, dict) else o))),
-            "modes": maybe(st.dictionaries(mode_names, maybe(st.fixed_dictionaries({}, optional={
-                "keywords": text_lists, "stop_rule": pointers, "evidence": maybe(st.lists(evidence_rule, max_size=1))})),
-                max_size=2)),
+            "gc": maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "retention_days": maybe(pick(hostile, [30, 0.5, None], [0, -1, "30"], more=numbers))
+                    },
+                )
+            ),
+            "pool": maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "enabled": bools,
+                        "size": maybe(pick(hostile, [1, 4, 64], [0, 65, "4", 4.0, 4.5])),
+                        "keep": maybe(
+                            st.lists(
+                                pick(hostile, ["node_modules/", ".venv/"], ["!x", "", ".git", "../x"]),
+                                max_size=2,
+                            )
+                        ),
+                    },
+                )
+            ),
+            "backends": maybe(
+                st.dictionaries(
+                    pick(hostile, ["docker"]), st.dictionaries(st.sampled_from(["image"]), words), max_size=1
+                )
+            ),
+            "operators": maybe(
+                st.lists(
+                    operator, max_size=2, unique_by=lambda o: repr(o.get("id") if isinstance(o, dict) else o)
+                )
+            ),
+            "modes": maybe(
+                st.dictionaries(
+                    mode_names,
+                    maybe(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "keywords": text_lists,
+                                "stop_rule": pointers,
+                                "evidence": maybe(st.lists(evidence_rule, max_size=1)),
+                            },
+                        )
+                    ),
+                    max_size=2,
+                )
+            ),
             **({"tiemout": texts} if hostile else {}),
         },
     )
@@ -202,12 +404,17 @@ def documents(hostile: bool) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[
         {
             "id": maybe(pick(hostile, ["a", "b", "c", "lane_2"], ["bad/id", "-x", "", 12])),
             "objective": maybe(words),
-            "command": maybe(pick(hostile, ["make test", ["echo", "hi"], "./run.sh --task x"]) | st.lists(words, min_size=1,
-                                                                                                 max_size=3)),
+            "command": maybe(
+                pick(hostile, ["make test", ["echo", "hi"], "./run.sh --task x"])
+                | st.lists(words, min_size=1, max_size=3)
+            ),
         },
         optional={
-            "base": maybe(refs | st.sampled_from(["lane:a", "lane:b"]) | (st.sampled_from(["lane:", "lane:../x"])
-                                                                          if hostile else st.nothing())),
+            "base": maybe(
+                refs
+                | st.sampled_from(["lane:a", "lane:b"])
+                | (st.sampled_from(["lane:", "lane:../x"]) if hostile else st.nothing())
+            ),
             "backend": maybe(pick(hostile, ["local-worktree", "none"], ["nosuch", ""])),
             "mode": modes,
             "timeout": durations,
@@ -216,26 +423,48 @@ def documents(hostile: bool) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[
             "env": env_maps,
             "checks": maybe(st.lists(words | check, max_size=2)),
             "artifacts": globs,
-            "needs": maybe(st.lists(st.sampled_from(["a", "b", "c"] + (["zz"] if hostile else [])), max_size=2,
-                                    unique=True)),
+            "needs": maybe(
+                st.lists(
+                    st.sampled_from(["a", "b", "c"] + (["zz"] if hostile else [])), max_size=2, unique=True
+                )
+            ),
             "keep_worktree": bools,
             "env_passthrough": maybe(st.lists(env_names, max_size=2)),
             "network": bools,
             "commit_in_place": bools,
             "checks_on_host": bools,
-            **({"extra": texts, "op": st.sampled_from(["ingest", "nosuch"]),
-                "inputs": st.dictionaries(st.sampled_from(["source", "nope"]), scalars, max_size=2)}
-               if hostile else {}),
+            **(
+                {
+                    "extra": texts,
+                    "op": st.sampled_from(["ingest", "nosuch"]),
+                    "inputs": st.dictionaries(st.sampled_from(["source", "nope"]), scalars, max_size=2),
+                }
+                if hostile
+                else {}
+            ),
         },
     )
     op_lane = st.fixed_dictionaries(
-        {"id": pick(hostile, ["d", "e"]), "op": maybe(pick(hostile, ["ingest"], ["nosuch"])),
-         "inputs": maybe(st.fixed_dictionaries({"source": maybe(pick(hostile, ["data/in.csv", "x"],
-                                                                    ["/abs", "../x", 3]))}))},
-        optional={"objective": maybe(words), "mode": maybe(pick(hostile, ["PIPELINE", "pipeline"], ["CONTACT"]))},
+        {
+            "id": pick(hostile, ["d", "e"]),
+            "op": maybe(pick(hostile, ["ingest"], ["nosuch"])),
+            "inputs": maybe(
+                st.fixed_dictionaries(
+                    {"source": maybe(pick(hostile, ["data/in.csv", "x"], ["/abs", "../x", 3]))}
+                )
+            ),
+        },
+        optional={
+            "objective": maybe(words),
+            "mode": maybe(pick(hostile, ["PIPELINE", "pipeline"], ["CONTACT"])),
+        },
     )
-    lanes = st.lists(maybe(lane | op_lane), min_size=0 if hostile else 1, max_size=4,
-                     unique_by=lambda entry: repr(entry.get("id") if isinstance(entry, dict) else entry))
+    lanes = st.lists(
+        maybe(lane | op_lane),
+        min_size=0 if hostile else 1,
+        max_size=4,
+        unique_by=lambda entry: repr(entry.get("id") if isinstance(entry, dict) else entry),
+    )
     batch = maybe(st.fixed_dictionaries({"lanes": maybe(lanes)}, optional={"other": junk} if hostile else {}))
     return config, batch
 
@@ -262,14 +491,28 @@ def encoded(draw: st.DrawFn, docs: st.SearchStrategy[Any]) -> tuple[bytes, str]:
         data = data[: draw(st.integers(1, len(data) - 1))]
     elif form == "bytes":
         at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.sampled_from([b"\xff", b"\xc3(", b"\x00", b"\xed\xa0\x80", b"\r", b"\t"])) + data[at:]
+        data = (
+            data[:at]
+            + draw(st.sampled_from([b"\xff", b"\xc3(", b"\x00", b"\xed\xa0\x80", b"\r", b"\t"]))
+            + data[at:]
+        )
     return data, ".yaml"
 
 
 # --- what a loaded value must be able to do --------------------------------------------------------
 
-PROBLEM_PREFIXES = ("key '", "unknown key '", "invalid YAML", "invalid JSON", "the top level", "cannot read",
-                    "the batch is empty", "lane ", "dependency cycle", "not valid UTF-8")
+PROBLEM_PREFIXES = (
+    "key '",
+    "unknown key '",
+    "invalid YAML",
+    "invalid JSON",
+    "the top level",
+    "cannot read",
+    "the batch is empty",
+    "lane ",
+    "dependency cycle",
+    "not valid UTF-8",
+)
 
 
 def assert_names_file_and_keys(message: str, source: str) -> None:
@@ -426,8 +669,13 @@ def test_the_fuzz_strategies_reach_valid_documents(batch_config: SpineConfig) ->
 
     loaded = {"config": 0, "batch": 0}
 
-    @settings(max_examples=200, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=200,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.data())
     def count(data: st.DataObject) -> None:
         with contextlib.suppress(ConfigError):

@@ -35,7 +35,9 @@ def render(markdown: str) -> list[tuple[str, str]]:
     for n, token in enumerate(tokens):
         if token.level != 0 or token.nesting == -1:
             continue
-        text = tokens[n + 1].content if token.type.endswith("_open") and n + 1 < len(tokens) else token.content
+        text = (
+            tokens[n + 1].content if token.type.endswith("_open") and n + 1 < len(tokens) else token.content
+        )
         blocks.append((token.type, text))
     return blocks
 
@@ -46,7 +48,9 @@ NASTY = (
 )
 
 
-def test_two_gates_appending_each_keep_their_heading_and_output(feature: Path, spine: Spine, tmp_path: Path) -> None:
+def test_two_gates_appending_each_keep_their_heading_and_output(
+    feature: Path, spine: Spine, tmp_path: Path
+) -> None:
     summary = tmp_path / "summary.md"
     summary.write_text("# earlier step\n")
     env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
@@ -82,13 +86,20 @@ def test_a_check_name_with_a_pipe_stays_in_its_cell(feature: Path, spine: Spine,
     assert "<td>a|b &lt;i&gt;</td>" in html  # shown as written, not taken as markup
 
 
-def test_an_unwritable_step_summary_is_a_warning_not_a_failure(feature: Path, spine: Spine, tmp_path: Path) -> None:
-    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(tmp_path / "no" / "such" / "dir" / "summary.md")}
+def test_an_unwritable_step_summary_is_a_warning_not_a_failure(
+    feature: Path, spine: Spine, tmp_path: Path
+) -> None:
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "no" / "such" / "dir" / "summary.md"),
+    }
     passed = spine("gate", "feature", "--into", "main", "--check", "true", cwd=feature, env=env)
     assert passed.returncode == 0, passed.stderr
     assert "spine: warning: cannot append the step summary to" in passed.stderr
     assert "the verdict is unchanged" in passed.stderr and "Traceback" not in passed.stderr
-    as_json = spine.json("gate", "feature", "--into", "main", "--check", "true", "--json", cwd=feature, env=env)
+    as_json = spine.json(
+        "gate", "feature", "--into", "main", "--check", "true", "--json", cwd=feature, env=env
+    )
     assert as_json["passed"] is True
     failed = spine("gate", "feature", "--into", "main", "--check", "false", cwd=feature, env=env)
     assert failed.returncode == 1
@@ -104,8 +115,20 @@ def test_after_a_conflict_junit_lists_the_checks_as_skipped(repo: Path, spine: S
     report = tmp_path / "gate.xml"
     summary = tmp_path / "summary.md"
     env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
-    proc = spine("gate", "feature", "--into", "main", "--check", "make test", "--check", "ruff check .",
-                 "--junit", str(report), cwd=repo, env=env)
+    proc = spine(
+        "gate",
+        "feature",
+        "--into",
+        "main",
+        "--check",
+        "make test",
+        "--check",
+        "ruff check .",
+        "--junit",
+        str(report),
+        cwd=repo,
+        env=env,
+    )
     assert proc.returncode == 1
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite is not None
@@ -129,10 +152,17 @@ def test_pre_commit_hook_declares_its_minimum_version() -> None:
 def test_under_pre_commit_the_gate_says_only_one_ref_is_gated(feature: Path, spine: Spine) -> None:
     """pre-commit (hook_impl._pre_push_ns) exports only the first pushed ref with new commits."""
     sha = git("rev-parse", "feature", cwd=feature)
-    env = {"PRE_COMMIT_TO_REF": sha, "PRE_COMMIT_FROM_REF": git("rev-parse", "main", cwd=feature),
-           "PRE_COMMIT_LOCAL_BRANCH": "refs/heads/feature", "PRE_COMMIT_REMOTE_BRANCH": "refs/heads/feature",
-           "PRE_COMMIT_REMOTE_NAME": "origin", "PRE_COMMIT_REMOTE_URL": "/dev/null"}
-    verdict = spine.json("gate", "--into", "main", "--check", "test -f feature.txt", "--json", cwd=feature, env=env)
+    env = {
+        "PRE_COMMIT_TO_REF": sha,
+        "PRE_COMMIT_FROM_REF": git("rev-parse", "main", cwd=feature),
+        "PRE_COMMIT_LOCAL_BRANCH": "refs/heads/feature",
+        "PRE_COMMIT_REMOTE_BRANCH": "refs/heads/feature",
+        "PRE_COMMIT_REMOTE_NAME": "origin",
+        "PRE_COMMIT_REMOTE_URL": "/dev/null",
+    }
+    verdict = spine.json(
+        "gate", "--into", "main", "--check", "test -f feature.txt", "--json", cwd=feature, env=env
+    )
     assert verdict["revSha"] == sha
     proc = spine("gate", "--into", "main", "--check", "true", cwd=feature, env=env)
     assert "pre-commit passes only the first pushed ref with new commits (refs/heads/feature)" in proc.stderr
@@ -146,24 +176,36 @@ def test_under_pre_commit_the_gate_says_only_one_ref_is_gated(feature: Path, spi
 
 
 @pytest.mark.parametrize("object_format", ["sha1", "sha256"])
-def test_the_pre_push_hook_lets_branch_deletions_through(tmp_path: Path, spine: Spine, object_format: str) -> None:
+def test_the_pre_push_hook_lets_branch_deletions_through(
+    tmp_path: Path, spine: Spine, object_format: str
+) -> None:
     work = tmp_path / "work"
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", f"--object-format={object_format}", str(remote), cwd=tmp_path)
     git("init", "-q", "-b", "main", f"--object-format={object_format}", str(work), cwd=tmp_path)
-    write_files(work, {"README.md": "x\n", ".spine.yaml": "gate:\n  checks:\n    - {name: never, command: 'false'}\n"})
+    write_files(
+        work, {"README.md": "x\n", ".spine.yaml": "gate:\n  checks:\n    - {name: never, command: 'false'}\n"}
+    )
     commit_all(work, "initial")
     git("remote", "add", "origin", str(remote), cwd=work)
     git("push", "-q", "origin", "main", "main:doomed", cwd=work)
     assert spine("hooks", "install", "pre-push", cwd=work).returncode == 0
     zero = "0" * (64 if object_format == "sha256" else 40)
     assert len(git("rev-parse", "main", cwd=work)) == len(zero)
-    deletion = subprocess.run(["git", "push", "origin", "--delete", "doomed"], cwd=work, capture_output=True,
-                              text=True, check=False, env={**os.environ})
+    deletion = subprocess.run(
+        ["git", "push", "origin", "--delete", "doomed"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ},
+    )
     assert deletion.returncode == 0, deletion.stdout + deletion.stderr
     assert git("branch", "--list", "doomed", cwd=remote) == ""
     # ...while a push of new work is still gated (the check fails).
     write_files(work, {"more.txt": "y\n"})
     commit_all(work, "more")
-    blocked = subprocess.run(["git", "push", "origin", "main"], cwd=work, capture_output=True, text=True, check=False)
+    blocked = subprocess.run(
+        ["git", "push", "origin", "main"], cwd=work, capture_output=True, text=True, check=False
+    )
     assert blocked.returncode != 0 and "gate FAILED" in blocked.stdout + blocked.stderr

@@ -41,7 +41,18 @@ def registered(repo: Path) -> list[str]:
 def run_lane(spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work") -> None:
     """Run one lane whose worktree stays where it ran, as a failed lane's does (or any, pool off)."""
     proc = spine(
-        "run", "do the work", "--run-id", run_id, "--lane", lane, "--keep-worktree", "-q", "--", "sh", "-c", command,
+        "run",
+        "do the work",
+        "--run-id",
+        run_id,
+        "--lane",
+        lane,
+        "--keep-worktree",
+        "-q",
+        "--",
+        "sh",
+        "-c",
+        command,
         cwd=repo,
     )
     assert proc.returncode in (0, 1), proc.stderr
@@ -56,8 +67,22 @@ def group_alive(pgid: int) -> bool:
 def test_gc_after_a_killed_run_recovers_its_work_and_records_the_lanes(repo: Path, spine: Spine) -> None:
     wt = lane_worktree(repo)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "spine", "run", "slow work", "--run-id", "r1", "--lane", "work", "-q", "--",
-         "sh", "-c", "echo partial > partial.txt; sleep 60"],
+        [
+            sys.executable,
+            "-m",
+            "spine",
+            "run",
+            "slow work",
+            "--run-id",
+            "r1",
+            "--lane",
+            "work",
+            "-q",
+            "--",
+            "sh",
+            "-c",
+            "echo partial > partial.txt; sleep 60",
+        ],
         cwd=repo,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -113,7 +138,9 @@ def test_gc_keeps_a_dirty_worktrees_changes_recoverable(repo: Path, spine: Spine
     wt = lane_worktree(repo)
     branch_tip = git("rev-parse", "spine/r1/work", cwd=repo)
     # Someone kept working in the lane worktree after the run finished.
-    write_files(wt, {"lane.txt": "edited afterwards\n", "notes/new.md": "untracked\n", "junk.tmp": "ignored\n"})
+    write_files(
+        wt, {"lane.txt": "edited afterwards\n", "notes/new.md": "untracked\n", "junk.tmp": "ignored\n"}
+    )
     (wt / "README.md").unlink()
 
     dry = spine("gc", "--dry-run", cwd=repo)
@@ -129,7 +156,11 @@ def test_gc_keeps_a_dirty_worktrees_changes_recoverable(repo: Path, spine: Spine
     assert git("show", f"{ref}:lane.txt", cwd=repo) == "edited afterwards"
     assert git("show", f"{ref}:notes/new.md", cwd=repo) == "untracked"
     changed = git("diff", "--name-status", branch_tip, ref, cwd=repo).splitlines()
-    assert sorted(changed) == ["A\tnotes/new.md", "D\tREADME.md", "M\tlane.txt"]  # ignored junk.tmp is not work
+    assert sorted(changed) == [
+        "A\tnotes/new.md",
+        "D\tREADME.md",
+        "M\tlane.txt",
+    ]  # ignored junk.tmp is not work
     # The branch has commits main lacks: kept, with a reason, unless --prune-branches.
     assert git("rev-parse", "spine/r1/work", cwd=repo) == branch_tip
     assert "it has commits not in main" in proc.stdout
@@ -210,7 +241,17 @@ def test_a_half_created_worktree_is_cleared_through_the_reaper(repo: Path, spine
     leftover = lane_worktree(repo, "r1", "work")
     write_files(leftover, {"README.md": "# demo\n", "unexpected.txt": "keep me\n"})
     proc = spine(
-        "run", "do the work", "--run-id", "r1", "--lane", "work", "--keep-worktree", "-q", "--", "true", cwd=repo
+        "run",
+        "do the work",
+        "--run-id",
+        "r1",
+        "--lane",
+        "work",
+        "--keep-worktree",
+        "-q",
+        "--",
+        "true",
+        cwd=repo,
     )
     assert proc.returncode == 0, proc.stderr
     assert str(leftover) in registered(repo)

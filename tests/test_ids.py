@@ -20,7 +20,11 @@ def test_run_ids_started_in_the_same_second_sort_by_start() -> None:
 
 @pytest.mark.parametrize(
     ("text", "slug"),
-    [("Make the greeting friendlier!", "make-the-greeting-friendlier"), ("   ", "lane"), ("ünïcode only", "n-code-only")],
+    [
+        ("Make the greeting friendlier!", "make-the-greeting-friendlier"),
+        ("   ", "lane"),
+        ("ünïcode only", "n-code-only"),
+    ],
 )
 def test_slugify(text: str, slug: str) -> None:
     assert slugify(text) == slug

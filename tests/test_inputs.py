@@ -18,8 +18,10 @@ from tests.conftest import Spine, check_envelope, git
         (["run", "--lane", "bad/id", "x", "--", "true"], ["invalid lane id 'bad/id'"]),
         (["run", "--lane", "-dash", "x", "--", "true"], ["invalid lane id"]),
         (["run", "--run-id", "a..b", "x", "--", "true"], ["invalid run id", ".."]),
-        (["run", "--backend", "local-worktre", "x", "--", "true"], ["unknown backend 'local-worktre'",
-                                                                    "did you mean 'local-worktree'"]),
+        (
+            ["run", "--backend", "local-worktre", "x", "--", "true"],
+            ["unknown backend 'local-worktre'", "did you mean 'local-worktree'"],
+        ),
         (["run", "--env", "NOEQUALS", "x", "--", "true"], ["KEY=VALUE"]),
         (["run", "--idle-timeout", "5q", "x", "--", "true"], ["not a duration"]),
         (["show", "nope-run"], ["no run 'nope-run'"]),
@@ -34,7 +36,9 @@ def test_bad_input(spine: Spine, repo: Path, args: list[str], words: list[str]) 
     assert "Traceback" not in proc.stderr
     for word in words:
         assert word in proc.stderr, proc.stderr
-    assert not (repo / ".git" / "spine" / "runs").exists() or not any((repo / ".git" / "spine" / "runs").iterdir())
+    assert not (repo / ".git" / "spine" / "runs").exists() or not any(
+        (repo / ".git" / "spine" / "runs").iterdir()
+    )
     assert git("branch", "--list", "spine/*", cwd=repo) == ""
 
 
@@ -52,8 +56,9 @@ def test_help_and_version(spine: Spine, repo: Path) -> None:
     assert spine("-C", "/no/such/dir", "context", cwd=repo).returncode == 2
 
 
-def test_dash_c_lasts_one_call_of_run_cli(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_dash_c_lasts_one_call_of_run_cli(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """run_cli returns to its caller; the caller's working directory is its own again, -C or not."""
     from spine.cli import run_cli
 
@@ -87,10 +92,15 @@ def test_a_bug_exits_4_with_a_crash_log_not_a_traceback(
     envelope = json.loads(proc.stdout)
     check_envelope(envelope, 4, ["context"])
     assert envelope["data"] is None
-    assert envelope["errors"] == [{
-        "kind": "internal", "exitCode": 4, "details": str(log), "hint": f"details: {log}",
-        "message": "internal error (RuntimeError: resolver exploded); this is a bug in spine.",
-    }]
+    assert envelope["errors"] == [
+        {
+            "kind": "internal",
+            "exitCode": 4,
+            "details": str(log),
+            "hint": f"details: {log}",
+            "message": "internal error (RuntimeError: resolver exploded); this is a bug in spine.",
+        }
+    ]
     text = log.read_text()
     assert "argv: ['spine', 'context', '--json']" in text  # what spine was asked, not the host's argv
     assert "Traceback" in text and "resolver exploded" in text
@@ -141,8 +151,13 @@ def test_an_interrupt_under_json_is_a_json_error(repo: Path) -> None:
     import sys
     import time
 
-    child = subprocess.Popen([sys.executable, "-m", "spine", "run", "--json", "wait", "--", "sleep", "30"],
-                             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "spine", "run", "--json", "wait", "--", "sleep", "30"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     runs = repo / ".git" / "spine" / "runs"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(runs.glob("*/lanes/*/output.log")):

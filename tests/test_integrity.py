@@ -44,7 +44,9 @@ def test_a_command_that_deletes_its_git_file_fails_and_touches_nothing_outside_t
     (repo / "README.md").write_text("# demo\nan edit of the user's, not committed\n")
     main = git("rev-parse", "main", cwd=repo)
 
-    result = run_lane(spine, repo, "--run-id", "r1", "--lane", "regen", "regenerate", "--", "rm", "-rf", ".git", expect=1)
+    result = run_lane(
+        spine, repo, "--run-id", "r1", "--lane", "regen", "regenerate", "--", "rm", "-rf", ".git", expect=1
+    )
 
     assert result["status"] == "failed" and result["failureKind"] == "violation"
     assert invariant(result, "worktree")["status"] == "violated"
@@ -65,7 +67,14 @@ def test_a_command_that_removes_its_own_worktree_is_told_apart_from_a_missing_gi
     spine: Spine, repo: Path
 ) -> None:
     result = run_lane(
-        spine, repo, "self removal", "--", "sh", "-c", 'git worktree remove --force "$SPINE_WORKTREE"', expect=1
+        spine,
+        repo,
+        "self removal",
+        "--",
+        "sh",
+        "-c",
+        'git worktree remove --force "$SPINE_WORKTREE"',
+        expect=1,
     )
     assert result["failureKind"] == "violation"
     assert "is gone" in invariant(result, "worktree")["detail"]
@@ -81,7 +90,9 @@ def test_work_committed_on_another_branch_is_followed_onto_the_lane_branch(spine
     assert result["status"] == "succeeded"
     head = invariant(result, "head")
     assert head["status"] == "fixed" and "topic" in head["detail"]
-    assert git("rev-parse", "spine/r1/t", cwd=repo) == result["headSha"] == git("rev-parse", "topic", cwd=repo)
+    assert (
+        git("rev-parse", "spine/r1/t", cwd=repo) == result["headSha"] == git("rev-parse", "topic", cwd=repo)
+    )
     assert "f.txt" in files_of(repo, "spine/r1/t")
     # What the result reports is what promotion lands.
     promoted = spine("promote", "r1/t", "--strategy", "squash", cwd=repo)
@@ -94,10 +105,16 @@ def test_a_detached_head_that_leaves_the_work_off_the_lane_branch_fails_and_says
 ) -> None:
     base = git("rev-parse", "main", cwd=repo)
     command = "git checkout -q --detach HEAD~1 && echo change > d.txt && git add d.txt && git commit -qm off"
-    result = run_lane(spine, repo, "--run-id", "r1", "--lane", "d", "detached", "--", "sh", "-c", command, expect=1)
+    result = run_lane(
+        spine, repo, "--run-id", "r1", "--lane", "d", "detached", "--", "sh", "-c", command, expect=1
+    )
     assert result["failureKind"] == "violation"
     head = invariant(result, "head")
-    assert head["status"] == "violated" and "detached" in head["detail"] and "the work is there" in head["detail"]
+    assert (
+        head["status"] == "violated"
+        and "detached" in head["detail"]
+        and "the work is there" in head["detail"]
+    )
     # The lane branch still holds its base, and the commit the result names is kept where it is (the
     # worktree of a failed lane stays, its HEAD on that commit).
     assert git("rev-parse", "spine/r1/d", cwd=repo) == base
@@ -127,7 +144,19 @@ def test_processes_a_command_leaves_behind_are_stopped_before_the_worktree_is_re
     assert processes["status"] == "fixed" and BEAT in processes["detail"]
     assert _beats() == []
     # The next lane takes the same worktree from the pool; nothing writes beat.log into it any more.
-    unrelated = run_lane(spine, repo, "--run-id", "r2", "--lane", "b", "unrelated", "--", "sh", "-c", "sleep 0.6; echo b > b.txt")
+    unrelated = run_lane(
+        spine,
+        repo,
+        "--run-id",
+        "r2",
+        "--lane",
+        "b",
+        "unrelated",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.6; echo b > b.txt",
+    )
     assert unrelated["status"] == "succeeded"
     assert BEAT not in files_of(repo, "spine/r2/b")
 
@@ -187,7 +216,9 @@ def test_a_command_that_commits_a_copied_private_file_fails_the_lane(spine: Spin
 # --- 6. copies keep what they copy -------------------------------------------------------------------
 
 
-def test_symbolic_links_arrive_as_links_and_what_cannot_be_copied_is_reported(spine: Spine, repo: Path) -> None:
+def test_symbolic_links_arrive_as_links_and_what_cannot_be_copied_is_reported(
+    spine: Spine, repo: Path
+) -> None:
     write_files(repo, {".worktreeinclude": "deps/\n", ".gitignore": "*.tmp\ndeps/\n"})
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "deps", cwd=repo)
@@ -196,7 +227,13 @@ def test_symbolic_links_arrive_as_links_and_what_cannot_be_copied_is_reported(sp
     os.symlink("real/lib.txt", repo / "deps" / "link.txt")
     os.symlink("real", repo / "deps" / "dirlink")
     result = run_lane(
-        spine, repo, "--keep-worktree", "use deps", "--", "sh", "-c",
+        spine,
+        repo,
+        "--keep-worktree",
+        "use deps",
+        "--",
+        "sh",
+        "-c",
         "test -L deps/link.txt && test -L deps/dirlink && cat deps/dirlink/lib.txt > used.txt",
     )
     assert result["status"] == "succeeded", result["summary"]
@@ -223,7 +260,20 @@ def test_what_cannot_be_copied_is_reported_not_dropped(tmp_path: Path) -> None:
 def test_a_retry_after_the_worktree_folder_was_deleted_by_hand_runs(spine: Spine, repo: Path) -> None:
     import shutil
 
-    failed = run_lane(spine, repo, "--run-id", "r1", "--lane", "x", "fails", "--", "sh", "-c", "echo p > p.txt; exit 1", expect=1)
+    failed = run_lane(
+        spine,
+        repo,
+        "--run-id",
+        "r1",
+        "--lane",
+        "x",
+        "fails",
+        "--",
+        "sh",
+        "-c",
+        "echo p > p.txt; exit 1",
+        expect=1,
+    )
     shutil.rmtree(failed["worktreePath"])
     again = spine("resume", "r1", "--retry", cwd=repo)
     assert again.returncode == 1, again.stderr  # the command fails again, as it should
@@ -236,7 +286,20 @@ def test_a_retry_after_the_worktree_folder_was_deleted_by_hand_runs(spine: Spine
 
 
 def test_a_retry_refuses_a_locked_worktree_before_changing_anything(spine: Spine, repo: Path) -> None:
-    failed = run_lane(spine, repo, "--run-id", "r1", "--lane", "x", "fails", "--", "sh", "-c", "echo p > p.txt; exit 1", expect=1)
+    failed = run_lane(
+        spine,
+        repo,
+        "--run-id",
+        "r1",
+        "--lane",
+        "x",
+        "fails",
+        "--",
+        "sh",
+        "-c",
+        "echo p > p.txt; exit 1",
+        expect=1,
+    )
     worktree = Path(failed["worktreePath"])
     git("worktree", "lock", str(worktree), cwd=repo)
     refused = spine("resume", "r1", "--retry", cwd=repo)
@@ -263,10 +326,22 @@ def test_partial_work_is_committed_when_the_timebox_stops_a_command_holding_the_
     assert git("show", f"{result['branch']}:w.txt", cwd=repo) == "partial"
 
 
-def test_a_driver_killed_in_the_commit_step_leaves_a_lane_that_resume_finishes(spine: Spine, repo: Path) -> None:
+def test_a_driver_killed_in_the_commit_step_leaves_a_lane_that_resume_finishes(
+    spine: Spine, repo: Path
+) -> None:
     proc = spine(
-        "run", "--run-id", "r1", "--lane", "c", "crash", "--", "sh", "-c", "echo c > c.txt",
-        cwd=repo, env={"SPINE_CRASH_AT": "commit:begin"},
+        "run",
+        "--run-id",
+        "r1",
+        "--lane",
+        "c",
+        "crash",
+        "--",
+        "sh",
+        "-c",
+        "echo c > c.txt",
+        cwd=repo,
+        env={"SPINE_CRASH_AT": "commit:begin"},
     )
     assert proc.returncode == -9
     # What a SIGKILL during `git add -A` leaves behind.
@@ -287,7 +362,10 @@ def test_two_promotions_started_at_once_land_the_lane_once(spine: Spine, repo: P
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "spine", "promote", "r1/w", "--strategy", "squash"],
-            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]

@@ -36,15 +36,25 @@ def test_the_docs_list_every_command_with_json() -> None:
 def world(repo: Path, spine: Spine, tmp_path: Path) -> dict[str, str]:
     """A run with a succeeded and a failed lane, and two planned batch runs."""
     lanes = tmp_path / "lanes.yaml"
-    lanes.write_text("lanes:\n  - {id: ok, objective: add a file, command: 'echo x > ok.txt'}\n"
-                     "  - {id: bad, objective: fail, command: 'exit 3'}\n")
+    lanes.write_text(
+        "lanes:\n  - {id: ok, objective: add a file, command: 'echo x > ok.txt'}\n"
+        "  - {id: bad, objective: fail, command: 'exit 3'}\n"
+    )
     assert spine("batch", str(lanes), "--run-id", "done", cwd=repo).returncode == 1
     one = tmp_path / "one.yaml"
     one.write_text("lanes:\n  - {id: one, objective: one, command: 'true'}\n")
+    tries = tmp_path / "tries.yaml"
+    tries.write_text("lanes:\n  - {id: two, objective: two tries, command: 'echo x > t.txt', attempts: 2}\n")
+    assert spine("batch", str(tries), "--run-id", "tries", cwd=repo).returncode == 0
     for run_id in ("planned", "stepped"):
         assert spine("batch", str(one), "--run-id", run_id, "--plan", cwd=repo).returncode == 0
-    write_files(repo, {".spine.yaml": "operators:\n  - {id: op, name: Op, modes: [PIPELINE], command: 'true',"
-                                      " timebox: 10m, acceptance: [test -n x], env: {MY_VAR: x}}\n"})
+    write_files(
+        repo,
+        {
+            ".spine.yaml": "operators:\n  - {id: op, name: Op, modes: [PIPELINE], command: 'true',"
+            " timebox: 10m, acceptance: [test -n x], env: {MY_VAR: x}}\n"
+        },
+    )
     return {"lanes": str(one)}
 
 
@@ -60,6 +70,8 @@ CALLS: list[tuple[list[str], int]] = [
     (["debug", "done/bad", "--json"], 0),
     (["gate", "--into", "main", "--check", "true", "--json"], 0),
     (["score", "done/ok", "--json"], 0),
+    (["compare", "tries/two", "--json"], 0),
+    (["pick", "tries/two", "2", "--json"], 0),
     (["promote", "done/ok", "--json"], 0),
     (["gc", "--dry-run", "--json"], 0),
     (["land", "done", "ok", "--json"], 0),

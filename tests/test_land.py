@@ -79,12 +79,19 @@ def test_lands_what_passes_and_ejects_the_conflict_and_the_breakage(
     # The primary checkout has main: it was moved in place, is clean, and its tree passes the checks.
     assert git("status", "--porcelain", cwd=repo) == ""
     assert (repo / "shared.txt").read_text() == "a\nONE\nc\n"
-    assert sorted(p.name for p in repo.glob("mod_*.py")) == ["mod_one.py", "mod_six.py", "mod_three.py", "mod_two.py"]
+    assert sorted(p.name for p in repo.glob("mod_*.py")) == [
+        "mod_one.py",
+        "mod_six.py",
+        "mod_three.py",
+        "mod_two.py",
+    ]
     assert checks_pass(repo)
     # Every commit main pointed at had a tree that passed the gate.
     reached = git("reflog", "show", "--format=%H", "main", cwd=repo).split()
     moved_to = reached[: reached.index(start)]
-    assert moved_to and all(git("rev-parse", f"{c}^{{tree}}", cwd=repo) in passing_trees(repo) for c in moved_to)
+    assert moved_to and all(
+        git("rev-parse", f"{c}^{{tree}}", cwd=repo) in passing_trees(repo) for c in moved_to
+    )
 
     # The speculative batch pays off: fewer gate runs than lanes, and the number is reported.
     assert 0 < state["gateRuns"] < len(SIX_LANES)
@@ -133,7 +140,9 @@ def test_relanding_after_a_fix_tests_only_what_changed(six: Path, spine: Spine) 
     assert got["four"]["outcome"] == "ejected" and got["four"]["kind"] == "conflict"  # no gate for a conflict
     assert all(got[lane]["outcome"] == "already-landed" for lane in ("one", "two", "three", "six"))
     assert again["gateRuns"] == 1  # only five on the new main was tested
-    assert result_of(repo, "five")["ejection"] is None and result_of(repo, "five")["promotion"]["via"] == "land"
+    assert (
+        result_of(repo, "five")["ejection"] is None and result_of(repo, "five")["promotion"]["via"] == "land"
+    )
     assert checks_pass(repo)
 
     third = spine.json("land", "r", "--json", "-q", cwd=repo, expect=1)
@@ -187,7 +196,9 @@ def test_named_lanes_land_in_the_order_given(six: Path, spine: Spine) -> None:
         (["-j", "0"], "Invalid value for '-j'"),
     ],
 )
-def test_bad_input_is_refused_before_anything_happens(two: Path, spine: Spine, args: list[str], message: str) -> None:
+def test_bad_input_is_refused_before_anything_happens(
+    two: Path, spine: Spine, args: list[str], message: str
+) -> None:
     proc = spine("land", "r", *args, cwd=two)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
@@ -216,7 +227,9 @@ def test_a_lane_named_before_a_lane_it_needs_is_refused(tmp_path: Path, spine: S
     assert "spine land r a b" in decisions(state_of(repo))["b"]["reason"]
 
 
-def test_a_stacked_lane_whose_merge_conflicts_lands_by_replaying_its_commits(tmp_path: Path, spine: Spine) -> None:
+def test_a_stacked_lane_whose_merge_conflicts_lands_by_replaying_its_commits(
+    tmp_path: Path, spine: Spine
+) -> None:
     repo = make_repo(tmp_path)
     # b starts from a's result and changes the line a wrote: after a is squashed onto main, merging b
     # conflicts (both sides changed that line), while replaying b's own commit applies cleanly.
@@ -278,7 +291,9 @@ def test_refuses_while_a_rebase_is_in_progress_in_the_target_checkout(six: Path,
     assert state_of(repo)["finishedAt"] is not None
 
 
-def test_the_target_failing_its_own_checks_stops_the_queue_deciding_nothing(tmp_path: Path, spine: Spine) -> None:
+def test_the_target_failing_its_own_checks_stops_the_queue_deciding_nothing(
+    tmp_path: Path, spine: Spine
+) -> None:
     repo = make_repo(tmp_path)
     run_lanes(spine, repo, {"a": {"mod_a.py": "A = 1\n"}})
     write_files(repo, {"mod_broken.py": "raise SystemExit(3)\n"})
@@ -378,7 +393,13 @@ def test_secrets_in_check_output_reach_no_report(tmp_path: Path, spine: Spine) -
     bad = decisions(state_of(repo))["bad"]
     assert bad["kind"] == "check-failed"
     assert any("deploying with [REDACTED] failed" in line for line in bad["outputTail"])
-    shown = [proc.stdout, proc.stderr, junit.read_text(), json.dumps(state_of(repo)), json.dumps(result_of(repo, "bad"))]
+    shown = [
+        proc.stdout,
+        proc.stderr,
+        junit.read_text(),
+        json.dumps(state_of(repo)),
+        json.dumps(result_of(repo, "bad")),
+    ]
     assert all(secret not in text for text in shown)
     assert "[REDACTED]" in junit.read_text() and "[REDACTED]" in proc.stdout
 

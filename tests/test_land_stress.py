@@ -77,7 +77,9 @@ def check_invariants(repo: Path, base: str, lanes_ever: set[str], note: str) -> 
     moved_to = reflog[: reflog.index(base)]
     for commit in moved_to:
         tree = git("rev-parse", f"{commit}^{{tree}}", cwd=repo)
-        assert tree in passing, f"{note}: main moved to {commit[:12]}, whose tree {tree[:12]} never passed the gate"
+        assert tree in passing, (
+            f"{note}: main moved to {commit[:12]}, whose tree {tree[:12]} never passed the gate"
+        )
     landed = landed_lanes(repo)
     assert len(landed) == len(set(landed)), f"{note}: a lane landed twice: {landed}"
     for lane in lanes_ever:
@@ -148,7 +150,10 @@ def test_sigkill_at_random_points_never_lands_untested_trees_or_twice(tmp_path: 
                 f"r{n}d": ("ejected", "check-failed"),
                 f"r{n}e": ("landed", None),
             }, note
-            assert [lane for lane in landed_lanes(repo) if lane.startswith(f"r{n}")] == [f"r{n}a", f"r{n}e"], note
+            assert [lane for lane in landed_lanes(repo) if lane.startswith(f"r{n}")] == [
+                f"r{n}a",
+                f"r{n}e",
+            ], note
             assert git("status", "--porcelain", cwd=repo) == "", note
             current = None
     assert kills >= KILLS, f"seed {seed}: {kills} kills"

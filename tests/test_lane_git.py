@@ -12,7 +12,17 @@ def run_lane(
     spine: Spine, repo: Path, command: str, lane: str = "lane", run_id: str = "r1", expect: int = 0
 ) -> dict[str, Any]:
     result: dict[str, Any] = spine.json(
-        "run", "--json", "--lane", lane, "--run-id", run_id, "an objective", "--", command, cwd=repo, expect=expect
+        "run",
+        "--json",
+        "--lane",
+        lane,
+        "--run-id",
+        run_id,
+        "an objective",
+        "--",
+        command,
+        cwd=repo,
+        expect=expect,
     )
     return result
 
@@ -53,7 +63,9 @@ def test_a_command_that_changes_nothing_leaves_the_branch_at_the_base(spine: Spi
     assert result["diffStat"] == {"filesChanged": 0, "insertions": 0, "deletions": 0}
 
 
-def test_a_command_that_moves_the_lane_branch_behind_its_base_fails_the_lane(spine: Spine, repo: Path) -> None:
+def test_a_command_that_moves_the_lane_branch_behind_its_base_fails_the_lane(
+    spine: Spine, repo: Path
+) -> None:
     result = run_lane(spine, repo, "git reset -q --hard HEAD~1", expect=1)
     assert result["status"] == "failed" and result["failureKind"] == "violation"
     [head] = [i for i in result["invariants"] if i["name"] == "head"]

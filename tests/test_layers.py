@@ -184,6 +184,10 @@ def test_nothing_imports_adapters_as_a_top_level_package() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "adapters" for a in node.names):
                 offenders.append(name)
-            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "adapters":
+            if (
+                isinstance(node, ast.ImportFrom)
+                and not node.level
+                and (node.module or "").split(".")[0] == "adapters"
+            ):
                 offenders.append(name)
     assert not offenders

@@ -28,7 +28,9 @@ def run_lane(spine: Spine, repo: Path, *args: str, expect: int | None = 0, **kw:
 def test_a_progress_bar_of_megabytes_leaves_small_state_files(spine: Spine, repo: Path) -> None:
     # 4 MB of carriage-return frames and not one newline, then a last line.
     script = "import sys\nfor i in range(200000): sys.stdout.write(f'\\rprogress {i:>12}')\nprint()\nprint('done')\n"
-    result = run_lane(spine, repo, "--run-id", "r1", "--lane", "bar", "progress", "--", sys.executable, "-c", script)
+    result = run_lane(
+        spine, repo, "--run-id", "r1", "--lane", "bar", "progress", "--", sys.executable, "-c", script
+    )
     assert result["status"] == "succeeded"
     assert result["outputTail"][-2:] == ["progress       199999", "done"]
     lane_dir = repo / ".git" / "spine" / "runs" / "r1" / "lanes" / "bar"
@@ -54,10 +56,30 @@ def test_a_state_directory_that_cannot_take_more_is_exit_3_and_state_every_comma
     spine: Spine, repo: Path
 ) -> None:
     # Files may not grow past 20 kB: the lane's log cannot hold what the command prints.
-    command = [sys.executable, "-m", "spine", "run", "--run-id", "r1", "--lane", "big", "big output", "--",
-               sys.executable, "-c", "print('x' * 100 + '\\n' * 1, end='' ); [print('y' * 100) for _ in range(1000)]"]
-    proc = subprocess.run(command, cwd=repo, capture_output=True, text=True, preexec_fn=lambda: _limited(20_000),
-                          check=False, timeout=120)
+    command = [
+        sys.executable,
+        "-m",
+        "spine",
+        "run",
+        "--run-id",
+        "r1",
+        "--lane",
+        "big",
+        "big output",
+        "--",
+        sys.executable,
+        "-c",
+        "print('x' * 100 + '\\n' * 1, end='' ); [print('y' * 100) for _ in range(1000)]",
+    ]
+    proc = subprocess.run(
+        command,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: _limited(20_000),
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "File too large" in proc.stdout + proc.stderr
     status = spine.json("status", "r1", "--json", cwd=repo)
@@ -94,7 +116,9 @@ def test_git_errors_keep_the_line_that_names_the_cause(spine: Spine, repo: Path)
 
 def test_resume_of_a_run_with_canceled_lanes_says_how_to_run_them_again(spine: Spine, repo: Path) -> None:
     batch = repo.parent / "b.yaml"
-    batch.write_text("lanes:\n  - {id: a, objective: a, command: 'exit 1'}\n  - {id: b, objective: b, command: 'true'}\n")
+    batch.write_text(
+        "lanes:\n  - {id: a, objective: a, command: 'exit 1'}\n  - {id: b, objective: b, command: 'true'}\n"
+    )
     proc = spine("batch", str(batch), "--run-id", "r1", "--fail-fast", cwd=repo)
     assert proc.returncode == 1
     resumed = spine("resume", "r1", cwd=repo)
@@ -105,15 +129,21 @@ def test_resume_of_a_run_with_canceled_lanes_says_how_to_run_them_again(spine: S
 
 def test_a_blocked_lane_has_the_log_its_result_names(spine: Spine, repo: Path) -> None:
     batch = repo.parent / "b.yaml"
-    batch.write_text("lanes:\n  - {id: a, objective: a, command: 'exit 1'}\n  - {id: b, objective: b, command: 'true', needs: [a]}\n")
+    batch.write_text(
+        "lanes:\n  - {id: a, objective: a, command: 'exit 1'}\n  - {id: b, objective: b, command: 'true', needs: [a]}\n"
+    )
     assert spine("batch", str(batch), "--run-id", "r1", cwd=repo).returncode == 1
     result = json.loads((repo / ".git" / "spine" / "runs" / "r1" / "lanes" / "b" / "result.json").read_text())
     assert result["status"] == "blocked"
     assert "not started" in Path(result["logPath"]).read_text()
 
 
-def test_after_gc_show_and_debug_name_the_recovery_ref_not_the_removed_worktree(spine: Spine, repo: Path) -> None:
-    failed = run_lane(spine, repo, "--run-id", "r1", "--lane", "x", "fails", "--", "sh", "-c", "exit 1", expect=1)
+def test_after_gc_show_and_debug_name_the_recovery_ref_not_the_removed_worktree(
+    spine: Spine, repo: Path
+) -> None:
+    failed = run_lane(
+        spine, repo, "--run-id", "r1", "--lane", "x", "fails", "--", "sh", "-c", "exit 1", expect=1
+    )
     worktree = Path(failed["worktreePath"])
     (worktree / "notes.txt").write_text("left behind\n")  # uncommitted work of the user's, in the lane
     assert spine("gc", cwd=repo).returncode == 0

@@ -92,7 +92,12 @@ def test_a_dirty_pooled_worktree_is_cleaned_before_use(spine: Spine, repo: Path)
 
     run_lane(spine, repo, "two", f"{INSPECT}; echo two > two.txt")
     facts = lane_facts(repo, "two")["create"]
-    assert facts == {"source": "pool", "cleaned": True, "seconds": facts["seconds"], "gitDir": facts["gitDir"]}
+    assert facts == {
+        "source": "pool",
+        "cleaned": True,
+        "seconds": facts["seconds"],
+        "gitDir": facts["gitDir"],
+    }
     log = log_of(repo, "two")
     listing = log.split("==> spine: command:", 1)[1].splitlines()[1:]
     # No status line (nothing modified, staged, untracked or ignored), and only the base's files.
@@ -324,13 +329,24 @@ def test_the_pool_is_on_by_default_and_the_result_says_where_the_worktree_went(
 
 def test_keep_worktree_keeps_a_succeeded_lanes_worktree(spine: Spine, repo: Path, tmp_path: Path) -> None:
     kept: dict[str, Any] = spine.json(
-        "run", "--json", "--keep-worktree", "--run-id", "run-kept", "keep it", "--", "sh", "-c", "echo k > k.txt",
+        "run",
+        "--json",
+        "--keep-worktree",
+        "--run-id",
+        "run-kept",
+        "keep it",
+        "--",
+        "sh",
+        "-c",
+        "echo k > k.txt",
         cwd=repo,
     )
     assert kept["status"] == "succeeded" and kept["worktreeKept"] is True
     assert (Path(kept["worktreePath"]) / "k.txt").read_text() == "k\n"
     assert worktrees.pooled(ctx_of(repo)) == []
-    assert re.search(r"worktree\s+" + re.escape(kept["worktreePath"]), spine("show", "run-kept/keep-it", cwd=repo).stdout)
+    assert re.search(
+        r"worktree\s+" + re.escape(kept["worktreePath"]), spine("show", "run-kept/keep-it", cwd=repo).stdout
+    )
 
     batch = tmp_path / "lanes.yaml"
     batch.write_text(

@@ -119,7 +119,9 @@ def run_on_a_terminal(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     if until:
-        assert seen.wait(60), "the board never showed " + repr(until) + "\n" + b"".join(chunks).decode(errors="replace")
+        assert seen.wait(60), (
+            "the board never showed " + repr(until) + "\n" + b"".join(chunks).decode(errors="replace")
+        )
         then()
     out, _ = proc.communicate(timeout=90)
     reader.join(timeout=5)
@@ -131,9 +133,7 @@ def test_the_board_redraws_lanes_in_words_with_their_step_and_last_line(
     repo: Path, tmp_path: Path, tool_dir: Path
 ) -> None:
     talk = cmd("wait:go", "write:a.txt")
-    talker = (
-        f"echo 'compiling module 7 of 9' && {' '.join(talk)}"  # prints, then waits for the test
-    )
+    talker = f"echo 'compiling module 7 of 9' && {' '.join(talk)}"  # prints, then waits for the test
     batch = write_batch(
         tmp_path / "lanes.json",
         [
@@ -154,7 +154,9 @@ def test_the_board_redraws_lanes_in_words_with_their_step_and_last_line(
     assert code == 1, out
     # While it ran: the step in words, the lane's last output line, a dependent lane waiting for it.
     plain = re.sub(r"\x1b\[[0-9;]*m", "", drawn)
-    assert re.search(r"talker\s+running\s+[\d.]+m?s\s+running the command\s+compiling module 7 of 9", plain), plain
+    assert re.search(
+        r"talker\s+running\s+[\d.]+m?s\s+running the command\s+compiling module 7 of 9", plain
+    ), plain
     assert "waiting" in drawn and "for talker" in drawn
     # Drawn in place: erase-line and cursor-up codes, and at the end one screen line per lane plus the bar.
     assert "\x1b[2K" in drawn and re.search(r"\x1b\[\d+F", drawn)
@@ -187,7 +189,13 @@ def test_plain_lines_and_no_control_codes_when_not_a_terminal(
         [lane("one", "write:x.txt"), lane("two", "exit:2"), lane("three", "write:y.txt", needs=["one"])],
     )
     proc = spine(
-        "batch", str(batch), "--run-id", "plainer", cwd=repo, env={"LANETOOL_DIR": str(tool_dir)}, subprocess=True
+        "batch",
+        str(batch),
+        "--run-id",
+        "plainer",
+        cwd=repo,
+        env={"LANETOOL_DIR": str(tool_dir)},
+        subprocess=True,
     )
     assert proc.returncode == 1
     lines = proc.stderr.splitlines()
@@ -201,7 +209,9 @@ def test_plain_lines_and_no_control_codes_when_not_a_terminal(
 
 def test_under_ci_a_terminal_gets_plain_lines(repo: Path, tmp_path: Path, tool_dir: Path) -> None:
     batch = write_batch(tmp_path / "lanes.json", [lane("solo", "write:x.txt")])
-    code, _, drawn = run_on_a_terminal(["batch", str(batch)], repo, {"LANETOOL_DIR": str(tool_dir), "CI": "true"})
+    code, _, drawn = run_on_a_terminal(
+        ["batch", str(batch)], repo, {"LANETOOL_DIR": str(tool_dir), "CI": "true"}
+    )
     assert code == 0
     assert "[solo] started" in drawn and "[run] 1/1 lanes done" in drawn
     assert "\x1b" not in drawn

@@ -12,10 +12,23 @@ import pytest
 from tests.conftest import Spine, data_of, git, write_files
 
 
-def run_lane(spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work") -> dict[str, Any]:
+def run_lane(
+    spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work"
+) -> dict[str, Any]:
     result = spine.json(
-        "run", "add the work", "--run-id", run_id, "--lane", lane, "--json", "--", "sh", "-c", command,
-        cwd=repo, expect=None,
+        "run",
+        "add the work",
+        "--run-id",
+        run_id,
+        "--lane",
+        lane,
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        command,
+        cwd=repo,
+        expect=None,
     )
     return result  # type: ignore[no-any-return]
 
@@ -214,7 +227,9 @@ def test_the_hint_for_a_conflict_is_a_way_that_lands_the_lane(repo: Path, spine:
     subprocess.run(["git", "rebase", "main"], cwd=repo, capture_output=True, check=False)
     write_files(repo, {"README.md": "both\n"})
     git("add", "README.md", cwd=repo)
-    subprocess.run(["git", "-c", "core.editor=true", "rebase", "--continue"], cwd=repo, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "core.editor=true", "rebase", "--continue"], cwd=repo, check=True, capture_output=True
+    )
     git("switch", "-q", "main", cwd=repo)
     landed = spine("promote", "r1/work", "--force", "--gate", cwd=repo)
     assert landed.returncode == 0, landed.stderr

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
 
 
 def test_ruff_lint_is_clean() -> None:
@@ -32,7 +34,9 @@ def test_adapters_install_under_the_spine_namespace() -> None:
     import spine.adapters
 
     assert Path(spine.adapters.__file__).parent.name == "adapters"
-    proc = subprocess.run([sys.executable, "-c", "import adapters"], cwd="/", capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import adapters"], cwd="/", capture_output=True, text=True, check=False
+    )
     assert proc.returncode != 0, "adapters must not be importable as a top-level module"
 
 
@@ -55,7 +59,11 @@ LOADED_MODELS = (
 def test_plain_lanes_do_not_build_the_operator_and_mode_models(repo: Path) -> None:
     def loaded(*args: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-c", LOADED_MODELS, *args], cwd=repo, capture_output=True, text=True, check=False
+            [sys.executable, "-c", LOADED_MODELS, *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return proc.stdout.strip().splitlines()[-1]
 

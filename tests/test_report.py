@@ -17,7 +17,13 @@ SECRET = "tok-9f8e7d6c5b4a-secret"
 HOSTILE = "<script>alert('x')</script> & \"quotes\""
 
 # lane id -> the status the fixture run gives it
-EXPECTED = {"green": "succeeded", "red": "failed", "checked": "failed", "after": "blocked", "big": "succeeded"}
+EXPECTED = {
+    "green": "succeeded",
+    "red": "failed",
+    "checked": "failed",
+    "after": "blocked",
+    "big": "succeeded",
+}
 
 
 def fixture_run(spine: Any, repo: Path, tmp_path: Path, run_id: str = "fx") -> str:
@@ -38,7 +44,7 @@ def fixture_run(spine: Any, repo: Path, tmp_path: Path, run_id: str = "fx") -> s
             {
                 "id": "red",
                 "objective": "fail loudly",
-                "command": f"echo {SECRET} > leak.txt && echo \"token=$API_TOKEN\" && echo going down && exit 3",
+                "command": f'echo {SECRET} > leak.txt && echo "token=$API_TOKEN" && echo going down && exit 3',
                 "env": {"API_TOKEN": SECRET},
             },
             {
@@ -111,7 +117,11 @@ def test_the_report_holds_the_whole_run_in_one_file(spine: Any, repo: Path, tmp_
     assert '<details class="diff"><summary>the diff' in text and "+changed" in text
     result = json.loads((state_dir(repo) / f"runs/{run_id}/lanes/green/result.json").read_text())
     artifact = result["artifacts"][0]
-    assert artifact["path"] == "out/greeting.txt" and artifact["sha256"] in text and f"{artifact['size']} B" in text
+    assert (
+        artifact["path"] == "out/greeting.txt"
+        and artifact["sha256"] in text
+        and f"{artifact['size']} B" in text
+    )
     # The failed lanes' debug packets; the blocked lane says why.
     red = text.split('id="lane-red"')[1].split("</section>")[0]
     assert "<h3>Debug packet</h3>" in red and "spine -C" in red
@@ -141,7 +151,11 @@ def test_report_defaults_stdout_and_bad_input(spine: Any, repo: Path, tmp_path: 
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file")
     unwritable = spine("report", "solo", "-o", str(blocked / "r.html"), cwd=repo)
-    assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr and "Traceback" not in unwritable.stderr
+    assert (
+        unwritable.returncode == 2
+        and "cannot write" in unwritable.stderr
+        and "Traceback" not in unwritable.stderr
+    )
 
 
 def test_attempts_and_promotions_are_shown(spine: Any, repo: Path, tmp_path: Path) -> None:
@@ -159,23 +173,34 @@ def test_attempts_and_promotions_are_shown(spine: Any, repo: Path, tmp_path: Pat
     assert "<h3>Promotion</h3>" in text and "landed on" in text and "<code>main</code> (merge)" in text
 
 
-def test_an_attempts_field_is_rendered_side_by_side(spine: Any, repo: Path) -> None:
-    """A result that carries ``attempts`` (a newer result field) gets them side by side; others get nothing."""
+def test_attempts_and_iterations_are_rendered_side_by_side(spine: Any, repo: Path) -> None:
+    """A lane with attempts gets them side by side with its pick marked; a repair loop its passes."""
     from spine import api
     from spine.views.report import gather, render_run
 
     spine("run", "plain", "--lane", "plain", "--run-id", "iter", "--", "true", cwd=repo)
     ctx = api.context(repo)
     assert "<h3>Attempts</h3>" not in render_run(gather(ctx, "iter"))
-    report = gather(ctx, "iter")
-    lane_report = report.lanes[0]
-    assert lane_report.result is not None
-    lane_report.result = lane_report.result.model_copy(
-        update={"attempts": [{"status": "failed", "note": "<i>one</i>"}, {"status": "succeeded", "note": "two"}]}
-    )
-    text = render_run(report)
+    proc = spine(
+        "run", "two ways", "--lane", "two", "--run-id", "best", "--attempts", "2", "-q",
+        "--check", "test -f ok.txt", "--", "sh", "-c",
+        'if [ "$SPINE_LANE_ID" = two.2 ]; then echo "<i>two</i>" > ok.txt; else echo no > no.txt; fi',
+        cwd=repo,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = render_run(gather(ctx, "best"))
     block = text.split("<h3>Attempts</h3>")[1].split("</table>")[0]
-    assert "<th>attempt 1</th><th>attempt 2</th>" in block and "&lt;i&gt;one&lt;/i&gt;" in block
+    assert "<th>attempt 1</th><th>attempt 2 (picked)</th>" in block
+    assert "<td>failed</td><td>succeeded</td>" in block.replace("\n", "")
+    proc = spine(
+        "run", "fix", "--lane", "loop", "--run-id", "loop", "--iterations", "2", "-q",
+        "--check", "test -f fixed", "--", "sh", "-c", '[ -n "$SPINE_FEEDBACK" ] && touch fixed; touch seen',
+        cwd=repo,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = render_run(gather(ctx, "loop"))
+    block = text.split("<h3>Iterations</h3>")[1].split("</table>")[0]
+    assert "<th>iteration 1</th><th>iteration 2</th>" in block and "fixed" in block
 
 
 def test_gate_writes_a_report(spine: Any, repo: Path, tmp_path: Path) -> None:
@@ -209,14 +234,18 @@ def test_the_report_in_chromium(spine: Any, repo: Path, tmp_path: Path) -> None:
             ".map(r => [r.dataset.lane, r.querySelector('.badge').textContent]))"
         )
         assert shown == EXPECTED
-        visible = browser.eval("[...document.querySelectorAll('section.lane')].filter(s => s.offsetHeight > 0).length")
+        visible = browser.eval(
+            "[...document.querySelectorAll('section.lane')].filter(s => s.offsetHeight > 0).length"
+        )
         assert visible == len(EXPECTED)
         # The diff is collapsed until opened.
         assert browser.eval("document.querySelector('#lane-green details.diff').open") is False
         browser.screenshot(artifacts_dir() / "report.png")
         # The counts filter the lanes (the page's own script runs without errors).
         browser.eval("document.querySelector('button[data-filter=\"failed\"]').click()")
-        only = browser.eval("[...document.querySelectorAll('tr[data-lane]')].filter(r => !r.hidden).map(r => r.dataset.lane)")
+        only = browser.eval(
+            "[...document.querySelectorAll('tr[data-lane]')].filter(r => !r.hidden).map(r => r.dataset.lane)"
+        )
         assert only == ["red", "checked"]
         browser.open(gate_out.as_uri())
         assert browser.eval("document.querySelector('h1 .badge').textContent") == "passed"

@@ -15,7 +15,9 @@ from spine.model.result import LaneStatus
 from spine.model.state import STEPS, LaneSpec, LaneState, RunState
 
 
-def make_run(lanes: dict[str, list[str]], jobs: int = 2, fail_fast: bool = False, kind: str = "batch") -> RunState:
+def make_run(
+    lanes: dict[str, list[str]], jobs: int = 2, fail_fast: bool = False, kind: str = "batch"
+) -> RunState:
     return RunState(
         run_id="r1",
         created_at="2026-01-01T00:00:00Z",

@@ -30,7 +30,9 @@ def validator(which: str) -> jsonschema.protocols.Validator:
 
 
 def errors(which: str, document: Any) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator(which).iter_errors(document)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator(which).iter_errors(document)
+    ]
 
 
 @pytest.mark.parametrize("which", ["config", "batch", "result"])

@@ -31,8 +31,15 @@ def test_environment_and_working_directory_are_given_and_put_back(
     monkeypatch.setenv("PROBE_KEPT", "before")
     before = dict(os.environ)
     result = spine.json(
-        "run", "--json", "look", "--", "sh", "-c", 'echo "$PROBE_NEW $PROBE_KEPT" > probe.txt',
-        cwd=repo / "src", env={"PROBE_NEW": "new", "PROBE_KEPT": "changed"},
+        "run",
+        "--json",
+        "look",
+        "--",
+        "sh",
+        "-c",
+        'echo "$PROBE_NEW $PROBE_KEPT" > probe.txt',
+        cwd=repo / "src",
+        env={"PROBE_NEW": "new", "PROBE_KEPT": "changed"},
     )
     assert git("show", f"{result['branch']}:probe.txt", cwd=repo) == "new changed"
     assert dict(os.environ) == before
@@ -40,7 +47,9 @@ def test_environment_and_working_directory_are_given_and_put_back(
 
 
 def test_stdin_is_the_input_given(spine: Spine, repo: Path) -> None:
-    proc = spine("batch", "-", "--json", cwd=repo, input="lanes: [{id: one, objective: o, command: 'true'}]\n")
+    proc = spine(
+        "batch", "-", "--json", cwd=repo, input="lanes: [{id: one, objective: o, command: 'true'}]\n"
+    )
     assert proc.returncode == 0, proc.stderr
     proc = spine("batch", "-", cwd=repo)
     assert proc.returncode == 2 and "empty" in proc.stderr

@@ -31,9 +31,13 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_status_lists_runs_and_shows_lanes(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
+def test_status_lists_runs_and_shows_lanes(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
     assert spine("status", cwd=repo).stdout.strip() == "no runs yet"
-    batch = write_batch(tmp_path / "lanes.json", [lane("ok", "write:ok.txt"), lane("no", "exit:4"), lane("dep", needs=["no"])])
+    batch = write_batch(
+        tmp_path / "lanes.json", [lane("ok", "write:ok.txt"), lane("no", "exit:4"), lane("dep", needs=["no"])]
+    )
     spine("batch", str(batch), "--run-id", "first", cwd=repo, env=env)
     spine("run", "single lane", "--run-id", "second", "--", "true", cwd=repo)
 
@@ -66,7 +70,9 @@ def test_status_lists_runs_and_shows_lanes(spine: Any, repo: Path, tmp_path: Pat
 def test_reading_commands_never_write_state(
     spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path
 ) -> None:
-    batch = write_batch(tmp_path / "lanes.json", [lane("done", "write:d.txt"), lane("hung", "hang-once:h", "write:h.txt")])
+    batch = write_batch(
+        tmp_path / "lanes.json", [lane("done", "write:d.txt"), lane("hung", "hang-once:h", "write:h.txt")]
+    )
     driver = spine_popen("batch", str(batch), "-j", "2", "--run-id", "ro", cwd=repo, env=env)
     wait_for(tool_dir / "h")
     wait_for(state_dir(repo) / "runs/ro/lanes/done/result.json")
@@ -118,9 +124,13 @@ def read_through_the_dashboard(repo: Path, run_id: str) -> None:
         board.shutdown()
 
 
-def test_logs_prints_and_follows_a_lane(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path) -> None:
-    waiter = f"{sys.executable} -c \"import os,sys,time; sys.stdout.write('first line\\n'); sys.stdout.flush()\" && " \
+def test_logs_prints_and_follows_a_lane(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path
+) -> None:
+    waiter = (
+        f"{sys.executable} -c \"import os,sys,time; sys.stdout.write('first line\\n'); sys.stdout.flush()\" && "
         f"while [ ! -e {tool_dir}/go ]; do sleep 0.05; done && echo second line"
+    )
     batch = write_batch(tmp_path / "lanes.json", [{"id": "talk", "objective": "talk", "command": waiter}])
     driver = spine_popen("batch", str(batch), "--run-id", "lg", cwd=repo, env=env)
     log = state_dir(repo) / "runs/lg/lanes/talk/output.log"
@@ -141,7 +151,9 @@ def test_logs_prints_and_follows_a_lane(spine: Any, repo: Path, tmp_path: Path, 
 
 
 def test_live_progress_on_a_terminal(repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
-    batch = write_batch(tmp_path / "lanes.json", [lane("alpha", "sleep:0.6", "write:a.txt"), lane("beta", "exit:1")])
+    batch = write_batch(
+        tmp_path / "lanes.json", [lane("alpha", "sleep:0.6", "write:a.txt"), lane("beta", "exit:1")]
+    )
     master, slave = os.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "spine", "batch", str(batch), "-j", "2"],
@@ -182,7 +194,9 @@ def test_live_progress_on_a_terminal(repo: Path, tmp_path: Path, env: dict[str, 
 def test_run_still_uses_the_loop_and_records_steps(spine: Any, repo: Path) -> None:
     proc = spine("run", "one lane", "--run-id", "solo", "--", "sh", "-c", "echo hi > hi.txt", cwd=repo)
     assert proc.returncode == 0, proc.stderr
-    events = [json.loads(line) for line in (state_dir(repo) / "runs/solo/events.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line) for line in (state_dir(repo) / "runs/solo/events.jsonl").read_text().splitlines()
+    ]
     started = [e["step"] for e in events if e["event"] == "step-started"]
     assert started == ["create_worktree", "setup", "execute", "commit", "validate", "finalize"]
     assert spine("resume", "solo", cwd=repo).returncode == 0

@@ -94,7 +94,9 @@ def test_stepping_to_the_end_equals_driving_with_the_loop(
     assert summary["counts"] == {"succeeded": 3, "failed": 2, "blocked": 1}
 
 
-def test_step_plain_output_and_lane_ref_rejected(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
+def test_step_plain_output_and_lane_ref_rejected(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
     batch = write_batch(tmp_path / "lanes.json", [lane("only", "write:o.txt")])
     assert spine("batch", str(batch), "--run-id", "st", "--plan", cwd=repo, env=env).returncode == 0
     first = spine("step", "st", cwd=repo, env=env)

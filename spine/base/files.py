@@ -53,6 +53,18 @@ def atomic_write_text(path: Path, text: str, *, redact: bool = True) -> None:
         raise
 
 
+def write_new_file(path: Path, text: str) -> None:
+    """Create the file ``path`` in a directory someone else controls (a lane's worktree) and write ``text``.
+
+    Created with ``O_EXCL | O_NOFOLLOW``: whatever already stands at ``path`` (a file, a directory,
+    a symlink a lane planted there) is neither followed nor replaced, and ``FileExistsError`` is
+    raised. The text is written as given.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def inside(root: Path, rel: str) -> Path | None:
     """``root/rel`` when it is a regular file or directory reached without following any link and
     without leaving ``root``; None otherwise (a link a lane planted must never lead spine outside)."""

@@ -31,6 +31,7 @@ def command(run_ref: str, lane: str | None, wait_seconds: float) -> int:
     from spine.base.errors import EnvironmentProblem, UsageError
     from spine.base.ids import check_id
     from spine.base.liveness import RunBusy
+    from spine.drive.attempts import with_attempts
     from spine.drive.recovery import request_cancel
     from spine.drive.runs import drive_run, parse_ref
     from spine.drive.scheduler import OnlyLanes, scheduler_for
@@ -44,7 +45,9 @@ def command(run_ref: str, lane: str | None, wait_seconds: float) -> int:
     run = store.load()
     if lane_id is not None and lane_id not in run.lanes:
         raise UsageError(f"run {run_id} has no lane {lane_id!r}", f"its lanes: {', '.join(run.lanes)}")
-    targets = [lid for lid, ln in run.lanes.items() if not ln.complete and lane_id in (None, lid)]
+    # A lane with attempts is canceled through its attempts; it then compares what they left.
+    wanted = set(with_attempts(run, [lane_id])) if lane_id is not None else set(run.lanes)
+    targets = [lid for lid, ln in run.lanes.items() if not ln.complete and lid in wanted]
     if not targets:
         what = f"lane {lane_id}" if lane_id else "every lane"
         click.echo(f"nothing to cancel: {what} of run {run_id} already has a result")

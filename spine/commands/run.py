@@ -101,6 +101,40 @@ class RunCommand(click.Command):
     help="Run setup commands and checks on the host instead of in the lane's isolation (default: config, else in it).",
 )
 @click.option(
+    "--attempts",
+    type=int,
+    metavar="N",
+    help="Best of N: run N attempts side by side, each in a lane LANE.1..N of its own, and pick one.",
+)
+@click.option(
+    "--attempt-command",
+    "attempt_commands",
+    multiple=True,
+    metavar="CMD",
+    help="What an attempt runs, as a shell command (repeatable); the attempts take the command after -- "
+    "and these in turn.",
+)
+@click.option(
+    "--pick",
+    "pick_rule",
+    metavar="RULE",
+    help="How to pick an attempt: smallest, first, fastest or agreement (default: config, else smallest).",
+)
+@click.option("--stop-on-pass", is_flag=True, help="Stop the other attempts once one passed every check.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Attempts at work at once (default: all of them).",
+)
+@click.option(
+    "--iterations",
+    type=int,
+    metavar="K",
+    help="Repair loop: while checks fail, run the command again with their output (SPINE_FEEDBACK), "
+    "at most K times in all.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -128,6 +162,12 @@ def command(
     commit_in_place: bool,
     keep_worktree: bool,
     checks_on_host: bool | None,
+    attempts: int | None,
+    attempt_commands: tuple[str, ...],
+    pick_rule: str | None,
+    stop_on_pass: bool,
+    jobs: int | None,
+    iterations: int | None,
     as_json: bool,
     quiet: bool,
 ) -> int:
@@ -137,6 +177,8 @@ def command(
     Examples:
       spine run "make the greeting friendlier" -- ./tools/agent.sh --task greeting
       spine run --op ingest-csv --input source=data/in.csv "ingest the March export"
+      spine run --attempts 3 --check "make test" "fix the parser" -- ./tools/agent.sh
+      spine run --iterations 3 --check "make test" "fix the parser" -- ./tools/agent.sh
 
     The result file is written under the repository's git directory; its path, a summary and the
     next action are printed at the end. Exit 0 when the lane succeeded, 1 when it failed.
@@ -199,10 +241,25 @@ def command(
         given["keep_worktree"] = True
     if checks_on_host is not None:
         given["checks_on_host"] = checks_on_host
+    if attempts is not None:
+        given["attempts"] = attempts
+    if attempt_commands:
+        given["attempt_commands"] = list(attempt_commands)
+    if pick_rule is not None:
+        given["pick"] = pick_rule
+    if stop_on_pass:
+        given["stop_on_pass"] = True
+    if iterations is not None:
+        given["iterations"] = iterations
+    if jobs is not None and attempts is None and not attempt_commands:
+        raise UsageError(
+            "-j/--jobs only applies to a lane with attempts", "add --attempts N, or leave -j out"
+        )
     request = LaneRequest(**given)  # type: ignore[arg-type]
     context = api.context(base=base, backend=backend)
-    echo: Echo = "none" if quiet else ("stderr" if as_json else "raw")
-    run, result = api.run_lane(context, request, run_id=run_id, echo=echo)
+    several = (attempts or 0) > 1 or len(attempt_commands) > 0
+    echo: Echo = "none" if quiet else ("prefixed" if several else "stderr" if as_json else "raw")
+    run, result = api.run_lane(context, request, run_id=run_id, jobs=jobs, echo=echo)
     from spine.drive.runs import exit_code_for
 
     code = exit_code_for([result.status], run)

@@ -2,8 +2,11 @@
 
 run.json is the loop's state. Before a step starts, the lane's ``currentStep`` is recorded; when it
 ends, the step is added to ``stepsDone`` (or, if it raised, the lane is halted with the reason and
-its state is left unadvanced). ``spine run``, ``spine batch``, ``spine resume`` and ``spine step`` all
-use this loop; only the scheduler and ``max_steps`` differ.
+its state is left unadvanced). A step may send its lane back to an earlier step instead (the repair
+loop's ``validate`` returns ``execute``): the steps from there on leave ``stepsDone`` in the same
+write, so ``stepsDone`` always holds the steps done in the lane's current pass. ``spine run``,
+``spine batch``, ``spine resume`` and ``spine step`` all use this loop; only the scheduler and
+``max_steps`` differ.
 
 The caller holds the run's driver lock (``spine.base.liveness.DriverLock``), so when ``drive`` starts,
 any step still recorded as in flight belongs to a driver that died: ``recover`` stops what that
@@ -41,6 +44,7 @@ from spine.backends.registry import require_usable
 from spine.base.errors import EnvironmentProblem, SpineError
 from spine.base.git import GitFailed, error_lines
 from spine.base.ids import now_iso
+from spine.drive.attempts import stop_other_attempts, with_attempts
 from spine.drive.recovery import clear_cancel_requests, pending_cancel_requests, stop_stale_group
 from spine.drive.scheduler import BLOCK, PSEUDO_STEPS, Scheduler, first_failure, started, unmet_needs
 from spine.lane.runtime import Echo, LaneRuntime, OutputLines
@@ -175,10 +179,11 @@ class Driver:
         everything, requested = pending_cancel_requests(self.ctx, self.run.run_id)
         if not everything and not requested:
             return
+        requested = with_attempts(self.run, requested)
         targets = [
             lane_id
             for lane_id, lane in self.run.lanes.items()
-            if not lane.complete and (everything or lane_id in requested)
+            if not lane.complete and not lane.spec.is_group and (everything or lane_id in requested)
         ]
         for lane_id in targets:
             facts = self.run.lanes[lane_id].facts
@@ -231,7 +236,7 @@ class Driver:
             self._done(lane_id, step)
             return
         try:
-            STEP_FUNCTIONS[step](rt)
+            again = STEP_FUNCTIONS[step](rt)
             self._crash_point(lane_id, step, "effects")
         except (SpineError, OSError) as exc:
             if step == "finalize":
@@ -244,7 +249,7 @@ class Driver:
                 ) from exc
             self._halt(rt, step, exc)
             return
-        self._done(lane_id, step)
+        self._done(lane_id, step, again=again)
 
     def _halt(self, rt: LaneRuntime, step: str, exc: BaseException) -> None:
         """The lane stops at ``step`` with ``exc`` as its cause: recorded once, its result written."""
@@ -264,19 +269,32 @@ class Driver:
                 f"cannot be written: {final_message}",
                 f"fix that, then `spine resume {self.run.run_id}` records the lane",
             ) from final_exc
-        lane.steps_done = [*(s for s in STEPS if s != "finalize" and s in lane.steps_done), "finalize"]
+        lane.steps_done = [*(s for s in lane.steps if s != "finalize" and s in lane.steps_done), "finalize"]
         lane.current_step = None
         self.store.save(self.run)
         if self.listener:
             self.listener(lane.spec.id, step, "halted")
 
-    def _done(self, lane_id: str, step: str) -> None:
+    def _done(self, lane_id: str, step: str, again: str | None = None) -> None:
+        """Record ``step`` as done; ``again`` (the repair loop) takes the lane back to that step."""
         lane = self.run.lanes[lane_id]
-        lane.steps_done.append(step)
+        if again is None:
+            lane.steps_done.append(step)
+        else:
+            back = lane.steps.index(again)
+            lane.steps_done = [s for s in lane.steps_done if lane.steps.index(s) < back]
         lane.current_step = None
         event = {"step": step}
+        if again is not None:
+            event["again"] = again
         if step == "finalize":
             event["status"] = lane.status.value
+            stopped = stop_other_attempts(self.run, lane_id)
+            for other in stopped:
+                if other in self._runtimes:
+                    self._runtimes[other].cancel.set()
+            if stopped:
+                self.store.event("attempts-stopped", lane_id, lanes=stopped)
         self.store.event("step-done", lane_id, **event)
         self.store.save(self.run)
         self._crash_point(lane_id, step, "done")

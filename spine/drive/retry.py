@@ -10,6 +10,10 @@ Everything that could refuse is checked before anything changes (a locked worktr
 retry); the git work comes before the state is reset, so a failure leaves the run as it was and
 trying again reuses the same attempt number. A worktree git still lists but whose folder was
 deleted by hand is simply forgotten.
+
+A lane with attempts (best of N) is retried through its attempts: naming it retries those of its
+attempts that did not succeed, and retrying any attempt makes the lane compare its attempts again.
+Without ``--lane``, the attempts of a lane that succeeded are left alone.
 """
 
 from __future__ import annotations
@@ -41,19 +45,43 @@ def lanes_to_retry(run: RunState, wanted: list[str]) -> list[str]:
                 f"lane {lane_id} succeeded; there is nothing to retry",
                 "retry a failed, blocked or canceled lane",
             )
+        if lane.spec.is_group and all(
+            run.lanes[a].status == LaneStatus.SUCCEEDED for a in lane.spec.attempts
+        ):
+            raise UsageError(
+                f"every attempt of lane {lane_id} succeeded; there is nothing to retry",
+                f"pick another attempt with `spine pick {run.run_id}/{lane_id} N`",
+            )
     chosen = set(wanted) or {
-        i for i, lane in run.lanes.items() if lane.complete and lane.status != LaneStatus.SUCCEEDED
+        i
+        for i, lane in run.lanes.items()
+        if lane.complete and lane.status != LaneStatus.SUCCEEDED and not _settled_attempt(run, lane)
     }
     grew = True
     while grew:  # lanes blocked behind a retried lane come along
         grew = False
         for lane_id, lane in run.lanes.items():
-            if lane_id in chosen or not lane.complete or lane.status == LaneStatus.SUCCEEDED:
+            if lane_id in chosen or not lane.complete:
                 continue
-            if any(need in chosen for need in lane.spec.needs):
+            group = run.lanes.get(lane.spec.attempt_of or "")
+            comes = (
+                # an attempt of a lane being retried, which did not succeed
+                (lane.status != LaneStatus.SUCCEEDED and group is not None and group.spec.id in chosen)
+                # a lane with attempts, one of which is retried: it compares them again
+                or any(a in chosen for a in lane.spec.attempts)
+                # a lane blocked behind a retried lane
+                or (lane.status != LaneStatus.SUCCEEDED and any(need in chosen for need in lane.spec.needs))
+            )
+            if comes:
                 chosen.add(lane_id)
                 grew = True
     return [lane_id for lane_id in run.lanes if lane_id in chosen]
+
+
+def _settled_attempt(run: RunState, lane: LaneState) -> bool:
+    """An attempt of a lane with attempts that succeeded: the other attempts stay as they ended."""
+    group = run.lanes.get(lane.spec.attempt_of or "")
+    return group is not None and group.complete and group.status == LaneStatus.SUCCEEDED
 
 
 def retry(ctx: ExecutionContext, store: RunStore, wanted: list[str]) -> tuple[RunState, list[str]]:

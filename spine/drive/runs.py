@@ -154,13 +154,25 @@ def drive_run(
     return run
 
 
+def counted_lanes(run: RunState) -> list[LaneState]:
+    """The lanes a run's outcome is made of: every lane but the attempts of a lane with attempts
+    (that lane speaks for them once it compared them; until then, they speak for themselves)."""
+    decided = {lane_id for lane_id, lane in run.lanes.items() if lane.spec.is_group and lane.complete}
+    return [
+        lane
+        for lane in run.lanes.values()
+        if lane.spec.attempt_of not in decided or lane.spec.attempt_of is None
+    ]
+
+
 def exit_code_for(statuses: Iterable[LaneStatus], run: RunState | None = None) -> int:
     """0 when every lane succeeded; 3 when spine could not finish a lane because of the environment;
-    1 when one failed or was blocked; 130 when lanes were canceled."""
-    statuses = list(statuses)
+    1 when one failed or was blocked; 130 when lanes were canceled. With ``run``, the attempts of a
+    lane with attempts are judged by that lane (``counted_lanes``), and ``statuses`` are its lanes'."""
+    statuses = list(statuses) if run is None else [lane.status for lane in counted_lanes(run)]
     if all(s == LaneStatus.SUCCEEDED for s in statuses):
         return ExitCode.OK
-    if run is not None and any(lane.facts.halt is not None for lane in run.lanes.values()):
+    if run is not None and any(lane.facts.halt is not None for lane in counted_lanes(run)):
         return ExitCode.ENVIRONMENT
     if any(s in (LaneStatus.FAILED, LaneStatus.BLOCKED) for s in statuses):
         return ExitCode.FAILED
@@ -225,8 +237,16 @@ def load_result(ctx: ExecutionContext, run_id: str, lane_id: str) -> LaneResult:
         run = RunStore(ctx.state, run_id).load()
         if lane_id not in run.lanes:
             raise UsageError(f"run {run_id!r} has no lane {lane_id!r}", f"its lanes: {', '.join(run.lanes)}")
+        lane = run.lanes[lane_id]
+        if lane.spec.is_group:
+            unfinished = [a for a in lane.spec.attempts if not run.lanes[a].complete]
+            raise UsageError(
+                f"lane {run_id}/{lane_id} has no result yet: it compares its attempts once they all ended"
+                + (f" ({', '.join(unfinished)} not yet)" if unfinished else ""),
+                f"see them side by side so far with `spine compare {run_id}/{lane_id}`",
+            )
         raise UsageError(
-            f"lane {run_id}/{lane_id} has no result yet (status: {run.lanes[lane_id].status.value})",
+            f"lane {run_id}/{lane_id} has no result yet (status: {lane.status.value})",
             f"it is still running or was interrupted; see `spine show {run_id}`",
         )
     return LaneResult.model_validate_json(path.read_text(encoding="utf-8"))

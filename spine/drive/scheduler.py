@@ -7,6 +7,11 @@ Besides the lane steps (``spine.model.state.STEPS``) a scheduler may return two 
 never started: ``block`` (a lane it needs ended without succeeding) and ``cancel`` (a cancel was
 requested, or ``--fail-fast`` stopped the run). The loop fires them like any step: they record why the
 lane did not run and write its result file through the normal ``finalize``.
+
+A lane with attempts (best of N) runs no command: it gets its steps (``GROUP_STEPS``: ``compare``,
+``finalize``) once every one of its attempts has a result, whatever the result, and takes no slot.
+Its attempts are lanes like any other; they do not count as failures for ``fail_fast`` (the lane
+they are attempts of does).
 """
 
 from __future__ import annotations
@@ -57,8 +62,20 @@ def needs_succeeded(run: RunState, lane: LaneState) -> bool:
 
 
 def first_failure(run: RunState) -> str | None:
-    """The first lane (in batch order) that failed, if any."""
-    return next((lid for lid, lane in run.lanes.items() if lane.status == LaneStatus.FAILED), None)
+    """The first lane (in batch order) that failed, if any; an attempt's failure is its lane's to judge."""
+    return next(
+        (
+            lid
+            for lid, lane in run.lanes.items()
+            if lane.status == LaneStatus.FAILED and lane.spec.attempt_of is None
+        ),
+        None,
+    )
+
+
+def attempts_ended(run: RunState, lane: LaneState) -> bool:
+    """True when every attempt of lane with attempts ``lane`` has a result."""
+    return all(run.lanes[a].complete for a in lane.spec.attempts if a in run.lanes)
 
 
 class DependencyScheduler:
@@ -80,6 +97,10 @@ class DependencyScheduler:
         ready: Ready = set()
         busy = 0
         for lane_id, lane in run.lanes.items():
+            if lane.spec.is_group:  # runs nothing: compared once its attempts ended; takes no slot
+                if not lane.complete and lane.current_step is None and attempts_ended(run, lane):
+                    ready.add((lane_id, lane.next_step or "finalize"))
+                continue
             if not in_flight(lane):
                 continue
             busy += 1
@@ -88,7 +109,7 @@ class DependencyScheduler:
         stop = run.fail_fast and first_failure(run) is not None
         free = jobs - busy
         for lane_id, lane in run.lanes.items():
-            if started(lane) or lane.complete:
+            if started(lane) or lane.complete or lane.spec.is_group:
                 continue
             if lane.facts.cancel is not None:
                 ready.add((lane_id, CANCEL))
@@ -127,7 +148,8 @@ class OnlyLanes:
 
 
 def scheduler_for(run: RunState, jobs: int | None = None) -> Scheduler:
-    """The scheduler a run was created with: linear for ``spine run``, dependency-aware for batches."""
-    if run.kind == "run":
+    """The scheduler a run was created with: linear for ``spine run``, dependency-aware for batches
+    and for a ``spine run`` with attempts (its attempts run side by side, ``jobs`` at a time)."""
+    if run.kind == "run" and not any(lane.spec.is_group for lane in run.lanes.values()):
         return LinearScheduler()
     return DependencyScheduler(jobs)

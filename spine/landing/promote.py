@@ -317,6 +317,11 @@ def _promote(
     from spine.model.result import LaneStatus
 
     run_id, lane_id = result.run_id, result.lane_id
+    if result.attempts and (result.pick is None or result.pick.attempt is None):
+        raise PromoteRefused(
+            f"lane {label} picked none of its attempts: {result.pick.reason if result.pick else 'not compared'}",
+            f"see them with `spine compare {label}`; take one with `spine pick {label} N`, then promote",
+        )
     if result.status != LaneStatus.SUCCEEDED and not force:
         raise PromoteRefused(
             f"lane {label} did not succeed (status: {result.status.value}): {result.summary}",
@@ -522,6 +527,12 @@ def record_promotion(
         }
     )
     atomic_write_json(ctx.state.result_file(result.run_id, result.lane_id), updated.to_json())
+    picked = result.pick.lane_id if result.pick is not None else None
+    if picked is not None and ctx.state.result_file(result.run_id, picked).is_file():
+        # The attempt that landed says so too (``spine gc`` reads it for its branch).
+        path = ctx.state.result_file(result.run_id, picked)
+        attempt = LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
+        atomic_write_json(path, attempt.model_copy(update={"promotion": promotion}).to_json())
     store.event(
         "promoted",
         result.lane_id,

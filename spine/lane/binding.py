@@ -95,8 +95,8 @@ def operator_binding(
     mode: str | None,
     origin: str,
 ) -> dict[str, Any]:
-    """What operator ``op_id`` brings to a lane: objective, command, binding, timebox, stall timeout
-    and outputs (artifact globs). Inputs are validated here. Raises UsageError."""
+    """What operator ``op_id`` brings to a lane: objective, command, binding, timebox, stall timeout,
+    iterations and outputs (artifact globs). Inputs are validated here. Raises UsageError."""
     op = find_operator(config, op_id)
     try:
         values = resolve_inputs(op, dict(inputs))
@@ -143,6 +143,7 @@ def operator_binding(
         "binding": binding.as_data(),
         "timebox": op.timebox,
         "stall_timeout": op.stall_timeout,
+        "iterations": op.iterations,
         "outputs": outputs,
     }
 

@@ -56,6 +56,9 @@ def run_acceptance(
                 exit_code=outcome.exit_code,
                 expect_exit=list(check.expect_exit),
                 duration_seconds=round(outcome.duration, 3),
+                output_tail=[redactor.redact_text(line) for line in outcome.tail[-20:]]
+                if verdict == Verdict.FAIL
+                else [],
             )
         )
     return results

@@ -10,6 +10,11 @@ The order of the rules is the order of precedence: a lane that never started say
 step spine could not finish comes next; then what the lane's command did to its worktree (a lane
 that broke its own invariants is not believed on anything else); then how the command ended; then
 the checks; then, for a lane with a mode, its evidence.
+
+A lane with attempts (best of N) has no command of its own: after the first two rules its outcome
+is its pick's (``AttemptsFacts``): the picked attempt's outcome, or, when no attempt passed,
+``attempts_failed`` (``blocked`` or ``canceled`` when every attempt was). A lane with a repair loop
+is classified by its last pass; the cause says how many passes it took and why the loop stopped.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class FailureKind(StrEnum):
     CANCELED = "canceled"
     BLOCKED = "blocked"
     DRIVER_DIED = "driver_died"
+    ATTEMPTS_FAILED = "attempts_failed"
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def classify(facts: LaneFacts, spec: LaneSpec) -> Outcome:
         if facts.not_started.reason == "fail-fast":
             cause = f"lane {facts.not_started.after} failed and the run stops after the first failure"
         else:
-            cause = "canceled before it began"
+            cause = "canceled before it began" + _because(facts)
         return Outcome(LaneStatus.CANCELED, FailureKind.CANCELED, cause)
     if facts.halt is not None:
         return Outcome(
@@ -75,6 +81,8 @@ def classify(facts: LaneFacts, spec: LaneSpec) -> Outcome:
             FailureKind.ERROR,
             f"spine could not finish step {facts.halt.step}: {facts.halt.error}",
         )
+    if spec.is_group:
+        return _group_outcome(facts)
     ex, commit, checks = facts.execute, facts.commit, facts.validation
     if commit is not None and commit.violations:
         return Outcome(LaneStatus.FAILED, FailureKind.VIOLATION, commit.violations[0].detail)
@@ -82,7 +90,7 @@ def classify(facts: LaneFacts, spec: LaneSpec) -> Outcome:
         c.status == CheckStatus.SKIPPED and "canceled" in c.summary for c in checks.checks
     )
     if (ex is not None and ex.canceled) or canceled_checks or (facts.cancel is not None and ex is None):
-        return Outcome(LaneStatus.CANCELED, FailureKind.CANCELED, "canceled while it ran")
+        return Outcome(LaneStatus.CANCELED, FailureKind.CANCELED, "canceled while it ran" + _because(facts))
     if facts.setup is not None and facts.setup.failed is not None:
         failed = facts.setup.failed
         how = "timed out" if failed.timed_out else f"failed (exit {failed.exit_code})"
@@ -115,7 +123,7 @@ def classify(facts: LaneFacts, spec: LaneSpec) -> Outcome:
             return Outcome(
                 LaneStatus.FAILED,
                 FailureKind.CHECK_FAILED,
-                f"check{plural} {', '.join(failed_checks)} failed",
+                f"check{plural} {', '.join(failed_checks)} failed{repair_loop_end(facts, spec)}",
             )
         missing = [e.id for e in checks.evidence if e.required and not e.found]
         if missing:
@@ -133,6 +141,55 @@ def classify(facts: LaneFacts, spec: LaneSpec) -> Outcome:
     elif spec.binding is not None and spec.binding.mode is not None:
         return Outcome(LaneStatus.FAILED, FailureKind.ERROR, "its checks and evidence were never evaluated")
     return Outcome(LaneStatus.SUCCEEDED)
+
+
+def _because(facts: LaneFacts) -> str:
+    """Why spine canceled a lane when no person asked (another attempt passed)."""
+    return f": {facts.cancel.because}" if facts.cancel is not None and facts.cancel.because else ""
+
+
+def repair_loop_end(facts: LaneFacts, spec: LaneSpec) -> str:
+    """Why a lane's repair loop stopped with failing checks: '' for a lane that runs its command once."""
+    if spec.iterations <= 1 or not facts.iterations:
+        return ""
+    last = facts.iterations[-1]
+    passes = f"{last.iteration} iteration{'s' if last.iteration != 1 else ''}"
+    if last.iteration > 1 and not last.changed:
+        return f" after {passes}: iteration {last.iteration} changed nothing"
+    if last.iteration >= spec.iterations:
+        return f" after {passes} (the most it may take)"
+    return f" after {passes}"
+
+
+def _group_outcome(facts: LaneFacts) -> Outcome:
+    """The outcome of a lane with attempts: its pick's, or why nothing was picked."""
+    compared = facts.attempts
+    if compared is None:
+        return Outcome(LaneStatus.FAILED, FailureKind.ERROR, "its attempts were never compared")
+    pick, figures = compared.pick, compared.figures
+    if pick.attempt is not None:
+        picked = next((f for f in figures if f.attempt == pick.attempt), None)
+        if picked is None:
+            return Outcome(
+                LaneStatus.FAILED,
+                FailureKind.ERROR,
+                f"it picked attempt {pick.attempt}, which it has no figures of",
+            )
+        if picked.status == LaneStatus.SUCCEEDED:
+            return Outcome(LaneStatus.SUCCEEDED)
+        try:
+            kind = FailureKind(picked.failure_kind or "error")
+        except ValueError:
+            kind = FailureKind.ERROR
+        return Outcome(
+            picked.status, kind, f"the picked attempt {pick.attempt} did not succeed: {picked.summary}"
+        )
+    statuses = {f.status for f in figures}
+    if statuses == {LaneStatus.BLOCKED}:
+        return Outcome(LaneStatus.BLOCKED, FailureKind.BLOCKED, "every attempt was blocked")
+    if statuses == {LaneStatus.CANCELED}:
+        return Outcome(LaneStatus.CANCELED, FailureKind.CANCELED, "every attempt was canceled")
+    return Outcome(LaneStatus.FAILED, FailureKind.ATTEMPTS_FAILED, pick.reason)
 
 
 def _ended(status: str) -> str:

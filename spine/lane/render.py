@@ -2,7 +2,8 @@
 
 Everything here is a pure function of the lane's state, its outcome (``spine.lane.outcome``) and a
 few names (run id, log path, backend). The next action is always a step that works: a command to
-run, a branch to review, a file to read; tests run them.
+run, a branch to review, a file to read; tests run them. A lane with attempts renders its pick
+(``build_group_result``); a lane with a repair loop lists its passes (``iterations``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spine.base.ids import format_duration, now_iso
-from spine.lane.outcome import FailureKind, Outcome
+from spine.lane.outcome import FailureKind, Outcome, repair_loop_end
 from spine.model.facts import LaneFacts
-from spine.model.result import CheckStatus, LaneResult, Verdict
+from spine.model.result import AttemptFigures, CheckStatus, LaneResult, LaneStatus, Verdict
 from spine.model.state import LaneState
 
 
@@ -50,8 +51,11 @@ def describe_changes(facts: LaneFacts, branch: str | None, in_place: bool) -> st
 def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
     """One or two sentences: what happened, and what the lane changed."""
     facts, spec = lane.facts, lane.spec
+    if spec.is_group and facts.attempts is not None and facts.driver_died is None:
+        return _group_summary(lane)
     ex = facts.execute
-    took = f" after {format_duration(ex.duration_seconds)}" if ex and ex.duration_seconds is not None else ""
+    seconds = command_seconds(facts)
+    took = f" after {format_duration(seconds)}" if ex and seconds is not None else ""
     changes = describe_changes(facts, lane.branch, where.in_place)
     kind = outcome.kind
     rerun = ""
@@ -65,6 +69,9 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
             text += f"; checks passed: {', '.join(passed)}"
         elif spec.binding is None:
             text += "; no checks configured"
+        if spec.iterations > 1 and facts.iterations:
+            last = facts.iterations[-1].iteration
+            text += f"; they passed on iteration {last} of at most {spec.iterations}"
         text += _grading(facts)
         if ex is not None and ex.stopped:
             text += f"; spine stopped {_processes(len(ex.stopped))} the command left running"
@@ -84,6 +91,8 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
                 f"not started: lane {facts.not_started.after} failed and the run stops after the first "
                 "failure (--fail-fast)"
             )
+        if facts.cancel is not None and facts.cancel.because:
+            return f"not started: {facts.cancel.because}"
         return "not started: canceled (spine cancel) before it began"
     if kind == FailureKind.DRIVER_DIED and facts.driver_died is not None:
         removed = "; spine gc removed the lane's worktree" if facts.driver_died.worktree_removed else ""
@@ -93,7 +102,8 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
     if kind == FailureKind.VIOLATION:
         return f"the lane is not trusted: {outcome.cause}; {changes}"
     if kind == FailureKind.CANCELED:
-        return f"canceled{took}; {changes}"
+        because = f" ({facts.cancel.because})" if facts.cancel is not None and facts.cancel.because else ""
+        return f"canceled{took}{because}; {changes}"
     if kind == FailureKind.SETUP_FAILED and facts.setup is not None and facts.setup.failed is not None:
         failed = facts.setup.failed
         how = "timed out" if failed.timed_out else f"failed (exit {failed.exit_code})"
@@ -113,8 +123,10 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
         names = [c.name for c in checks.checks if c.status == CheckStatus.FAILED] if checks else []
         names += [a.name for a in checks.acceptance if a.verdict == Verdict.FAIL] if checks else []
         plural = "s" if len(names) > 1 else ""
-        return f"command succeeded{took} but check{plural} {', '.join(names)} failed; {changes}" + _grading(
-            facts
+        loop = repair_loop_end(facts, spec)
+        return (
+            f"command succeeded{took} but check{plural} {', '.join(names)} failed{loop}; {changes}"
+            + _grading(facts)
         )
     if kind == FailureKind.MISSING_EVIDENCE:
         text = f"command succeeded{took}; {changes}" + _grading(facts)
@@ -126,6 +138,87 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
             text += "; no evidence was produced, so the lane does not count"
         return text
     return f"{outcome.cause}; {changes}"
+
+
+def _group_summary(lane: LaneState) -> str:
+    """What a lane with attempts settled on: the pick and its reason, then each attempt's status."""
+    from spine.model.attempts import change_text  # its models only for a lane with attempts
+
+    compared = lane.facts.attempts
+    assert compared is not None
+    pick, figures = compared.pick, compared.figures
+    each = ", ".join(
+        f"{f.attempt} {f.status.value}" + (f" ({f.failure_kind})" if f.failure_kind else "") for f in figures
+    )
+    picked = _picked(lane)
+    if picked is None:
+        return f"{pick.reason}; attempts: {each}"
+    how = "picked by hand" if pick.by == "user" else f"picked by the rule {pick.rule}"
+    on = f" on {picked.branch}" if picked.branch else ""
+    return (
+        f"attempt {picked.attempt} of {len(figures)} {how}: {pick.reason}; its change: {change_text(picked)}{on}; "
+        f"attempts: {each}"
+    )
+
+
+def _picked(lane: LaneState) -> AttemptFigures | None:
+    compared = lane.facts.attempts
+    if compared is None or compared.pick.attempt is None:
+        return None
+    return next((f for f in compared.figures if f.attempt == compared.pick.attempt), None)
+
+
+def _group_next_action(lane: LaneState, where: Where) -> str:
+    run_id, lane_id = where.run_id, lane.spec.id
+    label = f"{run_id}/{lane_id}"
+    picked = _picked(lane)
+    compare = f"`spine compare {label}` shows every attempt"
+    if picked is not None and picked.status == LaneStatus.SUCCEEDED:
+        if picked.branch and (picked.files_changed or picked.insertions + picked.deletions):
+            return (
+                f"review branch {picked.branch} (git log -p {lane.base_sha[:12]}..{picked.branch}), "
+                f"then land it with `spine promote {label}`; {compare}"
+            )
+        return f"nothing to land: the picked attempt changed nothing; {compare}"
+    if picked is not None:
+        return (
+            f"attempt {picked.attempt} did not succeed ({picked.failure_kind or picked.status.value}); land it "
+            f"anyway with `spine promote {label} --force`, or pick another with `spine pick {label} N` "
+            f"({compare})"
+        )
+    return (
+        f"see why with `spine compare {label}`; run the attempts that did not succeed again with "
+        f"`spine resume {run_id} --retry --lane {lane_id}`, or take one anyway with `spine pick {label} N`"
+    )
+
+
+def attempts_table(figures: list[AttemptFigures], picked: int | None) -> list[str]:
+    """The attempts side by side, one line each (``spine compare`` and the compare step's log)."""
+    rows = [
+        ("  attempt", "status", "checks", "verdict", "score", "change", "files", "time", "iter", "agrees")
+    ]
+    for f in figures:
+        agrees = (
+            f"{f.agreement.lines:.2f}/{f.agreement.files:.2f}"
+            if f.agreement.lines is not None and f.agreement.files is not None
+            else "-"
+        )
+        rows.append(
+            (
+                f"{'*' if f.attempt == picked else ' '} {f.attempt} {f.lane_id}",
+                f.status.value + (f" ({f.failure_kind})" if f.failure_kind else ""),
+                f"{f.checks_passed}/{f.checks_total}" if f.checks_total else "-",
+                f.verdict.value if f.verdict else "-",
+                str(f.score) if f.status.terminal else "-",
+                f"+{f.insertions} -{f.deletions}",
+                str(f.files_changed),
+                format_duration(f.duration_seconds) if f.duration_seconds is not None else "-",
+                str(f.iterations),
+                agrees,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
 def _grading(facts: LaneFacts) -> str:
@@ -157,6 +250,8 @@ def next_action(lane: LaneState, outcome: Outcome, where: Where) -> str:
     lane_id, run_id, log = spec.id, where.run_id, where.log_path
     kind = outcome.kind
     retry = where.retry(lane_id)
+    if spec.is_group and facts.attempts is not None and kind != FailureKind.DRIVER_DIED:
+        return _group_next_action(lane, where)
     binding = spec.binding
     if binding is not None:
         configured = _operator_pointer(lane, outcome, where)
@@ -164,6 +259,13 @@ def next_action(lane: LaneState, outcome: Outcome, where: Where) -> str:
             return configured
     if outcome.succeeded:
         commits = facts.commit.commits if facts.commit else []
+        if commits and lane.branch and not where.in_place and spec.attempt_of is not None:
+            group = f"{run_id}/{spec.attempt_of}"
+            return (
+                f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}); it is attempt "
+                f"{spec.attempt} of lane {spec.attempt_of}: `spine compare {group}` shows it beside the others, "
+                f"and `spine promote {group}` lands the lane's pick"
+            )
         if commits and lane.branch and not where.in_place:
             return (
                 f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}), "
@@ -222,7 +324,10 @@ def next_action(lane: LaneState, outcome: Outcome, where: Where) -> str:
     if kind == FailureKind.CHECK_FAILED:
         name, command = failing_check(facts)
         where_to = f"cd {lane.worktree}" if lane.worktree else "the lane worktree"
-        return f"reproduce the failing check {name}: {where_to} && {command}"
+        text = f"reproduce the failing check {name}: {where_to} && {command}"
+        if spec.iterations > 1 and facts.iterations:
+            text += f" (its {len(facts.iterations)} iterations are listed in the result's iterations)"
+        return text
     if kind == FailureKind.MISSING_EVIDENCE:
         checks = facts.validation
         missing = [e.description for e in checks.evidence if e.required and not e.found] if checks else []
@@ -324,7 +429,7 @@ def build_result(lane: LaneState, outcome: Outcome, where: Where) -> LaneResult:
         exit_code=ex.exit_code if ex else None,
         timed_out=bool(ex and ex.timed_out),
         timeout_kind=ex.timed_out if ex else None,
-        duration_seconds=ex.duration_seconds if ex else None,
+        duration_seconds=command_seconds(facts),
         diff_stat=commit.diff_stat if commit else None,
         output_tail=(ex.tail if ex else [])[-10:],
         error=error,
@@ -340,6 +445,59 @@ def build_result(lane: LaneState, outcome: Outcome, where: Where) -> LaneResult:
         summary=summary(lane, outcome, where),
         next_action=pointer_text if binding is not None and binding.mode is not None else action,
         next_pointer=pointer_text,
-        started_at=(ex.started_at if ex else None) or facts.started_at or lane.step_started_at,
+        started_at=(facts.iterations[0].started_at if facts.iterations else None)
+        or (ex.started_at if ex else None)
+        or facts.started_at
+        or lane.step_started_at,
         completed_at=now_iso(),
+        iterations=list(facts.iterations) if spec.iterations > 1 else [],
+        attempt=spec.attempt,
+        attempt_of=spec.attempt_of,
+    )
+
+
+def command_seconds(facts: LaneFacts) -> float | None:
+    """The command's wall time: every pass of a repair loop together."""
+    ex = facts.execute
+    current = ex.duration_seconds if ex is not None else None
+    if not facts.iterations:
+        return current
+    total = sum(i.duration_seconds or 0.0 for i in facts.iterations)
+    if facts.validation is None and current is not None:  # a pass under way, not recorded yet
+        total += current
+    return round(total, 3)
+
+
+def build_group_result(
+    lane: LaneState, outcome: Outcome, where: Where, picked: LaneResult | None
+) -> LaneResult:
+    """The result of a lane with attempts: the picked attempt's result under the lane's id, with the
+    figures of every attempt and the pick; without a pick, the lane's own (no branch, no commits)."""
+    base = build_result(lane, outcome, where)
+    compared = lane.facts.attempts
+    extra: dict[str, object] = {
+        "attempts": list(compared.figures) if compared else [],
+        "pick": compared.pick if compared else None,
+        "command": [],
+    }
+    if picked is None:
+        return base.model_copy(update=extra)
+    return picked.model_copy(
+        update={
+            **extra,
+            "command": list(picked.command),
+            "run_id": base.run_id,
+            "lane_id": base.lane_id,
+            "objective": base.objective,
+            "status": base.status,
+            "failure_kind": base.failure_kind,
+            "error": base.error,
+            "summary": base.summary,
+            "next_action": base.next_action,
+            "next_pointer": base.next_pointer,
+            "attempt": None,
+            "attempt_of": None,
+            "promotion": None,
+            "completed_at": base.completed_at,
+        }
     )

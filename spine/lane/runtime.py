@@ -78,6 +78,13 @@ def last_line(data: bytes) -> str | None:
     return None
 
 
+FEEDBACK_NAME = ".spine-feedback.md"
+"""Where, in its worktree, a command of the repair loop finds the failing checks' output (SPINE_FEEDBACK).
+
+spine puts it there before the command runs and takes it away when it ends, so it is never committed;
+a copy stays with the lane's state (``StatePaths.feedback_file``)."""
+
+
 class LaneOutput:
     """Tees a lane's output to its log file and, optionally, the terminal, with secrets masked."""
 
@@ -239,6 +246,24 @@ class LaneRuntime:
                 "SPINE_BACKEND": self.backend.name,
             }
         )
+        env.update(self.repeat_env())
+        return env
+
+    def repeat_env(self) -> dict[str, str]:
+        """SPINE_ATTEMPT(S) for an attempt of a lane with attempts; SPINE_ITERATION(S) and, from the
+        second pass on, SPINE_FEEDBACK for a lane with a repair loop."""
+        spec, env = self.lane.spec, {}
+        if spec.attempt is not None and spec.attempt_of is not None:
+            group = self.run.lanes.get(spec.attempt_of)
+            env["SPINE_ATTEMPT"] = str(spec.attempt)
+            env["SPINE_ATTEMPTS"] = str(len(group.spec.attempts) if group else spec.attempt)
+            env["SPINE_ATTEMPT_OF"] = spec.attempt_of
+        if spec.iterations > 1:
+            iteration = self.lane.iteration
+            env["SPINE_ITERATION"] = str(iteration)
+            env["SPINE_ITERATIONS"] = str(spec.iterations)
+            if iteration > 1:
+                env["SPINE_FEEDBACK"] = str(self.worktree_path / FEEDBACK_NAME)
         return env
 
     def sandbox_spec(self) -> SandboxSpec:

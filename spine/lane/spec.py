@@ -6,6 +6,10 @@ the only code that turns a request into the ``LaneSpec`` a run records: every se
 every way, defaults are the same on every path, and ``LaneSpec.sources`` says where each value came
 from (``flag``, ``batch lane``, ``operator``, ``.spine.yaml`` or ``default``). Values are checked here,
 before anything is created: a bad one is a usage error (exit 2) naming where it was given.
+
+A request with attempts (``--attempts N``, ``--attempt-command``, a batch lane's ``attempts:``)
+becomes several specs (``resolve_lane_specs``): one lane per attempt, ``LANE.1`` ... ``LANE.N``, each
+resolved like any lane, and the lane ``LANE`` itself, which runs nothing and compares them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from spine.base.errors import UsageError
 from spine.base.ids import check_id, id_problem, slugify
 from spine.base.redact import MASK, looks_secret, register
-from spine.model.config import CheckSpec, SpineConfig
+from spine.model.config import MAX_ATTEMPTS, MAX_ITERATIONS, PICK_RULES, CheckSpec, SpineConfig
 from spine.model.state import LANE_BASE_PREFIX, LaneSpec
 from spine.model.values import artifact_problem, ref_problem, text_problem, variable_name_problem
 
@@ -55,6 +59,14 @@ class LaneRequest(BaseModel):
     commit_in_place: bool = False
     keep_worktree: bool = False
     checks_on_host: bool | None = None
+    iterations: int | None = None
+    attempts: int | None = None
+    attempt_commands: list[Any] = Field(
+        default_factory=list,
+        description="what the attempts run, in turn: command strings, argv lists or {command | op, inputs, mode}",
+    )
+    pick: str | None = None
+    stop_on_pass: bool = False
 
 
 class _Where:
@@ -77,10 +89,12 @@ class _Where:
             "command": "the command",
             "base": "--base",
             "id": "--lane",
+            "attempt_commands": "--attempt-command",
         }
         if self.origin == "flag":
             return flags.get(field, f"--{field.replace('_', '-')}")
-        return f"{self.label}: key '{field}'"
+        keys = {"attempt_commands": "attempts"}
+        return f"{self.label}: key '{keys.get(field, field)}'"
 
 
 def resolve_lane_spec(
@@ -122,6 +136,7 @@ def resolve_lane_spec(
         sources.update(objective="operator" if "objective" not in given else origin, command="operator")
         timeout = pick("timeout", (True, op_spec["timebox"]))
         stall = pick("stall_timeout", (op_spec["stall_timeout"] is not None, op_spec["stall_timeout"]))
+        iterations = pick("iterations", (op_spec["iterations"] is not None, op_spec["iterations"]))
         outputs: list[str] = op_spec["outputs"]
     else:
         if request.inputs:
@@ -136,6 +151,7 @@ def resolve_lane_spec(
         sources.update(objective=origin, command=origin)
         timeout = pick("timeout")
         stall = pick("stall_timeout")
+        iterations = pick("iterations")
         outputs = []
         if request.mode is not None:
             from spine.lane.binding import mode_binding  # the mode machinery, only for a lane with a mode
@@ -145,6 +161,7 @@ def resolve_lane_spec(
     idle = pick("idle_timeout")
     for name, value in (("timeout", timeout), ("idle_timeout", idle), ("stall_timeout", stall)):
         _check_duration(value, where(name))
+    _check_count(iterations, MAX_ITERATIONS, where("iterations"), "iterations")
     lane_id = _lane_id(request, objective, where)
     env = _env(request.env, where("env"))
     passthrough = [_variable_name(n, where("env_passthrough")) for n in request.env_passthrough]
@@ -187,7 +204,129 @@ def resolve_lane_spec(
         checks_on_host=checks_on_host,
         op=binding,
         sources=sources,
+        iterations=iterations,
     )
+
+
+def resolve_lane_specs(
+    request: LaneRequest, config: SpineConfig, *, origin: Origin, label: str | None = None
+) -> list[LaneSpec]:
+    """The specs of ``request``: one, or for a request with attempts the lane and its attempts.
+
+    The lane ``LANE`` comes first and runs nothing: it compares its attempts ``LANE.1`` ...
+    ``LANE.N`` once they all ended. Attempt N runs the Nth of the commands given (the command after
+    ``--`` or the lane's ``command``/``op`` first, then each ``--attempt-command``), in turn when
+    there are fewer commands than attempts. Raises UsageError.
+    """
+    where = _Where(origin, label)
+    given = request.model_fields_set
+    if request.attempts is None and not request.attempt_commands:
+        if "pick" in given or request.stop_on_pass:
+            raise UsageError(
+                f"{where('pick') if 'pick' in given else where('stop_on_pass')} only applies to a lane with attempts",
+                "give the number of attempts with --attempts N (or `attempts:` in a batch lane)",
+            )
+        return [resolve_lane_spec(request, config, origin=origin, label=label)]
+    _check_count(request.attempts, MAX_ATTEMPTS, where("attempts"), "attempts")
+    choices = _attempt_choices(request, where)
+    count = request.attempts or len(choices)
+    if request.attempts is not None and request.attempts < len(choices):
+        raise UsageError(
+            f"{where('attempts')}: {request.attempts} attempts, but {len(choices)} commands to run",
+            "give at least as many attempts as commands, or leave the number out",
+        )
+    base = {name: getattr(request, name) for name in given if name not in _ATTEMPT_ONLY}
+    if count == 1:  # one attempt is a lane like any other
+        alone = {**base, **choices[0], **({"id": request.id} if "id" in given else {})}
+        return [resolve_lane_spec(LaneRequest(**alone), config, origin=origin, label=label)]
+    rule = request.pick if "pick" in given else config.pick
+    if rule not in PICK_RULES:
+        raise UsageError(
+            f"{where('pick')}: unknown pick rule {rule!r}", f"pick rules: {', '.join(PICK_RULES)}"
+        )
+    own_id = {"id": request.id} if "id" in given else {}
+    first = resolve_lane_spec(
+        LaneRequest(**{**base, **choices[0], **own_id}), config, origin=origin, label=label
+    )
+    group = first.id
+    specs = []
+    for n in range(1, count + 1):
+        lane_id = f"{group}.{n}"
+        problem = id_problem(lane_id)
+        if problem:
+            raise UsageError(
+                f"{where('id')}: the attempts of lane {group!r} would be named {lane_id!r}: {problem}",
+                "choose a shorter lane id with --lane (or `id:` in a batch lane)",
+            )
+        choice = choices[(n - 1) % len(choices)]
+        spec = resolve_lane_spec(
+            LaneRequest(**{**base, **choice, "id": lane_id}), config, origin=origin, label=label
+        )
+        spec.sources["attempts"] = origin
+        specs.append(spec.model_copy(update={"attempt_of": group, "attempt": n}))
+    lane = LaneSpec(
+        id=group,
+        objective=first.objective,
+        command=[],
+        base=first.base,
+        attempts=[s.id for s in specs],
+        pick=rule,
+        stop_on_pass=request.stop_on_pass,
+        sources={
+            "attempts": origin,
+            "pick": origin
+            if "pick" in given
+            else (".spine.yaml" if "pick" in config.model_fields_set else "default"),
+        },
+    )
+    return [lane, *specs]
+
+
+_ATTEMPT_ONLY = {"attempts", "attempt_commands", "pick", "stop_on_pass", "id"}
+
+
+def _attempt_choices(request: LaneRequest, where: _Where) -> list[dict[str, Any]]:
+    """What each attempt runs, as LaneRequest fields: the lane's own command or operator first."""
+    from pydantic import ValidationError
+
+    from spine.model.attempts import attempt_entry  # its models only for a lane with attempts
+
+    choices: list[dict[str, Any]] = []
+    if request.command is not None or request.op is not None:
+        own: dict[str, Any] = {"command": request.command, "op": request.op}
+        if request.op is not None:
+            own.update(inputs=request.inputs, mode=request.mode)
+        choices.append(own)
+    for index, value in enumerate(request.attempt_commands, 1):
+        try:
+            entry = attempt_entry(value)
+        except (ValueError, ValidationError) as exc:
+            text = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise UsageError(
+                f"{where('attempt_commands')}: attempt {index}: {text.removeprefix('Value error, ')}",
+                "give a command, or {op: ID, inputs: {...}}",
+            ) from None
+        if entry.command is not None:
+            choices.append(
+                {"command": entry.command, "op": None, "inputs": {}, "mode": entry.mode or request.mode}
+            )
+        else:
+            choices.append(
+                {"command": None, "op": entry.op, "inputs": dict(entry.inputs), "mode": entry.mode}
+            )
+    if not choices:
+        raise UsageError(
+            "no command given",
+            'put the command after --, or give each attempt one: spine run --attempts 3 "OBJECTIVE" -- CMD',
+        )
+    return choices
+
+
+def _check_count(value: int | None, most: int, what: str, noun: str) -> None:
+    if value is not None and (isinstance(value, bool) or not 1 <= value <= most):
+        raise UsageError(
+            f"{what}: {value!r} is not a number of {noun}", f"give a whole number from 1 to {most}"
+        )
 
 
 def stored_form(spec: LaneSpec) -> LaneSpec:
@@ -354,11 +493,12 @@ def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def batch_lane_specs(batch: BatchFile, config: SpineConfig, source: str) -> list[LaneSpec]:
-    """The LaneSpec of every lane of a validated batch file (``source`` names it in errors).
+    """The LaneSpec of every lane of a validated batch file (``source`` names it in errors); a lane
+    with attempts gives several (``resolve_lane_specs``).
 
     Every lane is resolved before anything is reported: one UsageError lists the problems of all.
     """
-    specs = []
+    specs: list[LaneSpec] = []
     problems: list[str] = []
     hints: list[str] = []
     for lane in batch.lanes:
@@ -367,15 +507,31 @@ def batch_lane_specs(batch: BatchFile, config: SpineConfig, source: str) -> list
         }
         given["id"] = lane.id
         given["needs"] = lane.all_needs
+        if isinstance(lane.attempts, list):
+            given.pop("attempts")
+            given["attempt_commands"] = [
+                entry.model_dump(exclude_defaults=True) if isinstance(entry, BaseModel) else entry
+                for entry in lane.attempts
+            ]
         request = LaneRequest(**given)
         label = f"{source}: lane {lane.id!r}"
         try:
-            specs.append(resolve_lane_spec(request, config, origin="batch lane", label=label))
+            specs += resolve_lane_specs(request, config, origin="batch lane", label=label)
         except UsageError as exc:
             message = exc.message if exc.message.startswith(label) else f"{label}: {exc.message}"
             problems.append(message.removeprefix(f"{source}: "))
             if exc.hint and exc.hint not in hints:
                 hints.append(exc.hint)
+    seen: dict[str, int] = {}
+    for spec in specs:
+        seen[spec.id] = seen.get(spec.id, 0) + 1
+    for lane_id, n in seen.items():
+        if n > 1:
+            problems.append(
+                f"lane id {lane_id!r} is used twice (an attempt of a lane with attempts is named LANE.N)"
+            )
+            if "rename one of the lanes" not in hints:
+                hints.append("rename one of the lanes")
     if len(problems) == 1:
         raise UsageError(f"{source}: {problems[0]}", hints[0] if hints else None)
     if problems:

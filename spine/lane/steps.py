@@ -22,6 +22,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,7 @@ from spine.base.files import atomic_write_json, glob_inside, inside
 from spine.base.git import GitFailed
 from spine.base.ids import format_duration, now_iso
 from spine.base.process import ProcessOutcome
+from spine.lane.iterations import end_of_pass, feedback_in_worktree
 from spine.lane.outcome import Outcome, classify
 from spine.lane.render import Where, build_result
 from spine.lane.runtime import LaneRuntime
@@ -99,6 +101,9 @@ def _resolve_stacked_base(rt: LaneRuntime) -> None:
     if dep_id is None:
         return
     dep = rt.run.lanes.get(dep_id)
+    if dep is not None and dep.spec.is_group:  # stacked on a lane with attempts: on its pick
+        picked = dep.facts.attempts.pick.lane_id if dep.facts.attempts else None
+        dep = rt.run.lanes.get(picked) if picked and dep.status == LaneStatus.SUCCEEDED else dep
     head = (dep.facts.commit.head_sha if dep and dep.facts.commit else None) or (
         dep.base_sha if dep else None
     )
@@ -240,7 +245,7 @@ def execute(rt: LaneRuntime) -> None:
     started = now_iso()
     env = rt.lane_env()
     rerun_of = None
-    if rt.lane.facts.execute_begun and not rt.in_place:
+    if rt.lane.facts.execute_begun >= rt.lane.iteration and not rt.in_place:
         # The command ran before and its driver died: it runs again on top of what it left, which is
         # kept first (commits and files) so that nothing of the first run is lost, and said.
         label = f"{rt.run.run_id}/{rt.lane_id}"
@@ -253,12 +258,16 @@ def execute(rt: LaneRuntime) -> None:
     rt.store.save(rt.run)
     if not rt.in_place:
         _remember_refs(rt, wt)
-    handle = rt.backend.prepare(rt.sandbox_spec())
-    for notice in handle.notices:
-        out.note(notice)
-    # The stall rule watches output and the worktree, and stops the command through a cancel event.
-    watch = StallWatch(wt, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
-    try:
+    # A pass of the repair loop finds its feedback in the worktree, before a remote backend copies it.
+    with contextlib.ExitStack() as stack:
+        stack.callback(out.close)
+        stack.enter_context(feedback_in_worktree(rt, out))
+        handle = rt.backend.prepare(rt.sandbox_spec())
+        stack.callback(rt.backend.teardown, handle)
+        for notice in handle.notices:
+            out.note(notice)
+        # The stall rule watches output and the worktree, and stops the command through a cancel event.
+        watch = StallWatch(wt, spec.stall_timeout, rt.cancel) if spec.stall_timeout else None
         with watch or contextlib.nullcontext():
             outcome = rt.backend.exec(
                 handle,
@@ -271,9 +280,6 @@ def execute(rt: LaneRuntime) -> None:
                 on_start=rt.remember_pgid,
             )
         rt.backend.collect(handle)
-    finally:
-        rt.backend.teardown(handle)
-        out.close()
     rt.lane.pgid = None
     stopped = [LeftoverProcess(pid=pid, argv=text) for pid, text in outcome.stopped]
     surviving: list[LeftoverProcess] = []
@@ -655,13 +661,19 @@ def _log_entries(rt: LaneRuntime, wt: LaneWorktree) -> list[tuple[str, str, bool
     """(sha, subject, made by spine) of every commit on the lane, oldest first, HEAD last.
 
     A commit carrying the token this step drew after the command ended (``Spine-Commit``) is spine's
-    own, even one made before a crash; everything else the command made, whatever trailers it wrote.
+    own, even one made before a crash, and so are spine's commits of earlier passes of the repair
+    loop (``spine_commits``); everything else the command made, whatever trailers it wrote.
     """
     token = rt.lane.facts.commit_token
+    earlier = set(rt.lane.facts.spine_commits)
     fmt = "--format=%H%x00%s%x00%(trailers:key=Spine-Commit,valueonly,separator=%x2C)"
     fields = wt.git("log", "--reverse", "-z", fmt, f"{rt.lane.base_sha}..HEAD").stdout.split("\0")
     return [
-        (fields[i], fields[i + 1], token is not None and fields[i + 2].strip() == token)
+        (
+            fields[i],
+            fields[i + 1],
+            fields[i] in earlier or (token is not None and fields[i + 2].strip() == token),
+        )
         for i in range(0, len(fields) - 2, 3)
     ]
 
@@ -678,7 +690,14 @@ def _commit_message(rt: LaneRuntime, token: str) -> str:
         "backend": rt.backend.name,
     }
     body = rt.ctx.config.commit.message.format(**fields).strip() or lane.spec.objective
-    trailers = f"Spine-Run: {rt.run.run_id}\nSpine-Lane: {rt.lane_id}\nSpine-Base: {lane.base_sha}\nSpine-Commit: {token}"
+    trailers = f"Spine-Run: {rt.run.run_id}\nSpine-Lane: {rt.lane_id}\nSpine-Base: {lane.base_sha}"
+    if lane.spec.iterations > 1:
+        iteration = lane.iteration
+        trailers += f"\nSpine-Iteration: {iteration}"
+        if iteration > 1:
+            subject, newline, rest = body.partition("\n")
+            body = f"{subject} (iteration {iteration}){newline}{rest}"
+    trailers += f"\nSpine-Commit: {token}"
     return rt.redactor().redact_text(f"{body}\n\n{trailers}\n")
 
 
@@ -707,13 +726,16 @@ def _diff_stat(wt: LaneWorktree, base: str, head: str) -> DiffStat:
 # --- validate ------------------------------------------------------------------------------------
 
 
-def validate(rt: LaneRuntime) -> None:
+def validate(rt: LaneRuntime) -> str | None:
     """Run the checks (and an operator's acceptance checks), keep the artifacts, grade the evidence.
 
     Checks run in the lane's isolation (``LaneRuntime.sandbox``); they are skipped when the command
     did not succeed or the lane broke its invariants (its worktree is then not trusted at all).
+    For a lane with a repair loop it ends the pass (``spine.lane.iterations``) and returns
+    ``"execute"`` when the command is to run again.
     """
     facts = rt.lane.facts
+    iteration = rt.lane.iteration
     checks = [*rt.ctx.config.checks, *rt.lane.spec.checks]
     binding = rt.lane.spec.binding
     ex = facts.execute
@@ -757,6 +779,13 @@ def validate(rt: LaneRuntime) -> None:
 
         validated = grade(rt, validated)
     facts.validation = validated
+    if rt.lane.spec.iterations <= 1:
+        return None
+    notes = rt.output()
+    try:
+        return end_of_pass(rt, iteration, validated, notes)
+    finally:
+        notes.close()
 
 
 def _why_not_run(ex: ExecuteFacts | None, broken: bool) -> str:
@@ -851,6 +880,11 @@ def where(rt: LaneRuntime) -> Where:
 def finalize(rt: LaneRuntime) -> None:
     """Decide the outcome, write result.json (and a debug packet); with the pool on, return the worktree."""
     lane = rt.lane
+    if lane.spec.is_group:
+        from spine.lane.attempts import finalize_group  # lanes with attempts only
+
+        finalize_group(rt)
+        return
     path = rt.ctx.state.result_file(rt.run.run_id, rt.lane_id)
     worktree_gone = lane.worktree is not None and not Path(lane.worktree).exists()
     outcome = classify(lane.facts, lane.spec)
@@ -915,13 +949,27 @@ def _result_before_pool(rt: LaneRuntime, path: Path) -> LaneResult | None:
     return stored if stored.status == LaneStatus.SUCCEEDED and stored.head_sha == head else None
 
 
-StepName = Literal["create_worktree", "setup", "execute", "commit", "validate", "finalize"]
+# --- compare (a lane with attempts) ---------------------------------------------------------------
 
-STEP_FUNCTIONS = {
+
+def compare(rt: LaneRuntime) -> None:
+    """Compare the attempts of a lane with attempts and pick one (``spine.lane.attempts``)."""
+    from spine.lane.attempts import compare as compare_attempts  # lanes with attempts only
+
+    compare_attempts(rt)
+
+
+StepName = Literal["create_worktree", "setup", "execute", "commit", "validate", "finalize", "compare"]
+
+StepFunction = Callable[[LaneRuntime], "str | None"]
+"""A step; it may return a step to go back to (the repair loop's ``validate`` returns ``execute``)."""
+
+STEP_FUNCTIONS: dict[str, StepFunction] = {
     "create_worktree": create_worktree,
     "setup": setup,
     "execute": execute,
     "commit": commit,
     "validate": validate,
     "finalize": finalize,
+    "compare": compare,
 }

@@ -17,9 +17,13 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from spine.base.errors import UsageError
 from spine.base.ids import id_problem
+from spine.model.attempts import AttemptEntry
 from spine.model.config import (
+    MAX_ATTEMPTS,
+    MAX_ITERATIONS,
     STRICT,
     CheckSpec,
+    PickRule,
     kind_of,
     problems_message,
     read_utf8,
@@ -99,6 +103,41 @@ class BatchLane(BaseModel):
         description="run setup commands and checks on the host instead of in the lane's isolation; "
         "default: from .spine.yaml",
     )
+    attempts: int | list[str | list[str] | AttemptEntry] | None = Field(
+        default=None,
+        description="best of N: a number of attempts of the lane's command, or a list of what each "
+        "attempt runs (a command, or {op, inputs}); each attempt is a lane ID.N and the lane picks one",
+    )
+    iterations: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ITERATIONS,
+        description="run the command again with the failing checks' output until they pass or it ran "
+        "this many times; default: from .spine.yaml, else 1",
+    )
+    pick: PickRule | None = Field(
+        default=None, description="how the lane picks one of its attempts; default: from .spine.yaml"
+    )
+    stop_on_pass: bool = Field(
+        default=False, description="stop the other attempts once one passed every check"
+    )
+
+    @field_validator("attempts")
+    @classmethod
+    def _attempt_count(
+        cls, value: int | list[str | list[str] | AttemptEntry] | None
+    ) -> int | list[str | list[str] | AttemptEntry] | None:
+        if isinstance(value, int) and not 1 <= value <= MAX_ATTEMPTS:
+            raise ValueError(f"give a number of attempts from 1 to {MAX_ATTEMPTS}")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("the list of attempts is empty")
+            if len(value) > MAX_ATTEMPTS:
+                raise ValueError(f"at most {MAX_ATTEMPTS} attempts")
+            for entry in value:
+                if (isinstance(entry, str) and not entry.strip()) or entry == []:
+                    raise ValueError("an attempt's command is empty")
+        return value
 
     @field_validator("command")
     @classmethod
@@ -129,6 +168,18 @@ class BatchLane(BaseModel):
 
     @model_validator(mode="after")
     def _command_or_operator(self) -> BatchLane:
+        if isinstance(self.attempts, list):
+            if self.command is not None or self.op is not None:
+                raise ValueError(
+                    f"lane {self.id!r} lists what its attempts run under `attempts`; give no `command` or `op`"
+                )
+            if self.objective is None and any(
+                not isinstance(e, AttemptEntry) or e.op is None for e in self.attempts
+            ):
+                raise ValueError(f"lane {self.id!r} needs an `objective`")
+            return self
+        if (self.pick is not None or self.stop_on_pass) and self.attempts is None:
+            raise ValueError(f"lane {self.id!r}: `pick` and `stop_on_pass` only apply with `attempts`")
         if self.op is None:
             if self.command is None:
                 raise ValueError(f"lane {self.id!r} needs a `command` (or an operator with `op`)")

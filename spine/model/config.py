@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = ".spine.yaml"
 
+PickRule = Literal["smallest", "first", "fastest", "agreement"]
+"""How a lane with attempts picks one (docs/attempts.md); every rule picks only an attempt that passed."""
+PICK_RULES: tuple[str, ...] = ("smallest", "first", "fastest", "agreement")
+MAX_ITERATIONS = 50
+MAX_ATTEMPTS = 50
+
 # Fields a commit message template may use.
 COMMIT_TEMPLATE_FIELDS = frozenset(
     {"objective", "run_id", "lane_id", "branch", "base_ref", "base_sha", "backend"}
@@ -216,6 +222,19 @@ class SpineConfig(_Model):
     network: bool = Field(
         default=False,
         description="allow network access in backends that can block it (bubblewrap, docker, e2b, vercel-sandbox)",
+    )
+    iterations: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_ITERATIONS,
+        description="the most times a lane's command runs when its checks fail (the repair loop); "
+        "1 runs it once",
+    )
+    pick: PickRule = Field(
+        default="smallest",
+        description="how a lane with attempts picks one: smallest (the smallest passing change), first "
+        "(the first to pass), fastest (the quickest to pass), agreement (the passing change the other "
+        "attempts agree with most)",
     )
     setup: SetupConfig = Field(default_factory=SetupConfig)
     commit: CommitConfig = Field(default_factory=CommitConfig)

@@ -17,10 +17,13 @@ from pydantic.alias_generators import to_camel
 from spine.model.result import (
     AcceptanceResult,
     Artifact,
+    AttemptFigures,
     Commit,
     DiffStat,
     EvidenceItem,
     Invariant,
+    Iteration,
+    Pick,
     Validation,
     Verdict,
 )
@@ -165,6 +168,9 @@ class NotStarted(_Facts):
 
 class CancelRequest(_Facts):
     requested_at: str
+    because: str | None = Field(
+        default=None, description="why spine asked, when no person did (another attempt passed)"
+    )
 
 
 class DriverDied(_Facts):
@@ -173,6 +179,26 @@ class DriverDied(_Facts):
     step: str
     recovered_ref: str | None = None
     worktree_removed: bool = True
+
+
+class PairAgreement(_Facts):
+    """How far the changes of two attempts agree (Jaccard similarity, 0 to 1)."""
+
+    a: int
+    b: int
+    files: float
+    lines: float
+
+
+class AttemptsFacts(_Facts):
+    """compare: what spine measured about each attempt of a lane with attempts, and its pick."""
+
+    figures: list[AttemptFigures] = Field(default_factory=list)
+    pairs: list[PairAgreement] = Field(default_factory=list)
+    pick: Pick
+    rule_pick: int | None = Field(
+        default=None, description="the attempt the pick rule chose (kept when `spine pick` overrides it)"
+    )
 
 
 class ResultFacts(_Facts):
@@ -199,7 +225,18 @@ class LaneFacts(_Facts):
         description="the token spine's own commit carries (Spine-Commit trailer), drawn after the command "
         "ended: a commit the command made cannot pass for spine's",
     )
+    spine_commits: list[str] = Field(
+        default_factory=list,
+        description="spine's own commits of earlier passes of the repair loop (their token is in the "
+        "history the next pass can read, so each pass draws a new one and these are known by sha)",
+    )
     validation: ValidateFacts | None = None
+    iterations: list[Iteration] = Field(
+        default_factory=list,
+        description="the finished passes of the repair loop (lanes with iterations > 1 only); while the "
+        "lane loops, execute, commit and validation hold the pass under way",
+    )
+    attempts: AttemptsFacts | None = None
     halt: Halt | None = None
     driver_died: DriverDied | None = None
     result: ResultFacts | None = None

@@ -244,6 +244,13 @@ class OperatorSpec(ConfigModel):
     stall_timeout: Timebox | None = Field(
         default=None, description="stop the lane after this long without output and without file changes"
     )
+    iterations: int | None = Field(
+        default=None,
+        ge=1,
+        le=50,
+        description="run the command again, with the failing checks' output, until its acceptance "
+        "checks pass or it has run this many times (the repair loop; docs/attempts.md)",
+    )
     failure_paths: FailurePaths = Field(default_factory=FailurePaths)
     evidence: list[EvidenceRule] = Field(
         default_factory=list, description="evidence required in addition to the mode's pattern"

@@ -100,6 +100,9 @@ class AcceptanceResult(_Camel):
     exit_code: int | None = None
     expect_exit: list[int] = Field(default_factory=lambda: [0])
     duration_seconds: float | None = None
+    output_tail: list[str] = Field(
+        default_factory=list, description="last lines of a failed check's output (secrets masked)"
+    )
 
 
 class EvidenceItem(_Camel):
@@ -169,6 +172,84 @@ class Ejection(_Camel):
     )
     tree: str | None = Field(default=None, description="the tree whose checks failed")
     ejected_at: str
+
+
+class Iteration(_Camel):
+    """One pass of a lane's repair loop: the command, its commit, the checks, and what it changed."""
+
+    iteration: int = Field(description="1 for the first run of the command, 2 for the first repair, ...")
+    exit_code: int | None = None
+    duration_seconds: float | None = None
+    started_at: str | None = None
+    head_sha: str | None = Field(default=None, description="the lane branch's head after this iteration")
+    commits: list[str] = Field(default_factory=list, description="commits this iteration added")
+    diff_stat: DiffStat | None = Field(default=None, description="what this iteration changed")
+    files: list[str] = Field(default_factory=list, description="files this iteration changed")
+    changed: bool = Field(description="false when this iteration changed nothing (the loop stops)")
+    checks: list[Validation] = Field(default_factory=list)
+    acceptance: list[AcceptanceResult] = Field(default_factory=list)
+    feedback: str | None = Field(
+        default=None,
+        description="the file of failing-check output written after this iteration for the next one",
+    )
+
+
+class Agreement(_Camel):
+    """How far one attempt's change agrees with the others' (0: nothing in common, 1: the same)."""
+
+    files: float | None = Field(default=None, description="mean Jaccard similarity of the changed-file sets")
+    lines: float | None = Field(
+        default=None, description="mean Jaccard similarity of the changed lines (path, +/-, text)"
+    )
+
+
+class AttemptFigures(_Camel):
+    """What spine measured about one attempt of a lane with attempts (best of N)."""
+
+    attempt: int
+    lane_id: str
+    status: LaneStatus
+    failure_kind: str | None = None
+    command: list[str] = Field(default_factory=list)
+    branch: str | None = None
+    head_sha: str | None = None
+    checks_passed: int = 0
+    checks_failed: int = 0
+    checks_total: int = Field(default=0, description="checks and acceptance checks")
+    verdict: Verdict | None = None
+    evidence_found: int = 0
+    evidence_missing: list[str] = Field(default_factory=list, description="required evidence not found")
+    score: int = Field(description="the result's score (spine score), 0-100")
+    files_changed: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    files: list[str] = Field(default_factory=list, description="the files it changed (at most 200)")
+    duration_seconds: float | None = Field(
+        default=None, description="the command's wall time, every iteration together"
+    )
+    iterations: int = 1
+    agreement: Agreement = Field(default_factory=Agreement)
+    completed_at: str | None = None
+    summary: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == LaneStatus.SUCCEEDED
+
+    @property
+    def size(self) -> int:
+        return self.insertions + self.deletions
+
+
+class Pick(_Camel):
+    """Which attempt a lane with attempts settled on, and why."""
+
+    attempt: int | None = Field(description="the picked attempt's number; null when no attempt qualified")
+    lane_id: str | None = Field(default=None, description="the picked attempt's lane id (LANE.N)")
+    rule: str = Field(description="the pick rule: smallest, first, fastest or agreement")
+    by: Literal["rule", "user"] = Field(default="rule", description="'user' after `spine pick`")
+    reason: str
+    picked_at: str | None = None
 
 
 class LaneResult(_Camel):
@@ -245,6 +326,24 @@ class LaneResult(_Camel):
     )
     next_pointer: str | None = Field(
         default=None, description="one line: what to do next; for a lane with a mode, also its nextAction"
+    )
+    iterations: list[Iteration] = Field(
+        default_factory=list,
+        description="the repair loop (--iterations): each pass of the command with its checks; empty "
+        "for a lane that runs its command once",
+    )
+    attempt: int | None = Field(
+        default=None, description="for an attempt of a lane with attempts: its number"
+    )
+    attempt_of: str | None = Field(
+        default=None, description="for an attempt of a lane with attempts: the lane it is an attempt of"
+    )
+    attempts: list[AttemptFigures] = Field(
+        default_factory=list,
+        description="for a lane with attempts (best of N): every attempt with what spine measured",
+    )
+    pick: Pick | None = Field(
+        default=None, description="for a lane with attempts: the attempt it settled on and why"
     )
     debug_packet: str | None = Field(
         default=None, description="path of debug.json, written for every failed or stopped lane"

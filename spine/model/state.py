@@ -18,13 +18,17 @@ from spine.model.result import LaneStatus
 if TYPE_CHECKING:
     from spine.model.operators import OpBinding
 
-STATE_VERSION = 2
-"""The run.json format written by this spine. 1: facts were an untyped mapping."""
+STATE_VERSION = 3
+"""The run.json format written by this spine. 1: facts were an untyped mapping. 2: lanes with
+attempts and the repair loop did not exist (a spine of version 2 would run a lane with attempts as a
+lane of its own)."""
 
 LANE_BASE_PREFIX = "lane:"
 """A lane base of the form ``lane:ID`` starts the lane from lane ID's result (stacked lanes)."""
 
 STEPS: tuple[str, ...] = ("create_worktree", "setup", "execute", "commit", "validate", "finalize")
+GROUP_STEPS: tuple[str, ...] = ("compare", "finalize")
+"""The steps of a lane with attempts: compare its attempts once they all ended, then write its result."""
 
 
 class _State(BaseModel):
@@ -67,6 +71,23 @@ class LaneSpec(_State):
         default_factory=dict,
         description="where each setting came from: flag, batch lane, operator, .spine.yaml or default",
     )
+    iterations: int = Field(
+        default=1, description="the most times the command runs while the checks fail (the repair loop)"
+    )
+    attempt_of: str | None = Field(
+        default=None, description="for an attempt of a lane with attempts: that lane's id"
+    )
+    attempt: int | None = Field(default=None, description="for an attempt: its number, from 1")
+    attempts: list[str] = Field(
+        default_factory=list,
+        description="for a lane with attempts: the ids of its attempts, in order; the lane itself runs "
+        "no command, it compares them (GROUP_STEPS)",
+    )
+    pick: str | None = Field(default=None, description="for a lane with attempts: its pick rule")
+    stop_on_pass: bool = Field(
+        default=False,
+        description="for a lane with attempts: stop the other attempts once one passed every check",
+    )
 
     @functools.cached_property
     def binding(self) -> "OpBinding | None":
@@ -76,6 +97,11 @@ class LaneSpec(_State):
         from spine.model.operators import OpBinding
 
         return OpBinding.model_validate(self.op)
+
+    @property
+    def is_group(self) -> bool:
+        """True for a lane with attempts: it runs no command of its own."""
+        return bool(self.attempts)
 
     @property
     def stacked_on(self) -> str | None:
@@ -107,11 +133,24 @@ class LaneState(_State):
     facts: LaneFacts = Field(default_factory=LaneFacts)
 
     @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps this lane takes: STEPS, or GROUP_STEPS for a lane with attempts."""
+        return GROUP_STEPS if self.spec.is_group else STEPS
+
+    @property
     def next_step(self) -> str | None:
-        for step in STEPS:
+        for step in self.steps:
             if step not in self.steps_done:
                 return step
         return None
+
+    @property
+    def iteration(self) -> int:
+        """The pass of the repair loop the lane is in (1 until its checks failed once)."""
+        done = self.facts.iterations
+        if done and self.facts.validation is None:
+            return done[-1].iteration + 1
+        return done[-1].iteration if done else 1
 
     @property
     def complete(self) -> bool:
@@ -149,6 +188,8 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
             if isinstance(lane, dict):
                 _upgrade_lane_v1(lane)
         data["schemaVersion"] = 2
+    if data["schemaVersion"] == 2:
+        data["schemaVersion"] = 3  # version 3 only added fields
     return data
 
 

@@ -89,7 +89,7 @@ class Board:
             return "running"
         if started(lane):
             return "running"
-        if any(not self.run.lanes[need].complete for need in lane.spec.needs if need in self.run.lanes):
+        if any(not self.run.lanes[n].complete for n in _awaited(lane) if n in self.run.lanes):
             return "waiting"
         return "planned"
 
@@ -120,7 +120,7 @@ class Board:
             if lane.status in NOT_SUCCEEDED:
                 return classify(lane.facts, lane.spec).cause
             return ""
-        waiting = [n for n in lane.spec.needs if n in self.run.lanes and not self.run.lanes[n].complete]
+        waiting = [n for n in _awaited(lane) if n in self.run.lanes and not self.run.lanes[n].complete]
         if waiting and not started(lane):
             return f"for {', '.join(waiting)}"
         return ""
@@ -147,6 +147,11 @@ class Board:
             if counts.get(word):
                 parts.append(f"{counts[word]} {word}")
         return ", ".join(parts)
+
+
+def _awaited(lane: LaneState) -> list[str]:
+    """The lanes this lane waits for: those it needs, and (a lane with attempts) its attempts."""
+    return [*lane.spec.needs, *lane.spec.attempts]
 
 
 class PlainProgress:
@@ -188,6 +193,10 @@ class PlainProgress:
         elif what == "halted":
             halt = lane.facts.halt
             lines.append(f"step {step} could not run: {halt.error if halt else '?'}")
+        elif what == "done" and step == "validate" and "validate" not in lane.steps_done:
+            lines.append(f"checks failed; iteration {lane.iteration} of {lane.spec.iterations}")
+        elif what == "done" and step == "compare" and lane.facts.attempts is not None:
+            lines.append(f"compared its attempts: {lane.facts.attempts.pick.reason}")
         if what in ("done", "halted") and lane.complete and (what == "halted" or step == "finalize"):
             result = lane.facts.result
             cause = self.board.detail(lane_id) if what == "done" else ""

@@ -603,19 +603,54 @@ ATTEMPT_FIELDS = (
 
 
 def _attempts_html(lane: LaneReport, result: LaneResult | None) -> str:
+    """Side by side: the lane's earlier tries kept by ``spine resume --retry``, its attempts (best of
+    N, with the pick marked) and the passes of its repair loop."""
     parts = []
     if len(lane.attempts) > 1:
         records = []
         for attempt in lane.attempts:
             data = attempt.result.model_dump(mode="json", by_alias=True)
             records.append({key: data.get(key) for key in ATTEMPT_FIELDS})
-        parts.append(f"<h3>Attempts</h3>{_side_by_side([a.label for a in lane.attempts], records)}")
-    extra = (result.model_extra or {}) if result is not None else {}
-    for name in ("attempts", "iterations"):
-        value = extra.get(name)
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            labels = [f"{name[:-1]} {i + 1}" for i in range(len(value))]
-            parts.append(f"<h3>{esc(name.capitalize())}</h3>{_side_by_side(labels, value)}")
+        parts.append(f"<h3>Retries</h3>{_side_by_side([a.label for a in lane.attempts], records)}")
+    if result is None:
+        return "".join(parts)
+    if result.attempts:
+        picked = result.pick.attempt if result.pick is not None else None
+        labels = [
+            f"attempt {f.attempt}" + (" (picked)" if f.attempt == picked else "") for f in result.attempts
+        ]
+        records = [
+            {
+                "lane": f.lane_id,
+                "status": f.status.value,
+                "checks passed": f"{f.checks_passed}/{f.checks_total}",
+                "verdict": f.verdict.value if f.verdict is not None else None,
+                "score": f.score,
+                "files changed": f.files_changed,
+                "lines": f"+{f.insertions} -{f.deletions}",
+                "durationSeconds": f.duration_seconds,
+                "iterations": f.iterations,
+                "agreement (lines)": f.agreement.lines,
+                "summary": f.summary,
+            }
+            for f in result.attempts
+        ]
+        why = f'<p class="sub">pick: {esc(result.pick.reason)}</p>' if result.pick is not None else ""
+        parts.append(f"<h3>Attempts</h3>{why}{_side_by_side(labels, records)}")
+    if result.iterations:
+        labels = [f"iteration {i.iteration}" for i in result.iterations]
+        records = [
+            {
+                "exitCode": i.exit_code,
+                "durationSeconds": i.duration_seconds,
+                "changed": i.changed,
+                "files": ", ".join(i.files[:20]),
+                "checks": ", ".join(f"{c.name}: {c.status.value}" for c in i.checks),
+                "acceptance": ", ".join(f"{a.name}: {a.verdict.value}" for a in i.acceptance),
+            }
+            for i in result.iterations
+        ]
+        parts.append(f"<h3>Iterations</h3>{_side_by_side(labels, records)}")
     return "".join(parts)
 
 

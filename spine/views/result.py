@@ -43,6 +43,25 @@ def render_result(result: LaneResult, result_path: str | None = None) -> str:
         rows.append(("verdict", result.verdict.value))
     if result.artifacts:
         rows.append(("artifacts", ", ".join(a.path for a in result.artifacts)))
+    for it in result.iterations:
+        checks = ", ".join(f"{c.name} {c.status.value}" for c in it.checks) or "-"
+        change = f"+{it.diff_stat.insertions} -{it.diff_stat.deletions}" if it.diff_stat else "no change"
+        rows.append((f"iteration {it.iteration}", f"{change}; checks: {checks}"))
+    if result.attempt is not None:
+        rows.append(("attempt", f"{result.attempt} of lane {result.attempt_of}"))
+    if result.attempts:
+        from spine.model.attempts import change_text  # its models only for a lane with attempts
+    for f in result.attempts:
+        mark = " (picked)" if result.pick is not None and result.pick.attempt == f.attempt else ""
+        rows.append(
+            (
+                f"attempt {f.attempt}",
+                f"{f.status.value}{mark}: {f.checks_passed}/{f.checks_total} checks, "
+                f"{change_text(f)} ({f.lane_id})",
+            )
+        )
+    if result.pick is not None:
+        rows.append(("pick", result.pick.reason))
     rows += [("log", result.log_path)]
     if result_path:
         rows.append(("result", result_path))

@@ -78,7 +78,7 @@ def lane_view(
         summary = f"interrupted in step {step} (no driver is running)"
         next_action = f"continue with `spine resume {run.run_id}`"
     else:
-        waiting = [n for n in lane.spec.needs if not run.lanes[n].complete]
+        waiting = [n for n in lane.spec.needs or lane.spec.attempts if not run.lanes[n].complete]
         summary = f"waiting for {', '.join(waiting)}" if waiting else "not started yet"
         next_action = "wait" if driven else f"start it with `spine resume {run.run_id}`"
     return {

@@ -209,6 +209,10 @@ class StatePaths:
         """Every path the setup step copied into the lane's worktree, NUL-separated."""
         return self.lane_dir(run_id, lane_id) / "copied.list"
 
+    def feedback_file(self, run_id: str, lane_id: str, iteration: int) -> Path:
+        """The failing checks' output handed to pass ``iteration`` of a lane's repair loop."""
+        return self.lane_dir(run_id, lane_id) / "feedback" / f"iteration-{iteration}.md"
+
     def artifacts_dir(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "artifacts"
 
