@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "context": "spine.api",
     "plan_lane": "spine.api",
     "run_lane": "spine.api",
+    "compare": "spine.api",
+    "pick": "spine.api",
     "plan_batch": "spine.api",
     "run_batch": "spine.api",
     "drive": "spine.api",
@@ -61,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "Promotion": "spine.model.result",
     "GateVerdict": "spine.landing.gate",
     "Landing": "spine.landing.promote",
+    "Comparison": "spine.drive.attempts",
     "LandState": "spine.model.land",
     "Dashboard": "spine.views.dashboard",
     "OutputLines": "spine.lane.runtime",
@@ -81,6 +84,7 @@ _EXPORTS: dict[str, str] = {
 # The contract: every name here is documented in docs/api.md (a test checks both lists agree).
 __all__ = [
     "API_VERSION",
+    "Comparison",
     "ConfigError",
     "Dashboard",
     "EnvironmentProblem",
@@ -105,6 +109,7 @@ __all__ = [
     "StateUnreadable",
     "UsageError",
     "__version__",
+    "compare",
     "context",
     "dashboard",
     "drive",
@@ -115,6 +120,7 @@ __all__ = [
     "land",
     "list_runs",
     "load_run",
+    "pick",
     "plan_batch",
     "plan_lane",
     "promote",
@@ -129,6 +135,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from spine.api import (
+        compare,
         context,
         dashboard,
         drive,
@@ -139,6 +146,7 @@ if TYPE_CHECKING:
         land,
         list_runs,
         load_run,
+        pick,
         plan_batch,
         plan_lane,
         promote,
@@ -160,6 +168,7 @@ if TYPE_CHECKING:
     )
     from spine.base.liveness import RunBusy
     from spine.base.locks import LockTimeout
+    from spine.drive.attempts import Comparison
     from spine.landing.gate import GateVerdict
     from spine.landing.promote import Landing, PromoteRefused
     from spine.lane.runtime import OutputLines
