@@ -23,7 +23,10 @@ def lane_worktree(repo: Path, run_id: str = "r1", lane: str = "work") -> Path:
 
 
 def run_json(repo: Path, run_id: str = "r1") -> dict[str, Any]:
-    return json.loads((state(repo) / "runs" / run_id / "run.json").read_text())  # type: ignore[no-any-return]
+    from spine.workspace.context import StatePaths
+    from spine.workspace.store import read_run
+
+    return read_run(StatePaths(state(repo)), run_id).model_dump(by_alias=True, mode="json")
 
 
 def recovery_refs(repo: Path) -> list[str]:

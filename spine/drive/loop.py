@@ -1,8 +1,10 @@
 """The drive loop: ask the scheduler what is ready, fire it, record the outcome, repeat.
 
-run.json is the loop's state. Before a step starts, the lane's ``currentStep`` is recorded; when it
-ends, the step is added to ``stepsDone`` (or, if it raised, the lane is halted with the reason and
-its state is left unadvanced). ``spine run``, ``spine batch``, ``spine resume`` and ``spine step`` all
+The run's state (``spine.workspace.store``) is the loop's truth. Before a step starts, the lane's
+``currentStep`` is recorded; when it ends, the step is added to ``stepsDone`` (or, if it raised, the
+lane is halted with the reason and its state is left unadvanced). Each of these writes only that
+lane's record, so recording a step costs the same in a run of one lane or five hundred; run.json is
+rewritten whole when the driver takes the run, recovers it, records cancel requests and lets go. ``spine run``, ``spine batch``, ``spine resume`` and ``spine step`` all
 use this loop; only the scheduler and ``max_steps`` differ.
 
 The caller holds the run's driver lock (``spine.base.liveness.DriverLock``), so when ``drive`` starts,
@@ -263,7 +265,7 @@ class Driver:
             ) from final_exc
         lane.steps_done = [*(s for s in STEPS if s != "finalize" and s in lane.steps_done), "finalize"]
         lane.current_step = None
-        self.store.save(self.run)
+        self.store.save_lane(self.run, lane.spec.id)
         if self.listener:
             self.listener(lane.spec.id, step, "halted")
 
@@ -275,7 +277,7 @@ class Driver:
         if step == "finalize":
             event["status"] = lane.status.value
         self.store.event("step-done", lane_id, **event)
-        self.store.save(self.run)
+        self.store.save_lane(self.run, lane_id)
         self._crash_point(lane_id, step, "done")
         if self.listener:
             self.listener(lane_id, step, "done")
@@ -288,7 +290,7 @@ class Driver:
             lane.status = LaneStatus.RUNNING
             if lane.facts.started_at is None:
                 lane.facts.started_at = lane.step_started_at
-        self.store.save(self.run)
+        self.store.save_lane(self.run, lane_id)
         self.store.event("step-started", lane_id, step=step)
         self._crash_point(lane_id, step, "begin")
         if self.listener:

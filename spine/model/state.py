@@ -18,8 +18,10 @@ from spine.model.result import LaneStatus
 if TYPE_CHECKING:
     from spine.model.operators import OpBinding
 
-STATE_VERSION = 2
-"""The run.json format written by this spine. 1: facts were an untyped mapping."""
+STATE_VERSION = 3
+"""The state format written by this spine. 1: facts were an untyped mapping. 2: typed facts, run.json
+alone. 3: lane records under ``lane-state/`` may be newer than run.json (``spine.workspace.store``);
+a spine that reads run.json alone would miss them, so it must refuse this version."""
 
 LANE_BASE_PREFIX = "lane:"
 """A lane base of the form ``lane:ID`` starts the lane from lane ID's result (stacked lanes)."""
@@ -144,11 +146,14 @@ class RunState(_State):
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """Convert run.json data of an older state version to this one (a no-op for the current one)."""
-    if data.get("schemaVersion", 1) == 1:
+    data.setdefault("schemaVersion", 1)
+    if data["schemaVersion"] == 1:
         for lane in (data.get("lanes") or {}).values():
             if isinstance(lane, dict):
                 _upgrade_lane_v1(lane)
         data["schemaVersion"] = 2
+    if data["schemaVersion"] == 2:
+        data["schemaVersion"] = 3  # the same run.json; only where newer lane state may live changed
     return data
 
 

@@ -1,11 +1,18 @@
-"""Run state on disk: run.json (the loop's truth) and events.jsonl (an append-only journal).
+"""Run state on disk: run.json, one record per lane that changed since, and events.jsonl.
 
-Both live in the run's directory of spine's state (``StatePaths.run_dir``). run.json is written
-atomically (temp file, fsync, ``os.replace``) with every secret masked; events are appended one JSON
-line at a time (flushed, not fsynced). A new run appears whole: its directory is assembled under a
-temporary name and renamed into place, so a failed create never leaves an empty run directory that
-blocks its id. Reading checks the state version (``spine.model.state``): older versions are
-converted, unknown fields are kept, a newer version is refused with exit 3.
+A run's state is run.json (the run's header and every lane) overlaid with the lane records in
+``lane-state/LANE.json``: while a run is driven, recording a lane's step writes only that lane's
+record (``RunStore.save_lane``), so its cost does not grow with the number of lanes. Saving the whole
+run (``RunStore.save``: when a driver takes the run, recovers, records cancel requests and lets go)
+rewrites run.json and then removes the lane records it absorbed, so a run nobody drives is one file.
+A lane record is never older than run.json's entry for that lane, so the overlay is always right;
+``read_run`` is the one way to read a run's state (docs/adr/0060-per-lane-state-records.md).
+
+Every file is written atomically (temp file, fsync, ``os.replace``) with every secret masked; events
+are appended one JSON line at a time (flushed, not fsynced). A new run appears whole: its directory
+is assembled under a temporary name and renamed into place, so a failed create never leaves an empty
+run directory that blocks its id. Reading checks the state version (``spine.model.state``): older
+versions are converted, unknown fields are kept, a newer version is refused with exit 3.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ class RunStore:
         self.run_file = paths.run_file(run_id)
         self.events_file = paths.events_file(run_id)
         self._lock = threading.Lock()
+        self._lane_records: set[str] = set()  # lanes with a record newer than run.json
         self._events: TextIO | None = None
         # The specs as given, secrets included, of a run this process created: run.json holds them
         # masked, so a reload in this process puts them back (``spine.lane.spec.stored_form``).
@@ -79,21 +87,35 @@ class RunStore:
         self.event("run-created", lanes=list(run.lanes))
 
     def load(self) -> RunState:
-        try:
-            text = self.run_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(
-                f"no run {self.run_id!r} in this repository", "list runs with `spine status`"
-            ) from None
-        run = parse_run(text, self.run_file)
+        """The run's state (``read_run``), with the secret values of specs this process was given."""
+        run, records = _read(self.paths, self.run_id)
+        with self._lock:
+            self._lane_records.update(records)
         for lane_id, spec in self._given.items():
             if lane_id in run.lanes:
                 run.lanes[lane_id].spec = spec
         return run
 
     def save(self, run: RunState) -> None:
+        """Write the whole run to run.json, then drop the lane records it now holds."""
+        text = _dump(run)
         with self._lock:
-            atomic_write_text(self.run_file, _dump(run))
+            atomic_write_text(self.run_file, text)
+            for lane_id in sorted(self._lane_records):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.paths.lane_state_file(self.run_id, lane_id))
+            self._lane_records.clear()
+
+    def save_lane(self, run: RunState, lane_id: str) -> None:
+        """Record one lane's state: writes that lane's record only, whatever the size of the run."""
+        lane = run.lanes[lane_id]
+        text = (
+            f'{{"schemaVersion":{STATE_VERSION},"runId":{json.dumps(run.run_id)},'
+            f'"lane":{lane.model_dump_json(by_alias=True)}}}\n'
+        )
+        with self._lock:
+            atomic_write_text(self.paths.lane_state_file(self.run_id, lane_id), text)
+            self._lane_records.add(lane_id)
 
     def event(self, kind: str, lane: str | None = None, **data: Any) -> None:
         """Append one line to events.jsonl.
@@ -128,8 +150,45 @@ def _dump(run: RunState) -> str:
     return run.model_dump_json(by_alias=True, indent=2) + "\n"
 
 
-def parse_run(text: str, path: Path) -> RunState:
-    """run.json's text as a RunState, converted from an older state version; see the module docstring."""
+def read_run(paths: StatePaths, run_id: str) -> RunState:
+    """The state of run ``run_id`` as its driver last recorded it: run.json overlaid with the lane
+    records written since. Reads only, so it can be called at any time from any process (status,
+    show, the report views); a run with no lane record costs one file read. Raises ``UsageError``
+    (exit 2) when there is no such run and ``StateUnreadable``/``StateTooNew`` (exit 3) when its
+    files cannot be read by this spine."""
+    return _read(paths, run_id)[0]
+
+
+def _read(paths: StatePaths, run_id: str) -> tuple[RunState, list[str]]:
+    """(the run, the lanes whose record overlaid run.json)."""
+    path = paths.run_file(run_id)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no run {run_id!r} in this repository", "list runs with `spine status`") from None
+    data = _parse(text, path, "run")
+    records: list[str] = []
+    lanes = data.get("lanes")
+    try:
+        entries = list(os.scandir(paths.lane_states_dir(run_id)))
+    except (FileNotFoundError, NotADirectoryError):
+        entries = []
+    for entry in entries:
+        if not entry.name.endswith(".json") or entry.name.startswith("."):
+            continue
+        lane_id = entry.name.removesuffix(".json")
+        try:
+            with open(entry.path, encoding="utf-8") as handle:
+                record = _parse(handle.read(), Path(entry.path), "lane record")
+        except FileNotFoundError:
+            continue  # absorbed into run.json since the directory was listed: run.json has it
+        if isinstance(lanes, dict) and lane_id in lanes and isinstance(record.get("lane"), dict):
+            lanes[lane_id] = record["lane"]
+            records.append(lane_id)
+    return _validate(data, path), records
+
+
+def _parse(text: str, path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -138,13 +197,17 @@ def parse_run(text: str, path: Path) -> RunState:
             "restore it from a backup, or remove the run's directory to forget the run",
         ) from None
     if not isinstance(data, dict):
-        raise StateUnreadable(f"{path} does not hold a run", "remove the run's directory to forget the run")
+        raise StateUnreadable(f"{path} does not hold a {what}", "remove the run's directory to forget the run")
     version = data.get("schemaVersion", 1)
     if not isinstance(version, int) or version > STATE_VERSION:
         raise StateTooNew(
             f"{path} was written by a newer spine (state version {version}); this spine reads versions up to {STATE_VERSION}",
             "upgrade spine (pip install -U git-spine) to work with this run",
         )
+    return data
+
+
+def _validate(data: dict[str, Any], path: Path) -> RunState:
     try:
         return RunState.model_validate(upgrade(data))
     except ValidationError as exc:
