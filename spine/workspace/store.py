@@ -234,3 +234,54 @@ def forget_empty_run_dirs(paths: StatePaths) -> list[str]:
                 entry.rmdir()
                 removed.append(entry.name)
     return removed
+
+
+# --- what is remembered of finished runs ------------------------------------------------------------
+
+
+def file_stamp(path: Path) -> list[int] | None:
+    """What tells one version of a state file from another: inode, modification time and size.
+
+    Every whole save of run.json replaces it (a new inode), so a stamp that still matches means the
+    run has not been saved since."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_mtime_ns, st.st_size]
+
+
+def remember_finished(paths: StatePaths, run_id: str, summary: dict[str, Any]) -> None:
+    """Append the summary of a run whose every lane is complete, stamped with its run.json, so that
+    listing runs need not read it again (``finished_summaries``). One O_APPEND write: whole or nothing."""
+    stamp = file_stamp(paths.run_file(run_id))
+    if stamp is None:
+        return
+    line = json.dumps({"runId": run_id, "runJson": stamp, "summary": summary}, separators=(",", ":")) + "\n"
+    _append_line(paths.finished_runs, line)
+
+
+def finished_summaries(paths: StatePaths) -> dict[str, tuple[list[int], dict[str, Any]]]:
+    """run id -> (the stamp of run.json it was made from, the summary) for every run remembered as
+    finished; the latest line of a run wins. The caller compares the stamp with run.json's now."""
+    found: dict[str, tuple[list[int], dict[str, Any]]] = {}
+    try:
+        with open(paths.finished_runs, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                    found[record["runId"]] = (record["runJson"], record["summary"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line an older or interrupted writer left: not a summary
+    except OSError:
+        pass
+    return found
+
+
+def _append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, redact_text(line).encode())
+    finally:
+        os.close(fd)
