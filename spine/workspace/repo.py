@@ -92,6 +92,18 @@ class Repository:
         """Full names of the refs ``git for-each-ref PATTERN`` lists, sorted by name."""
         return self.out("for-each-ref", "--sort=refname", "--format=%(refname)", pattern).split()
 
+    def ref_tips(self, pattern: str, *, merged_into: str | None = None) -> dict[str, str]:
+        """Full ref name -> commit of the refs ``git for-each-ref PATTERN`` lists, in one git process;
+        with ``merged_into``, only those whose tip is that commit or one of its ancestors."""
+        args = ["for-each-ref", "--format=%(refname) %(objectname)"]
+        if merged_into is not None:
+            args.append(f"--merged={merged_into}")
+        tips = {}
+        for line in self.out(*args, pattern).splitlines():
+            ref, _, sha = line.partition(" ")
+            tips[ref] = sha
+        return tips
+
     def delete_ref(self, ref: str, old: str | None = None) -> bool:
         """Delete ``ref`` (only if it still points at ``old``, when given); True when it was deleted."""
         args = ["update-ref", "-d", ref] + ([old] if old else [])

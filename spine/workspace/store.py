@@ -197,7 +197,9 @@ def _parse(text: str, path: Path, what: str) -> dict[str, Any]:
             "restore it from a backup, or remove the run's directory to forget the run",
         ) from None
     if not isinstance(data, dict):
-        raise StateUnreadable(f"{path} does not hold a {what}", "remove the run's directory to forget the run")
+        raise StateUnreadable(
+            f"{path} does not hold a {what}", "remove the run's directory to forget the run"
+        )
     version = data.get("schemaVersion", 1)
     if not isinstance(version, int) or version > STATE_VERSION:
         raise StateTooNew(
