@@ -55,12 +55,11 @@ def command(
     from pathlib import Path
 
     from spine.base.errors import UsageError
+    from spine.base.process import sigterm_as_interrupt
     from spine.base.redact import redact_text
-    from spine.drive.loop import sigterm_as_interrupt
     from spine.landing.gate import echo_to_stderr, gate_checks, resolve_commit, run_gate
     from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
-    from spine.lane.spec import check_name
-    from spine.model.config import CheckSpec
+    from spine.model.config import CheckSpec, check_name
     from spine.workspace.context import resolve_context
 
     try:
@@ -97,7 +96,8 @@ def command(
         default_into = ctx.config.gate.into or ctx.refs.target_ref
     target = into or default_into
     rev_sha = resolve_commit(ctx, rev, what="revision")
-    into_sha = resolve_commit(ctx, target, what="target (--into)")
+    known = {ctx.refs.base_ref: ctx.refs.base_sha, ctx.refs.target_ref: ctx.refs.target_sha}
+    into_sha = known.get(target) or resolve_commit(ctx, target, what="target (--into)")
     if checks:
         taken: set[str] = set()
         specs = [CheckSpec(name=check_name(c, taken), command=c) for c in checks]

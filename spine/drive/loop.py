@@ -33,16 +33,15 @@ import contextlib
 import os
 import signal
 import threading
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 
 from spine.backends.base import Sandbox
 from spine.backends.registry import require_usable
 from spine.base.errors import EnvironmentProblem, SpineError
 from spine.base.git import GitFailed, error_lines
 from spine.base.ids import now_iso
+from spine.base.process import sigterm_as_interrupt
 from spine.drive.recovery import clear_cancel_requests, pending_cancel_requests, stop_stale_group
 from spine.drive.scheduler import BLOCK, PSEUDO_STEPS, Scheduler, first_failure, started, unmet_needs
 from spine.lane.runtime import Echo, LaneRuntime
@@ -77,23 +76,6 @@ def describe_error(exc: BaseException) -> tuple[str, list[str]]:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}", []
     return f"{type(exc).__name__}: {exc}", []
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while the loop runs, so both cancel lanes cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: types.FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class Driver:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 
 from spine.base.ids import format_duration
 from spine.landing.gate import GateVerdict
@@ -62,6 +61,8 @@ def render_table(v: GateVerdict) -> str:
 
 def junit_xml(v: GateVerdict) -> str:
     """JUnit XML: one test case for the merge and one per check."""
+    import xml.etree.ElementTree as ET  # only for --junit
+
     suites = ET.Element("testsuites", name="spine gate")
     suite = ET.SubElement(suites, "testsuite", name=f"spine gate: {v.rev} into {v.into}")
     props = ET.SubElement(suite, "properties")
