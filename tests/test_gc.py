@@ -257,7 +257,10 @@ def test_gc_remembers_runs_it_cleaned_and_starts_no_git_per_old_branch(repo: Pat
         return _git_started(trace), proc.stdout
 
     finished_run("r1")
+    (state(repo) / "runs" / ".finished.jsonl").unlink()  # as an older spine leaves a finished run
     assert spine("gc", cwd=repo).returncode == 0
+    summaries = (state(repo) / "runs" / ".finished.jsonl").read_text().splitlines()
+    assert [json.loads(line)["runId"] for line in summaries] == ["r1"]  # gc gave it one for status
     reaped = json.loads((state(repo) / "runs" / ".reaped.json").read_text())
     assert list(reaped["runs"]) == ["r1"] and reaped["runs"]["r1"]["lanes"]["work"]["branch"] == "spine/r1/work"
     with_one, _ = dry_run_git("one")

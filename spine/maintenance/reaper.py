@@ -16,7 +16,8 @@ What gc examines does not grow with history. Branch tips come from one ``git for
 branch. A finished run that gc cleaned up completely is remembered (``StatePaths.reaped_runs``: its
 lanes, their branches, and the stamps of its run.json and result files); the next gc plans it from
 that record, without reading its state, while those stamps still match, nobody drives it and none of
-its worktrees has come back.
+its worktrees has come back. A finished run gc reads without a summary for ``spine status``
+(one an older spine made) gets one (``spine.workspace.store.remember_finished``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ from spine.workspace.context import (
     lane_branch,
     parse_lane_branch,
 )
-from spine.workspace.store import RunStore, StateTooNew, file_stamp, read_run
+from spine.workspace.store import (
+    RunStore,
+    StateTooNew,
+    file_stamp,
+    finished_summaries,
+    read_run,
+    remember_finished,
+)
 from spine.workspace.worktrees import GitWorktree
 
 
@@ -105,6 +113,7 @@ class Reaper:
         self._targets: dict[str, str] = {}  # target ref -> its commit now
         self._remembered: dict[str, dict[str, Any]] = {}  # run id -> what an earlier gc recorded
         self._examined: dict[str, tuple[dict[str, Any], int, int]] = {}  # run id -> (record, findings)
+        self._summaries: dict[str, tuple[list[int], dict[str, object]]] = {}  # finished runs read
 
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
@@ -113,7 +122,7 @@ class Reaper:
         from spine.drive.runs import list_run_ids
 
         self.findings = []
-        self._tips, self._merged, self._targets, self._examined = None, {}, {}, {}
+        self._tips, self._merged, self._targets, self._examined, self._summaries = None, {}, {}, {}, {}
         self._remembered = _read_reaped(self.ctx)
         worktrees = {wt.path: wt for wt in wt_ops.list_worktrees(self.ctx.git)}
         run_ids = list_run_ids(self.ctx)
@@ -230,6 +239,10 @@ class Reaper:
             if finished
             else ("its driver is dead" if dead else "the run is past retention")
         )
+        if finished and not expired and stamp is not None:
+            from spine.drive.runs import finished_summary
+
+            self._summaries[run_id] = (stamp, finished_summary(run))
         target_sha = self._target_sha(run.target_ref)
         record: dict[str, Any] = {
             "runJson": stamp,
@@ -532,6 +545,12 @@ class Reaper:
         A run qualifies when nothing of it was skipped and everything planned for it was done; a
         branch kept for its unlanded commits does not stop it (the next gc looks at it again from
         its tip). Runs that are gone are forgotten."""
+        listed = finished_summaries(self.ctx.state)
+        for run_id, (stamp, summary) in self._summaries.items():
+            if run_id in listed and listed[run_id][0] == stamp:
+                continue
+            with contextlib.suppress(OSError):  # a finished run an older spine made: list it cheaply
+                remember_finished(self.ctx.state, run_id, summary, stamp)
         reaped: dict[str, Any] = {}
         for run_id, (record, first, end) in self._examined.items():
             mine = self.findings[first:end]

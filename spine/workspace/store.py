@@ -253,10 +253,13 @@ def file_stamp(path: Path) -> list[int] | None:
     return [st.st_ino, st.st_mtime_ns, st.st_size]
 
 
-def remember_finished(paths: StatePaths, run_id: str, summary: dict[str, Any]) -> None:
-    """Append the summary of a run whose every lane is complete, stamped with its run.json, so that
-    listing runs need not read it again (``finished_summaries``). One O_APPEND write: whole or nothing."""
-    stamp = file_stamp(paths.run_file(run_id))
+def remember_finished(
+    paths: StatePaths, run_id: str, summary: dict[str, Any], stamp: list[int] | None = None
+) -> None:
+    """Append the summary of a run whose every lane is complete, stamped with its run.json (as it is
+    now, or ``stamp``: the run.json the summary was made from), so that listing runs need not read it
+    again (``finished_summaries``). One O_APPEND write: whole or nothing."""
+    stamp = stamp or file_stamp(paths.run_file(run_id))
     if stamp is None:
         return
     line = json.dumps({"runId": run_id, "runJson": stamp, "summary": summary}, separators=(",", ":")) + "\n"
