@@ -378,7 +378,9 @@ def measure_batch(bench: Bench, repo: Path, size: int) -> None:
         return
     hand = bench.add(Measure("batch", f"by hand, {BATCH_LANES} lanes, 2 at a time", size))
     batch = bench.add(
-        Measure("batch", f"spine batch, pool off, {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10)
+        Measure(
+            "batch", f"spine batch, pool off, {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10
+        )
     )
     memory = bench.add(
         Measure("memory", f"spine batch ({BATCH_LANES} lanes): driver peak RSS", size, unit="MiB")

@@ -137,3 +137,18 @@ def test_run_json_of_the_previous_version_is_read_and_converted(tmp_path: Path) 
     paths.run_file("r").write_text(json.dumps(data))
     run = read_run(paths, "r")
     assert run.schema_version == STATE_VERSION and list(run.lanes) == ["l0", "l1"]
+
+
+def test_a_lane_record_a_power_cut_left_empty_is_read_as_absent(tmp_path: Path) -> None:
+    paths = StatePaths(tmp_path)
+    run = _run(2)
+    store = RunStore(paths, "r")
+    store.create(run)
+    run.lanes["l0"].steps_done = ["create_worktree"]
+    run.lanes["l1"].steps_done = ["create_worktree", "setup"]
+    store.save_lane(run, "l0")
+    store.save_lane(run, "l1")
+    paths.lane_state_file("r", "l0").write_text("")  # lane records are not fsynced
+    seen = read_run(paths, "r")
+    assert seen.lanes["l0"].steps_done == []  # where run.json had it: its steps are redone
+    assert seen.lanes["l1"].steps_done == ["create_worktree", "setup"]

@@ -114,7 +114,8 @@ class RunStore:
             f'"lane":{lane.model_dump_json(by_alias=True)}}}\n'
         )
         with self._lock:
-            atomic_write_text(self.paths.lane_state_file(self.run_id, lane_id), text)
+            # Not fsynced (ADR 0060): a record a power cut emptied is read as absent.
+            atomic_write_text(self.paths.lane_state_file(self.run_id, lane_id), text, durable=False)
             self._lane_records.add(lane_id)
 
     def event(self, kind: str, lane: str | None = None, **data: Any) -> None:
@@ -182,6 +183,10 @@ def _read(paths: StatePaths, run_id: str) -> tuple[RunState, list[str]]:
                 record = _parse(handle.read(), Path(entry.path), "lane record")
         except FileNotFoundError:
             continue  # absorbed into run.json since the directory was listed: run.json has it
+        except StateUnreadable:
+            # Only a power cut leaves a record half written (it is not fsynced; a killed writer
+            # leaves the old or the new one): the lane is where run.json last had it.
+            continue
         if isinstance(lanes, dict) and lane_id in lanes and isinstance(record.get("lane"), dict):
             lanes[lane_id] = record["lane"]
             records.append(lane_id)

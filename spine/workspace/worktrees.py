@@ -156,7 +156,7 @@ class LaneWorktree:
         if not plain_file or current == "ref: refs/heads/.invalid" or not _HEX.fullmatch(sha):
             self.git("update-ref", "--no-deref", "-m", "spine: detached", "HEAD", sha)
             return
-        atomic_write_text(head, sha + "\n", redact=False)
+        atomic_write_text(head, sha + "\n", redact=False, durable=False)  # git does not fsync it either
 
     def problem(self, repo: Repository) -> str | None:
         """Why this is no longer the lane's worktree, or None when it still is."""
@@ -689,7 +689,9 @@ def _move(repo: Repository, lane: LaneWorktree, dest: Path) -> bool:
     except OSError:
         return False
     try:
-        atomic_write_text(record, os.path.join(os.path.realpath(dest), ".git") + "\n", redact=False)
+        atomic_write_text(
+            record, os.path.join(os.path.realpath(dest), ".git") + "\n", redact=False, durable=False
+        )
     except OSError:
         os.rename(dest, lane.path)
         return False
