@@ -45,7 +45,8 @@ def drive_with_progress(
     finally:
         for shown in progress:
             shown.close()
-    run = store.load()
+    if interrupted:
+        run = store.load()  # as the interrupted driver left it
     code = print_run_summary(ctx, run, as_json=as_json)
     if interrupted:
         click.echo(
