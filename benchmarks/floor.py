@@ -338,7 +338,7 @@ def make_history(bench: Bench, v: Variant, source: Path, runs: int, name: str) -
     head = bench.run(["git", "rev-parse", f"refs/heads/spine/{template}/work"], repo, v.env).strip()
     created = json.loads((state / "run-index.jsonl").read_text().splitlines()[0])["createdAt"]
     refs, index = [], []
-    finished = state / "runs" / ".finished.jsonl"
+    finished = state / "finished-runs.jsonl"
     summary = finished.read_text().splitlines()[0] if finished.exists() else None
     for i in range(1, runs):
         run_id = f"past{i:05d}"

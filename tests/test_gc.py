@@ -257,11 +257,11 @@ def test_gc_remembers_runs_it_cleaned_and_starts_no_git_per_old_branch(repo: Pat
         return _git_started(trace), proc.stdout
 
     finished_run("r1")
-    (state(repo) / "runs" / ".finished.jsonl").unlink()  # as an older spine leaves a finished run
+    (state(repo) / "finished-runs.jsonl").unlink()  # as an older spine leaves a finished run
     assert spine("gc", cwd=repo).returncode == 0
-    summaries = (state(repo) / "runs" / ".finished.jsonl").read_text().splitlines()
+    summaries = (state(repo) / "finished-runs.jsonl").read_text().splitlines()
     assert [json.loads(line)["runId"] for line in summaries] == ["r1"]  # gc gave it one for status
-    reaped = json.loads((state(repo) / "runs" / ".reaped.json").read_text())
+    reaped = json.loads((state(repo) / "reaped-runs.json").read_text())
     assert list(reaped["runs"]) == ["r1"] and reaped["runs"]["r1"]["lanes"]["work"]["branch"] == "spine/r1/work"
     with_one, _ = dry_run_git("one")
     for run_id in ("r2", "r3", "r4"):

@@ -161,7 +161,7 @@ def test_run_still_uses_the_loop_and_records_steps(spine: Any, repo: Path) -> No
 
 def test_the_run_list_uses_what_a_finished_run_left_only_while_it_is_still_true(spine: Any, repo: Path) -> None:
     assert spine("run", "-q", "--run-id", "r1", "fails", "--", "sh", "-c", "exit 3", cwd=repo).returncode == 1
-    remembered = [json.loads(line) for line in (state_dir(repo) / "runs" / ".finished.jsonl").read_text().splitlines()]
+    remembered = [json.loads(line) for line in (state_dir(repo) / "finished-runs.jsonl").read_text().splitlines()]
     assert [(r["runId"], r["summary"]["counts"]) for r in remembered] == [("r1", {"failed": 1})]
     listed = json.loads(spine("status", "--json", cwd=repo).stdout)
     assert [(v["runId"], v["counts"], v["laneCount"], v["exitCode"]) for v in listed] == [("r1", {"failed": 1}, 1, 1)]

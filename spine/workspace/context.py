@@ -174,12 +174,12 @@ class StatePaths:
     @property
     def finished_runs(self) -> Path:
         """One JSON line per finished run: its summary, for listing runs without reading each one."""
-        return self.runs / ".finished.jsonl"
+        return self.root / "finished-runs.jsonl"
 
     @property
     def reaped_runs(self) -> Path:
         """What ``spine gc`` last found of each finished run it had cleaned up (``spine.maintenance.reaper``)."""
-        return self.runs / ".reaped.json"
+        return self.root / "reaped-runs.json"
 
     def driver_lock(self, run_id: str) -> Path:
         """The flock a run's driver holds (``spine.base.liveness``)."""
