@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from spine.base.files import atomic_write_text
 from spine.model.state import STATE_VERSION, LaneSpec, LaneState, RunState
 from spine.workspace.context import StatePaths
 from spine.workspace.store import RunStore, StateTooNew, read_run
+from tests.lanetool import lane, state_dir, write_batch
 
 
 def test_atomic_writes_from_several_threads_leave_one_whole_version_and_no_temp_file(tmp_path: Path) -> None:
@@ -152,3 +155,22 @@ def test_a_lane_record_a_power_cut_left_empty_is_read_as_absent(tmp_path: Path) 
     seen = read_run(paths, "r")
     assert seen.lanes["l0"].steps_done == []  # where run.json had it: its steps are redone
     assert seen.lanes["l1"].steps_done == ["create_worktree", "setup"]
+
+
+def test_a_driver_records_steps_in_lane_records_and_leaves_one_file(spine: Any, repo: Path, tmp_path: Path) -> None:
+    batch = write_batch(tmp_path / "lanes.json", [lane("a", "write:a.txt"), lane("b", "write:b.txt")])
+    env = {"LANETOOL_DIR": str(tmp_path), "SPINE_CRASH_AT": "b/commit:begin"}
+    killed = spine("batch", str(batch), "-j", "1", "--run-id", "c", cwd=repo, env=env, subprocess=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    paths = StatePaths(state_dir(repo))
+    on_disk = json.loads(paths.run_file("c").read_text(encoding="utf-8"))
+    assert all(entry["stepsDone"] == [] for entry in on_disk["lanes"].values())  # not rewritten per step
+    assert sorted(p.name for p in paths.lane_states_dir("c").iterdir()) == ["a.json", "b.json"]
+    seen = read_run(paths, "c")
+    assert seen.lanes["a"].complete and seen.lanes["b"].current_step == "commit"
+
+    resumed = spine("resume", "c", cwd=repo, env={"LANETOOL_DIR": str(tmp_path)})
+    assert resumed.returncode == 0, resumed.stderr
+    assert not paths.lane_states_dir("c").exists() or not any(paths.lane_states_dir("c").iterdir())
+    on_disk = json.loads(paths.run_file("c").read_text(encoding="utf-8"))
+    assert [entry["status"] for entry in on_disk["lanes"].values()] == ["succeeded", "succeeded"]
