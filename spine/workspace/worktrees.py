@@ -481,36 +481,46 @@ def _ancestors() -> set[int]:
 def processes_inside(worktree: Path, markers: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
     """(pid, command line) of live processes working inside ``worktree``, or carrying every variable
     of ``markers`` (e.g. the lane's ``SPINE_RUN_ID`` and ``SPINE_LANE_ID``) in their environment."""
-    proc_root = Path("/proc")
-    if not proc_root.is_dir():
+    if not os.path.isdir("/proc"):
         return []
     root = os.path.realpath(worktree)
     wanted = [f"{k}={v}".encode() for k, v in (markers or {}).items()]
     mine = _ancestors()
     found = []
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine:
+    # One pass over /proc with plain strings (this runs twice per lane). The working directory is
+    # read first: a zombie has none, and only a process that is a candidate has its state read.
+    for entry in os.scandir("/proc"):
+        name = entry.name
+        if not name.isdigit() or int(name) in mine:
             continue
+        base = entry.path
         try:
-            fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
-            if fields[0] in (b"Z", b"X"):
-                continue
-            cwd = os.readlink(entry / "cwd")
-        except (OSError, IndexError):
-            continue
-        inside = cwd == root or cwd.startswith(root + os.sep)
+            cwd = os.readlink(base + "/cwd")
+        except OSError:
+            cwd = ""  # gone, a zombie, or not ours to read: only its environment can tell
+        inside = bool(cwd) and (cwd == root or cwd.startswith(root + os.sep))
         if not inside and wanted:
             try:
-                environ = (entry / "environ").read_bytes().split(b"\0")
+                with open(base + "/environ", "rb") as handle:
+                    environ = handle.read().split(b"\0")
             except OSError:
                 environ = []
             inside = all(w in environ for w in wanted)
-        if inside:
-            try:
-                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            except OSError:
-                argv = "?"
-            found.append((int(entry.name), argv.strip()[:300] or "?"))
+        if not inside:
+            continue
+        try:
+            with open(base + "/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state in (b"Z", b"X"):
+            continue
+        try:
+            with open(base + "/cmdline", "rb") as handle:
+                argv = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            argv = "?"
+        found.append((int(name), argv.strip()[:300] or "?"))
     return found
 
 
