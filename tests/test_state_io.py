@@ -95,7 +95,7 @@ def test_recording_a_lane_writes_its_record_only_and_readers_see_it(tmp_path: Pa
     run.lanes["l7"].steps_done = ["create_worktree", "setup"]
     store.save_lane(run, "l7")
     assert store.run_file.read_bytes() == before  # run.json is not rewritten for one lane's step
-    assert [p.name for p in paths.lane_states_dir("r").iterdir()] == ["l7.json"]
+    assert [p.name for p in paths.lane_states_dir("r").iterdir()] == ["l7.jsonl"]
     seen = read_run(paths, "r")  # a reader in another process: run.json overlaid with the record
     assert seen.lanes["l7"].current_step == "execute"
     assert seen.lanes["l7"].steps_done == ["create_worktree", "setup"]
@@ -127,7 +127,7 @@ def test_a_lane_record_from_a_newer_spine_is_refused(tmp_path: Path) -> None:
     RunStore(paths, "r").create(run)
     record = paths.lane_state_file("r", "l0")
     record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"schemaVersion": STATE_VERSION + 1, "lane": {}}))
+    record.write_text(json.dumps({"schemaVersion": STATE_VERSION + 1, "lane": {}}) + "\n")
     with pytest.raises(StateTooNew, match="newer spine"):
         read_run(paths, "r")
 
@@ -142,19 +142,26 @@ def test_run_json_of_the_previous_version_is_read_and_converted(tmp_path: Path) 
     assert run.schema_version == STATE_VERSION and list(run.lanes) == ["l0", "l1"]
 
 
-def test_a_lane_record_a_power_cut_left_empty_is_read_as_absent(tmp_path: Path) -> None:
+def test_a_torn_or_lost_last_record_leaves_the_lane_at_the_one_before(tmp_path: Path) -> None:
     paths = StatePaths(tmp_path)
-    run = _run(2)
+    run = _run(3)
     store = RunStore(paths, "r")
     store.create(run)
-    run.lanes["l0"].steps_done = ["create_worktree"]
-    run.lanes["l1"].steps_done = ["create_worktree", "setup"]
-    store.save_lane(run, "l0")
-    store.save_lane(run, "l1")
-    paths.lane_state_file("r", "l0").write_text("")  # lane records are not fsynced
+    for lane_id in ("l0", "l1", "l2"):
+        run.lanes[lane_id].steps_done = ["create_worktree"]
+        store.save_lane(run, lane_id)
+        run.lanes[lane_id].steps_done = ["create_worktree", "setup"]
+        store.save_lane(run, lane_id)
+    journal = paths.lane_state_file("r", "l0").read_bytes()
+    assert journal.count(b"\n") == 2  # one whole line per save
+    # Killed in the middle of the second save: its line has no newline yet.
+    paths.lane_state_file("r", "l0").write_bytes(journal[: len(journal) - 40])
+    # A power cut (the journals are not fsynced) lost the whole journal's content.
+    paths.lane_state_file("r", "l1").write_bytes(b"")
     seen = read_run(paths, "r")
-    assert seen.lanes["l0"].steps_done == []  # where run.json had it: its steps are redone
-    assert seen.lanes["l1"].steps_done == ["create_worktree", "setup"]
+    assert seen.lanes["l0"].steps_done == ["create_worktree"]  # the state before the torn save
+    assert seen.lanes["l1"].steps_done == []  # where run.json had it: its steps are redone
+    assert seen.lanes["l2"].steps_done == ["create_worktree", "setup"]
 
 
 def test_a_driver_records_steps_in_lane_records_and_leaves_one_file(spine: Any, repo: Path, tmp_path: Path) -> None:
@@ -165,7 +172,7 @@ def test_a_driver_records_steps_in_lane_records_and_leaves_one_file(spine: Any, 
     paths = StatePaths(state_dir(repo))
     on_disk = json.loads(paths.run_file("c").read_text(encoding="utf-8"))
     assert all(entry["stepsDone"] == [] for entry in on_disk["lanes"].values())  # not rewritten per step
-    assert sorted(p.name for p in paths.lane_states_dir("c").iterdir()) == ["a.json", "b.json"]
+    assert sorted(p.name for p in paths.lane_states_dir("c").iterdir()) == ["a.jsonl", "b.jsonl"]
     seen = read_run(paths, "c")
     assert seen.lanes["a"].complete and seen.lanes["b"].current_step == "commit"
 

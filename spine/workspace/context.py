@@ -165,11 +165,11 @@ class StatePaths:
         return self.runs / run_id / "events.jsonl"
 
     def lane_states_dir(self, run_id: str) -> Path:
-        """Lane records newer than run.json, one file per lane (``spine.workspace.store``)."""
+        """Lane state newer than run.json, one journal per lane (``spine.workspace.store``)."""
         return self.runs / run_id / "lane-state"
 
     def lane_state_file(self, run_id: str, lane_id: str) -> Path:
-        return self.lane_states_dir(run_id) / f"{lane_id}.json"
+        return self.lane_states_dir(run_id) / f"{lane_id}.jsonl"
 
     @property
     def finished_runs(self) -> Path:

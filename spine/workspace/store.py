@@ -1,8 +1,9 @@
 """Run state on disk: run.json, one record per lane that changed since, and events.jsonl.
 
 A run's state is run.json (the run's header and every lane) overlaid with the lane records in
-``lane-state/LANE.json``: while a run is driven, recording a lane's step writes only that lane's
-record (``RunStore.save_lane``), so its cost does not grow with the number of lanes. Saving the whole
+``lane-state/LANE.jsonl``: while a run is driven, recording a lane's step appends that lane's whole
+state as one line to its journal (``RunStore.save_lane``), so its cost does not grow with the number
+of lanes; the last whole line of a journal is the lane's state. Saving the whole
 run (``RunStore.save``: when a driver takes the run, recovers, records cancel requests and lets go)
 rewrites run.json and then removes the lane records it absorbed, so a run nobody drives is one file.
 A lane record is never older than run.json's entry for that lane, so the overlay is always right;
@@ -61,6 +62,8 @@ class RunStore:
         self.events_file = paths.events_file(run_id)
         self._lock = threading.Lock()
         self._lane_records: set[str] = set()  # lanes with a record newer than run.json
+        self._journals: dict[str, int] = {}  # open lane journals: lane id -> file descriptor
+        weakref.finalize(self, _close_all, self._journals)
         self._events: TextIO | None = None
         # The specs as given, secrets included, of a run this process created: run.json holds them
         # masked, so a reload in this process puts them back (``spine.lane.spec.stored_form``).
@@ -105,22 +108,34 @@ class RunStore:
         text = _dump(run)
         with self._lock:
             atomic_write_text(self.run_file, text)
+            _close_all(self._journals)
             for lane_id in sorted(self._lane_records):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.paths.lane_state_file(self.run_id, lane_id))
             self._lane_records.clear()
 
     def save_lane(self, run: RunState, lane_id: str) -> None:
-        """Record one lane's state: writes that lane's record only, whatever the size of the run."""
+        """Record one lane's state: one line appended to that lane's journal, whatever the size of
+        the run. One ``write`` on a file kept open: a killed driver leaves the line whole or torn,
+        never an earlier line changed, and a reader takes the last whole line (ADR 0060)."""
         lane = run.lanes[lane_id]
-        text = (
+        line = redact_text(
             f'{{"schemaVersion":{STATE_VERSION},"runId":{json.dumps(run.run_id)},'
             f'"lane":{lane.model_dump_json(by_alias=True)}}}\n'
-        )
+        ).encode("utf-8")
         with self._lock:
-            # Not fsynced (ADR 0060): a record a power cut emptied is read as absent.
-            atomic_write_text(self.paths.lane_state_file(self.run_id, lane_id), text, durable=False)
+            fd = self._journals.get(lane_id)
+            if fd is None:
+                path = self.paths.lane_state_file(self.run_id, lane_id)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._journals[lane_id] = fd
             self._lane_records.add(lane_id)
+            written = 0
+            while written < len(line):
+                written += os.write(fd, line[written:])
+            if lane.complete:  # a finished lane writes no more until the run is saved whole
+                os.close(self._journals.pop(lane_id))
 
     def event(self, kind: str, lane: str | None = None, **data: Any) -> None:
         """Append one line to events.jsonl.
@@ -186,22 +201,42 @@ def _read(paths: StatePaths, run_id: str) -> tuple[RunState, list[str]]:
     records: list[str] = []
     lanes = data.get("lanes")
     for entry in entries:
-        if not entry.name.endswith(".json") or entry.name.startswith("."):
+        if not entry.name.endswith(".jsonl"):
             continue
-        lane_id = entry.name.removesuffix(".json")
+        lane_id = entry.name.removesuffix(".jsonl")
         try:
-            with open(entry.path, encoding="utf-8") as handle:
-                record = _parse(handle.read(), Path(entry.path), "lane record")
+            with open(entry.path, "rb") as handle:
+                record = _last_record(handle.read(), Path(entry.path))
         except FileNotFoundError:
             continue  # absorbed into run.json since the directory was listed: run.json has it
-        except StateUnreadable:
-            # Only a power cut leaves a record half written (it is not fsynced; a killed writer
-            # leaves the old or the new one): the lane is where run.json last had it.
-            continue
+        if record is None:
+            continue  # nothing whole in it: the lane is where run.json last had it
         if isinstance(lanes, dict) and lane_id in lanes and isinstance(record.get("lane"), dict):
             lanes[lane_id] = record["lane"]
             records.append(lane_id)
     return _validate(data, path), records
+
+
+def _last_record(data: bytes, path: Path) -> dict[str, Any] | None:
+    """The last whole line of a lane journal as a record, or None when it has none.
+
+    A line without its newline was being written when the writer was killed, and a line that does
+    not parse was torn by a power cut (the journal is not fsynced): the line before it is the
+    lane's state, as it was before that save began."""
+    lines = data.split(b"\n")
+    for raw in reversed(lines[:-1]):  # what follows the last newline is never whole
+        try:
+            return _parse(raw.decode("utf-8"), path, "lane record")
+        except (StateUnreadable, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _close_all(journals: dict[str, int]) -> None:
+    for fd in journals.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    journals.clear()
 
 
 def _parse(text: str, path: Path, what: str) -> dict[str, Any]:
