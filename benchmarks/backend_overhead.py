@@ -23,7 +23,13 @@ from pathlib import Path
 
 
 def make_repo(root: Path, files: int) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@b",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b",
+    }
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
     for i in range(files):
         path = root / f"dir{i % 10}" / f"file{i}.txt"
@@ -36,7 +42,21 @@ def make_repo(root: Path, files: int) -> None:
 def one_lane(repo: Path, backend: str, n: int) -> tuple[float, float]:
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "spine", "run", "--json", "-q", "--backend", backend, "--lane", f"b{n}", "bench", "--", "true"],
+        [
+            sys.executable,
+            "-m",
+            "spine",
+            "run",
+            "--json",
+            "-q",
+            "--backend",
+            backend,
+            "--lane",
+            f"b{n}",
+            "bench",
+            "--",
+            "true",
+        ],
         cwd=repo,
         capture_output=True,
         text=True,

@@ -24,18 +24,30 @@ SPINE = str(Path(sys.executable).with_name("spine"))
 
 
 def make_repo(root: Path, runs: int) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@b"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@b",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b",
+    }
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
     (root / "README.md").write_text("bench\n")
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     subprocess.run(["git", "commit", "-qm", "init"], cwd=root, check=True, env=env)
     lanes = root.parent / "lanes.yaml"
-    lanes.write_text("lanes:\n  - {id: one, objective: one, command: 'true'}\n"
-                     "  - {id: two, objective: two, command: 'true'}\n")
+    lanes.write_text(
+        "lanes:\n  - {id: one, objective: one, command: 'true'}\n"
+        "  - {id: two, objective: two, command: 'true'}\n"
+    )
     for n in range(runs):
-        subprocess.run([SPINE, "batch", str(lanes), "--plan", "--run-id", f"run-{n:03d}"], cwd=root, check=True,
-                       capture_output=True, env=env)
+        subprocess.run(
+            [SPINE, "batch", str(lanes), "--plan", "--run-id", f"run-{n:03d}"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            env=env,
+        )
 
 
 def timed(repo: Path, line: str | None) -> float:
@@ -78,8 +90,10 @@ def main() -> None:
     print(f"{args.runs} runs, {args.repeat} rounds")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:28} median {median * 1000:6.0f} ms  min {min(values) * 1000:6.0f}  "
-              f"max {max(values) * 1000:6.0f}  x{median / floor:.2f} of the floor (+{(median - floor) * 1000:.0f} ms)")
+        print(
+            f"  {name:28} median {median * 1000:6.0f} ms  min {min(values) * 1000:6.0f}  "
+            f"max {max(values) * 1000:6.0f}  x{median / floor:.2f} of the floor (+{(median - floor) * 1000:.0f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def make_repo(root: Path, files: int) -> Path:
     git("init", "-q", "-b", "main", cwd=repo)
     for i in range(files):
         (repo / f"mod_{i:04d}.py").write_text(f"def f_{i}(x):\n    return x + {i}\n")
-    (repo / ".spine.yaml").write_text(f"gate:\n  checks:\n    - name: compile\n      command: {json.dumps(CHECK)}\n")
+    (repo / ".spine.yaml").write_text(
+        f"gate:\n  checks:\n    - name: compile\n      command: {json.dumps(CHECK)}\n"
+    )
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "initial", cwd=repo)
     return repo
@@ -123,7 +125,9 @@ def main() -> None:
                 elapsed, gate_runs = (land_all if variant == "land" else promote_each)(repo, run_id, lanes)
                 times[variant].append(elapsed)
                 gates[variant].append(gate_runs)
-                print(f"  sample {sample + 1} {variant:8s} {elapsed:6.2f} s, {gate_runs} gate runs", flush=True)
+                print(
+                    f"  sample {sample + 1} {variant:8s} {elapsed:6.2f} s, {gate_runs} gate runs", flush=True
+                )
             times["floor"].append(floor(repo))
     print(show(f"spine land RUN ({opts.lanes} lanes)", times["land"]))
     print(show(f"spine promote --gate, {opts.lanes}x", times["promote"]))

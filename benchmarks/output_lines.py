@@ -67,7 +67,9 @@ def main() -> None:
             for _ in range(1000):
                 lines.get("lane")
             reads.append((time.perf_counter() - start) / 1000)
-        print(f"one read of the last line: {statistics.median(reads) * 1e6:.1f} us (median of {args.repeat} x 1000)")
+        print(
+            f"one read of the last line: {statistics.median(reads) * 1e6:.1f} us (median of {args.repeat} x 1000)"
+        )
 
 
 if __name__ == "__main__":

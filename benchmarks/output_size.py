@@ -32,8 +32,13 @@ out.write(b"\ndone\n")
 
 
 def make_repo(root: Path) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@b"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@b",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b",
+    }
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
     (root / "README").write_text("bench\n")
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
@@ -70,7 +75,17 @@ def main() -> None:
             size = mb * 1_000_000
             for sep in ("nl", "cr"):
                 command = [sys.executable, str(script), str(size), sep]
-                spine = [sys.executable, "-m", "spine", "run", "-q", "--keep-worktree", f"print {mb} MB", "--", *command]
+                spine = [
+                    sys.executable,
+                    "-m",
+                    "spine",
+                    "run",
+                    "-q",
+                    "--keep-worktree",
+                    f"print {mb} MB",
+                    "--",
+                    *command,
+                ]
                 variants = {"alone": command, "spine": spine}
                 times: dict[str, list[float]] = {"alone": [], "spine": []}
                 order = list(variants)

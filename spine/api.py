@@ -233,8 +233,7 @@ def gate_checks(ctx: ExecutionContext, commands: Sequence[str] = ()) -> list[Che
     """The checks a gate runs: ``commands`` (shell commands, named after themselves) when given, else
     ``gate.checks`` of .spine.yaml, else the lane checks."""
     from spine.landing.gate import gate_checks as configured
-    from spine.lane.spec import check_name
-    from spine.model.config import CheckSpec
+    from spine.model.config import CheckSpec, check_name
 
     if not commands:
         return configured(ctx)
@@ -288,7 +287,8 @@ def gate(
         if ctx.config.gate.into and target == ctx.config.gate.into
         else "target"
     )
-    into_sha = resolve_commit(ctx, target, what=into_what)
+    known = {ctx.refs.base_ref: ctx.refs.base_sha, ctx.refs.target_ref: ctx.refs.target_sha}
+    into_sha = known.get(target) or resolve_commit(ctx, target, what=into_what)
     return run_gate(
         ctx,
         rev=rev,

@@ -23,7 +23,10 @@ def lane_worktree(repo: Path, run_id: str = "r1", lane: str = "work") -> Path:
 
 
 def run_json(repo: Path, run_id: str = "r1") -> dict[str, Any]:
-    return json.loads((state(repo) / "runs" / run_id / "run.json").read_text())  # type: ignore[no-any-return]
+    from spine.workspace.context import StatePaths
+    from spine.workspace.store import read_run
+
+    return read_run(StatePaths(state(repo)), run_id).model_dump(by_alias=True, mode="json")
 
 
 def recovery_refs(repo: Path) -> list[str]:
@@ -271,3 +274,71 @@ def test_gc_started_inside_a_lane_worktree_does_not_remove_it(repo: Path, spine:
     assert wt.is_dir()
     assert spine("gc", cwd=repo).returncode == 0
     assert not wt.exists()
+
+
+def _git_started(trace: Path) -> list[str]:
+    """The git commands spine started, from a GIT_TRACE2_EVENT file (children of git left out)."""
+    started = []
+    for line in trace.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "start" and "/" not in event["sid"]:  # a child's sid is its parent's plus /...
+            started.append(
+                " ".join(a for a in event["argv"][1:] if not a.startswith(("--git-dir", "--work-tree")))
+            )
+    return started
+
+
+def test_gc_remembers_runs_it_cleaned_and_starts_no_git_per_old_branch(
+    repo: Path, spine: Spine, tmp_path: Path
+) -> None:
+    def finished_run(run_id: str) -> None:
+        proc = spine(
+            "run",
+            "-q",
+            "--run-id",
+            run_id,
+            "work",
+            "--",
+            "sh",
+            "-c",
+            f"echo {run_id} > {run_id}.txt",
+            cwd=repo,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    def dry_run_git(name: str) -> tuple[list[str], str]:
+        trace = tmp_path / f"{name}.trace"
+        proc = spine("gc", "--dry-run", cwd=repo, env={"GIT_TRACE2_EVENT": str(trace)})
+        assert proc.returncode == 0, proc.stderr
+        return _git_started(trace), proc.stdout
+
+    finished_run("r1")
+    (state(repo) / "finished-runs.jsonl").unlink()  # as an older spine leaves a finished run
+    assert spine("gc", cwd=repo).returncode == 0
+    summaries = (state(repo) / "finished-runs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["runId"] for line in summaries] == ["r1"]  # gc gave it one for status
+    reaped = json.loads((state(repo) / "reaped-runs.json").read_text())
+    assert (
+        list(reaped["runs"]) == ["r1"] and reaped["runs"]["r1"]["lanes"]["work"]["branch"] == "spine/r1/work"
+    )
+    with_one, _ = dry_run_git("one")
+    for run_id in ("r2", "r3", "r4"):
+        finished_run(run_id)
+    assert spine("gc", cwd=repo).returncode == 0
+    with_four, listing = dry_run_git("four")
+    assert sorted(with_four) == sorted(with_one)  # the same git processes with four past runs as with one
+    assert any("for-each-ref" in cmd for cmd in with_one), with_one
+    for run_id in ("r1", "r2", "r3", "r4"):
+        assert f"keep     branch spine/{run_id}/work: it has commits not in main" in listing
+
+    # What changes is seen: a branch that lands in the target, a run that is changed.
+    git("merge", "-q", "--ff-only", "spine/r2/work", cwd=repo)
+    run_file = state(repo) / "runs" / "r3" / "run.json"
+    data = json.loads(run_file.read_text())
+    data["lanes"]["work"]["branch"] = None  # as if the lane had made no branch of its own... yet one exists
+    run_file.write_text(json.dumps(data))
+    _, listing = dry_run_git("changed")
+    assert "would delete branch spine/r2/work (everything on it is in main)" in listing
+    assert "keep     branch spine/r3/work" in listing  # read again from its run.json, found by its name
+    assert spine("gc", cwd=repo).returncode == 0
+    assert git("branch", "--list", "spine/r2/work", cwd=repo) == ""

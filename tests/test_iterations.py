@@ -337,8 +337,7 @@ def test_a_symlink_the_lane_put_at_the_feedback_path_is_not_followed(
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     script = (
-        'if [ -n "$SPINE_FEEDBACK" ]; then echo done > fixed; '
-        f"else ln -s {victim} .spine-feedback.md; fi"
+        f'if [ -n "$SPINE_FEEDBACK" ]; then echo done > fixed; else ln -s {victim} .spine-feedback.md; fi'
     )
     proc = spine(
         "run", "--iterations", "2", "--run-id", "r", "-q", "--check", "test -f fixed", "plant", "--", "sh", "-c",

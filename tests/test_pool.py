@@ -382,3 +382,38 @@ def test_a_lane_that_finds_the_pool_full_keeps_its_worktree_and_says_so(
     for r in results:
         assert Path(r["worktreePath"]).is_dir() == r["worktreeKept"]
     assert len(worktrees.pooled(ctx_of(repo))) == 1
+
+
+def test_git_agrees_with_what_spine_wrote_itself_when_moving_and_committing(spine: Spine, repo: Path) -> None:
+    enable_pool(repo)
+    git("add", ".spine.yaml", cwd=repo)
+    git("commit", "-qm", "pool on", cwd=repo)
+    run_lane(spine, repo, "first", "echo one > one.txt")
+    (slot,) = worktrees.pooled(ctx_of(repo))
+    first = git("rev-parse", "spine/run-first/first", cwd=repo)
+    # git sees the pooled worktree where spine moved it, detached at the lane's commit, and keeps it.
+    listing = git("worktree", "list", "--porcelain", cwd=repo)
+    assert f"worktree {slot}\nHEAD {first}\ndetached" in listing
+    git("worktree", "prune", cwd=repo)
+    assert f"worktree {slot}\n" in git("worktree", "list", "--porcelain", cwd=repo)
+    assert git("status", "--porcelain", cwd=slot) == ""
+
+    result = run_lane(spine, repo, "second", "printf 'a\\nb\\n' > two.txt; rm README.md")
+    branch = "spine/run-second/second"
+    head = git("rev-parse", branch, cwd=repo)
+    assert result["headSha"] == head and git("rev-parse", f"{head}^", cwd=repo) == git(
+        "rev-parse", "main", cwd=repo
+    )
+    assert [c["sha"] for c in result["commits"]] == [head]
+    assert result["commits"][0]["subject"] == git("log", "-1", "--format=%s", head, cwd=repo)
+    stat = git("diff", "--shortstat", "main", head, cwd=repo)
+    shown = result["diffStat"]
+    assert (
+        stat
+        == f"{shown['filesChanged']} files changed, {shown['insertions']} insertions(+), {shown['deletions']} deletion(-)"
+    )
+    # The worktree went back again; git's record of it and of the lane path agree.
+    assert f"worktree {repo}/.git/spine/worktrees/run-second/second\n" not in git(
+        "worktree", "list", "--porcelain", cwd=repo
+    )
+    assert git("worktree", "list", "--porcelain", cwd=repo).count("detached") == 1

@@ -167,8 +167,8 @@ def test_attempts_and_promotions_are_shown(spine: Any, repo: Path, tmp_path: Pat
     out = tmp_path / "again.html"
     assert spine("report", "again", "-o", str(out), cwd=repo).returncode == 0
     text = out.read_text()
-    attempts = text.split("<h3>Attempts</h3>")[1].split("</table>")[0]
-    assert "attempt 1" in attempts and "attempt 2 (current)" in attempts
+    attempts = text.split("<h3>Retries</h3>")[1].split("</table>")[0]
+    assert "try 1" in attempts and "try 2 (current)" in attempts
     assert re.search(r"<th>status</th><td>failed</td><td>succeeded</td>", attempts)
     assert "<h3>Promotion</h3>" in text and "landed on" in text and "<code>main</code> (merge)" in text
 

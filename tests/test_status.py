@@ -201,3 +201,25 @@ def test_run_still_uses_the_loop_and_records_steps(spine: Any, repo: Path) -> No
     assert started == ["create_worktree", "setup", "execute", "commit", "validate", "finalize"]
     assert spine("resume", "solo", cwd=repo).returncode == 0
     assert spine.json("status", "solo", "--json", cwd=repo)["kind"] == "run"
+
+
+def test_the_run_list_uses_what_a_finished_run_left_only_while_it_is_still_true(
+    spine: Any, repo: Path
+) -> None:
+    assert spine("run", "-q", "--run-id", "r1", "fails", "--", "sh", "-c", "exit 3", cwd=repo).returncode == 1
+    remembered = [
+        json.loads(line) for line in (state_dir(repo) / "finished-runs.jsonl").read_text().splitlines()
+    ]
+    assert [(r["runId"], r["summary"]["counts"]) for r in remembered] == [("r1", {"failed": 1})]
+    listed = spine.json("status", "--json", cwd=repo)["runs"]
+    assert [(v["runId"], v["counts"], v["laneCount"], v["exitCode"]) for v in listed] == [
+        ("r1", {"failed": 1}, 1, 1)
+    ]
+    # The summary says what run.json said when it was made: once the run changes, it is read again.
+    run_file = state_dir(repo) / "runs" / "r1" / "run.json"
+    data = json.loads(run_file.read_text())
+    data["lanes"]["fails"]["status"] = "succeeded"
+    run_file.write_text(json.dumps(data))
+    listed = spine.json("status", "--json", cwd=repo)["runs"]
+    assert [(v["runId"], v["counts"], v["exitCode"]) for v in listed] == [("r1", {"succeeded": 1}, 0)]
+    assert "1 lane   1 succeeded" in spine("status", cwd=repo).stdout

@@ -22,7 +22,7 @@ def atomic_write_json(path: Path, text: str) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", redact=False)
 
 
-def atomic_write_text(path: Path, text: str, *, redact: bool = True) -> None:
+def atomic_write_text(path: Path, text: str, *, redact: bool = True, durable: bool = True) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix.
 
     The temporary file is named after the process and thread, not drawn by ``mkstemp``: only this
@@ -30,7 +30,9 @@ def atomic_write_text(path: Path, text: str, *, redact: bool = True) -> None:
     name search (a drive loop writes run.json a few hundred times). A writer killed mid-way leaves
     at most one such file per thread, which the next writer with that name overwrites. The data is
     fsynced before the rename: without it a power cut may leave an empty file behind the new name.
-    Every secret the process knows of is masked first (``spine.base.redact``).
+    ``durable=False`` skips the fsync for files whose loss in a power cut their readers survive (a
+    killed writer still leaves the old or the new content: the kernel has the data before the
+    rename). Every secret the process knows of is masked first (``spine.base.redact``).
     """
     if redact:
         text = redact_text(text)
@@ -43,7 +45,8 @@ def atomic_write_text(path: Path, text: str, *, redact: bool = True) -> None:
             written = 0
             while written < len(data):
                 written += os.write(fd, data[written:])
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)

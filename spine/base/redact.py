@@ -10,6 +10,7 @@ terminal messages and ``--json`` go through ``redact_text``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -36,6 +37,7 @@ MIN_SECRET_LENGTH = 6
 _NOT_SECRETS = frozenset({"true", "false", "none", "null", "yes", "no"})
 
 
+@functools.lru_cache(maxsize=4096)
 def looks_secret(name: str) -> bool:
     """True when a variable's name suggests it holds a token, key or password."""
     return bool(SECRET_NAME.search(name)) and not NOT_SECRET_NAME.search(name)

@@ -28,7 +28,7 @@ def command(port: int, host: str) -> int:
       spine dashboard --port 8765
     """
     from spine import api
-    from spine.drive.loop import sigterm_as_interrupt
+    from spine.base.process import sigterm_as_interrupt
 
     ctx = api.context()
     board = api.dashboard(ctx, host=host, port=port)

@@ -77,7 +77,8 @@ def drive_with_progress(
     finally:
         for shown in progress:
             shown.close()
-    run = store.load()
+    if interrupted:
+        run = store.load()  # as the interrupted driver left it
     stopped = f"interrupted; running lanes were canceled. Continue the rest with `spine resume {run.run_id}`"
     if as_json:
         from spine.commands.output import emit, error_entry

@@ -70,8 +70,8 @@ def command(
 
     from spine import api
     from spine.base.errors import UsageError
+    from spine.base.process import sigterm_as_interrupt
     from spine.base.redact import redact_text
-    from spine.drive.loop import sigterm_as_interrupt
     from spine.landing.gate import echo_to_stderr
     from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
     from spine.model.config import CheckSpec

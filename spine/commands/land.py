@@ -61,8 +61,8 @@ def command(
 
     from spine import api
     from spine.base.errors import ExitCode, UsageError
+    from spine.base.process import sigterm_as_interrupt
     from spine.base.redact import redact_text
-    from spine.drive.loop import sigterm_as_interrupt
     from spine.drive.runs import parse_ref
     from spine.landing.land_report import junit_xml, render_table
     from spine.model.land import LandStrategy

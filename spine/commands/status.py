@@ -17,19 +17,17 @@ def command(run_ref: str | None, as_json: bool) -> int:
     is alive (continue it with `spine resume RUN`), and `complete` when every lane has a result.
     Never writes state.
     """
-    from spine.drive.runs import list_run_ids, parse_ref
-    from spine.views.status import render_run, render_run_list, run_view
+    from spine.drive.runs import parse_ref
+    from spine.views.status import render_run, render_run_list, run_list, run_view
     from spine.workspace.context import resolve_context
     from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     if run_ref is None:
-        views = [run_view(ctx, RunStore(ctx.state, rid).load()) for rid in list_run_ids(ctx)]
+        views = run_list(ctx)
         if as_json:
             from spine.commands.output import emit
 
-            for view in views:
-                view.pop("lanes")
             return emit({"runs": views})
         else:
             click.echo(render_run_list(views))

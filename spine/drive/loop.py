@@ -1,10 +1,13 @@
 """The drive loop: ask the scheduler what is ready, fire it, record the outcome, repeat.
 
-run.json is the loop's state. Before a step starts, the lane's ``currentStep`` is recorded; when it
-ends, the step is added to ``stepsDone`` (or, if it raised, the lane is halted with the reason and
-its state is left unadvanced). A step may send its lane back to an earlier step instead (the repair
-loop's ``validate`` returns ``execute``): the steps from there on leave ``stepsDone`` in the same
-write, so ``stepsDone`` always holds the steps done in the lane's current pass. ``spine run``,
+The run's state (``spine.workspace.store``) is the loop's truth. Before a step starts, the lane's
+``currentStep`` is recorded; when it ends, the step is added to ``stepsDone`` (or, if it raised, the
+lane is halted with the reason and its state is left unadvanced). A step may send its lane back to an
+earlier step instead (the repair loop's ``validate`` returns ``execute``): the steps from there on
+leave ``stepsDone`` in the same write, so ``stepsDone`` always holds the steps done in the lane's
+current pass. Each of these writes only that lane's record (and the records of lanes it changed), so
+recording a step costs the same in a run of one lane or five hundred; run.json is rewritten whole
+when the driver takes the run, recovers it, records cancel requests and lets go. ``spine run``,
 ``spine batch``, ``spine resume`` and ``spine step`` all use this loop; only the scheduler and
 ``max_steps`` differ.
 
@@ -34,16 +37,15 @@ import contextlib
 import os
 import signal
 import threading
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 
 from spine.backends.base import Sandbox
 from spine.backends.registry import require_usable
 from spine.base.errors import EnvironmentProblem, SpineError
 from spine.base.git import GitFailed, error_lines
 from spine.base.ids import now_iso
+from spine.base.process import sigterm_as_interrupt
 from spine.drive.attempts import stop_other_attempts, with_attempts
 from spine.drive.recovery import clear_cancel_requests, pending_cancel_requests, stop_stale_group
 from spine.drive.scheduler import BLOCK, PSEUDO_STEPS, Scheduler, first_failure, started, unmet_needs
@@ -79,23 +81,6 @@ def describe_error(exc: BaseException) -> tuple[str, list[str]]:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}", []
     return f"{type(exc).__name__}: {exc}", []
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while the loop runs, so both cancel lanes cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: types.FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class Driver:
@@ -271,7 +256,7 @@ class Driver:
             ) from final_exc
         lane.steps_done = [*(s for s in lane.steps if s != "finalize" and s in lane.steps_done), "finalize"]
         lane.current_step = None
-        self.store.save(self.run)
+        self.store.save_lane(self.run, lane.spec.id)
         if self.listener:
             self.listener(lane.spec.id, step, "halted")
 
@@ -293,10 +278,12 @@ class Driver:
             for other in stopped:
                 if other in self._runtimes:
                     self._runtimes[other].cancel.set()
+            for other in stopped:
+                self.store.save_lane(self.run, other)  # its cancel request
             if stopped:
                 self.store.event("attempts-stopped", lane_id, lanes=stopped)
         self.store.event("step-done", lane_id, **event)
-        self.store.save(self.run)
+        self.store.save_lane(self.run, lane_id)
         self._crash_point(lane_id, step, "done")
         if self.listener:
             self.listener(lane_id, step, "done")
@@ -309,7 +296,7 @@ class Driver:
             lane.status = LaneStatus.RUNNING
             if lane.facts.started_at is None:
                 lane.facts.started_at = lane.step_started_at
-        self.store.save(self.run)
+        self.store.save_lane(self.run, lane_id)
         self.store.event("step-started", lane_id, step=step)
         self._crash_point(lane_id, step, "begin")
         if self.listener:

@@ -19,7 +19,7 @@ from spine.lane.spec import stored_form
 from spine.model.result import LaneResult, LaneStatus
 from spine.model.state import LaneSpec, LaneState, RunState
 from spine.workspace.context import ExecutionContext
-from spine.workspace.store import RunStore, driver_info
+from spine.workspace.store import RunStore, driver_info, remember_finished
 
 if TYPE_CHECKING:
     from spine.drive.loop import StepListener
@@ -151,6 +151,8 @@ def drive_run(
             run.driver = None
             with contextlib.suppress(OSError):  # what could be written was; the error in flight says why
                 store.save(run)
+                if all(lane.complete for lane in run.lanes.values()):
+                    remember_finished(ctx.state, run.run_id, finished_summary(run))
     return run
 
 
@@ -163,6 +165,26 @@ def counted_lanes(run: RunState) -> list[LaneState]:
         for lane in run.lanes.values()
         if lane.spec.attempt_of not in decided or lane.spec.attempt_of is None
     ]
+
+
+def finished_summary(run: RunState) -> dict[str, object]:
+    """What ``spine status`` lists of a run whose every lane is complete, from its state alone."""
+    counts: dict[str, int] = {}
+    for lane in run.lanes.values():
+        counts[lane.status.value] = counts.get(lane.status.value, 0) + 1
+    return {
+        "runId": run.run_id,
+        "kind": run.kind,
+        "createdAt": run.created_at,
+        "state": "complete",
+        "complete": True,
+        "driven": False,
+        "jobs": run.jobs,
+        "failFast": run.fail_fast,
+        "counts": counts,
+        "exitCode": exit_code_for((lane.status for lane in run.lanes.values()), run),
+        "laneCount": len(run.lanes),
+    }
 
 
 def exit_code_for(statuses: Iterable[LaneStatus], run: RunState | None = None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from spine.base.ids import format_duration
@@ -68,6 +67,8 @@ def junit_xml(v: GateVerdict, skipped: Sequence[str] = ()) -> str:
     ``skipped`` names the checks the gate did not run (after a merge conflict): each is a test case
     marked skipped, so a CI report still lists it.
     """
+    import xml.etree.ElementTree as ET  # only for --junit
+
     suites = ET.Element("testsuites", name="spine gate")
     suite = ET.SubElement(suites, "testsuite", name=f"spine gate: {v.rev} into {v.into}")
     props = ET.SubElement(suite, "properties")

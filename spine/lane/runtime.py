@@ -210,7 +210,7 @@ class LaneRuntime:
     def remember_pgid(self, pgid: int) -> None:
         """Record the running command's process group so ``spine cancel`` and a resume can stop it."""
         self.lane.pgid = pgid
-        self.store.save(self.run)
+        self.store.save_lane(self.run, self.lane_id)
 
     def lane_env(self) -> dict[str, str]:
         """The environment the command and checks see: who they are, where they run.

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from spine.base.errors import UsageError
 from spine.base.ids import check_id, id_problem, slugify
 from spine.base.redact import MASK, looks_secret, register
-from spine.model.config import MAX_ATTEMPTS, MAX_ITERATIONS, PICK_RULES, CheckSpec, SpineConfig
+from spine.model.config import MAX_ATTEMPTS, MAX_ITERATIONS, PICK_RULES, CheckSpec, SpineConfig, check_name
 from spine.model.state import LANE_BASE_PREFIX, LaneSpec
 from spine.model.values import artifact_problem, ref_problem, text_problem, variable_name_problem
 
@@ -420,16 +420,6 @@ def _check(check: CheckSpec | str, taken: set[str], what: str) -> CheckSpec:
             f"{what}: the check command is empty", 'give a shell command, e.g. --check "make test"'
         )
     return CheckSpec(name=check_name(_text(check, what), taken), command=check)
-
-
-def check_name(command: str, taken: set[str]) -> str:
-    """A readable, unique name for a check given as a bare command."""
-    base = command.split()[0].rsplit("/", 1)[-1] if command.split() else "check"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    taken.add(name)
-    return name
 
 
 def _artifact(pattern: str, what: str) -> str:

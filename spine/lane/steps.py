@@ -255,7 +255,7 @@ def execute(rt: LaneRuntime) -> None:
         )
         rerun_of = rerun_of or head
     rt.lane.facts.execute_begun += 1
-    rt.store.save(rt.run)
+    rt.store.save_lane(rt.run, rt.lane_id)
     if not rt.in_place:
         _remember_refs(rt, wt)
     # A pass of the repair loop finds its feedback in the worktree, before a remote backend copies it.
@@ -351,21 +351,41 @@ def commit(rt: LaneRuntime) -> None:
     wt.git("add", "-A")
     excluded = _leave_out_setup_work(rt, wt)
     nested = _leave_out_nested_repositories(wt)
-    staged = wt.git("diff", "--cached", "--quiet", "--no-ext-diff", check=False)
+    # What is staged, as the stat of the commit it would make; exit 1 when anything is.
+    staged = wt.git(
+        "diff", "--cached", "--shortstat", "--exit-code", "--no-ext-diff", "--no-textconv", check=False
+    )
     if staged.returncode not in (0, 1):
-        raise GitFailed(["diff", "--cached", "--quiet"], staged.returncode, staged.stderr)
+        raise GitFailed(["diff", "--cached", "--shortstat"], staged.returncode, staged.stderr)
+    before = wt.head().sha
+    message = ""
     if staged.returncode == 1:
         if lane.facts.commit_token is None:
             # Recorded before the commit exists, so a redo after a crash still knows spine's commit.
             lane.facts.commit_token = secrets.token_hex(8)
-            rt.store.save(rt.run)
-        _git_commit(rt, wt, _commit_message(rt, lane.facts.commit_token))
+            rt.store.save_lane(rt.run, rt.lane_id)
+        message = _commit_message(rt, lane.facts.commit_token)
+        _git_commit(rt, wt, message)
+    invariants.append(_commit_invariant(excluded, nested, stale))
+    if before == lane.base_sha:
+        # The command made no commit of its own: the lane holds spine's commit (if anything was
+        # staged) on its base, and what git said of the staged changes is that commit's stat.
+        head_sha = wt.head().sha if message else before
+        if head_sha is None:
+            raise GitFailed(["commit"], 0, "the lane branch names no commit after committing")
+        lane.facts.commit = CommitFacts(
+            commits=[Commit(sha=head_sha, subject=_subject(message), made_by="spine")] if message else [],
+            head_sha=head_sha,
+            diff_stat=_parse_shortstat(staged.stdout) if message else DiffStat(),
+            excluded=excluded + nested,
+            invariants=invariants,
+        )
+        return
     commits = [
         Commit(sha=sha, subject=subject, made_by="spine" if by_spine else "command")
         for sha, subject, by_spine in _log_entries(rt, wt)
     ]
     head_sha = commits[-1].sha if commits else wt.out("rev-parse", "HEAD")
-    invariants.append(_commit_invariant(excluded, nested, stale))
     lane.facts.commit = CommitFacts(
         commits=commits,
         head_sha=head_sha,
@@ -444,6 +464,19 @@ def _refs_moved(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | None:
     )
 
 
+def _subject(message: str) -> str:
+    """The subject git shows of a commit with ``message`` (``%s``): its first paragraph, on one line."""
+    lines = [line.rstrip() for line in message.splitlines()]
+    while lines and not lines[0]:
+        lines.pop(0)
+    first: list[str] = []
+    for line in lines:
+        if not line:
+            break
+        first.append(line)
+    return " ".join(first)
+
+
 def _processes_invariant(rt: LaneRuntime) -> Invariant:
     ex = rt.lane.facts.execute
     if ex is None:
@@ -491,7 +524,7 @@ def _head_invariant(rt: LaneRuntime, wt: LaneWorktree) -> Invariant:
         return Invariant(name="head", status="ok", detail=f"still on {head.branch}")
     branch = lane.branch or ""
     if head.branch == branch:
-        if not repo.is_ancestor(lane.base_sha, head.sha):
+        if head.sha != lane.base_sha and not repo.is_ancestor(lane.base_sha, head.sha):
             return Invariant(
                 name="head",
                 status="violated",
@@ -710,7 +743,13 @@ def _git_commit(rt: LaneRuntime, wt: LaneWorktree, message: str) -> None:
 def _diff_stat(wt: LaneWorktree, base: str, head: str) -> DiffStat:
     if base == head:
         return DiffStat()
-    out = wt.git("diff", "--shortstat", "--no-ext-diff", "--no-textconv", base, head).stdout
+    return _parse_shortstat(
+        wt.git("diff", "--shortstat", "--no-ext-diff", "--no-textconv", base, head).stdout
+    )
+
+
+def _parse_shortstat(out: str) -> DiffStat:
+    """``N files changed, N insertions(+), N deletions(-)`` as a DiffStat."""
     numbers = {"file": 0, "insertion": 0, "deletion": 0}
     for part in out.split(","):
         words = part.split()

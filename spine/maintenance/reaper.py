@@ -10,10 +10,20 @@ the one liveness check.
 A dirty worktree is never deleted as is: its state (tracked changes, deletions and untracked files,
 not ignored ones) is committed to ``refs/spine/recovered/...`` first. A lane branch with commits the
 target does not contain is kept unless the caller asks to prune branches.
+
+What gc examines does not grow with history. Branch tips come from one ``git for-each-ref`` and
+"is it in the target" from one ``for-each-ref --merged`` per target commit, never a git process per
+branch. A finished run that gc cleaned up completely is remembered (``StatePaths.reaped_runs``: its
+lanes, their branches, and the stamps of its run.json and result files); the next gc plans it from
+that record, without reading its state, while those stamps still match, nobody drives it and none of
+its worktrees has come back. A finished run gc reads without a summary for ``spine status``
+(one an older spine made) gets one (``spine.workspace.store.remember_finished``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +32,25 @@ from pathlib import Path
 from typing import Any
 
 from spine.base.errors import SpineError
+from spine.base.files import atomic_write_text
 from spine.base.liveness import run_is_driven
 from spine.drive.recovery import close_dead_run, record_worktree_removed
 from spine.workspace import worktrees as wt_ops
-from spine.workspace.context import ExecutionContext, attempt_refs_of_run, lane_branch, parse_lane_branch
-from spine.workspace.store import RunStore, StateTooNew
+from spine.workspace.context import (
+    LANE_BRANCH_PREFIX,
+    ExecutionContext,
+    attempt_refs_of_run,
+    lane_branch,
+    parse_lane_branch,
+)
+from spine.workspace.store import (
+    RunStore,
+    StateTooNew,
+    file_stamp,
+    finished_summaries,
+    read_run,
+    remember_finished,
+)
 from spine.workspace.worktrees import GitWorktree
 
 
@@ -84,6 +108,12 @@ class Reaper:
         self.retention_days = retention_days
         self.findings: list[Finding] = []
         self._claimed: set[Path] = set()
+        self._tips: dict[str, str] | None = None  # lane branch name -> its tip
+        self._merged: dict[str, set[str]] = {}  # target commit -> lane branches it contains
+        self._targets: dict[str, str] = {}  # target ref -> its commit now
+        self._remembered: dict[str, dict[str, Any]] = {}  # run id -> what an earlier gc recorded
+        self._examined: dict[str, tuple[dict[str, Any], int, int]] = {}  # run id -> (record, findings)
+        self._summaries: dict[str, tuple[list[int], dict[str, object]]] = {}  # finished runs read
 
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
@@ -92,35 +122,103 @@ class Reaper:
         from spine.drive.runs import list_run_ids
 
         self.findings = []
+        self._tips, self._merged, self._targets, self._examined, self._summaries = None, {}, {}, {}, {}
+        self._remembered = _read_reaped(self.ctx)
         worktrees = {wt.path: wt for wt in wt_ops.list_worktrees(self.ctx.git)}
         run_ids = list_run_ids(self.ctx)
         for run_id in run_ids:
-            self._plan_run(run_id, worktrees)
+            first = len(self.findings)
+            known = self._remembered.get(run_id)
+            if known is not None and self._plan_remembered(run_id, known, worktrees):
+                self._examined[run_id] = (known, first, len(self.findings))
+                continue
+            record = self._plan_run(run_id, worktrees)
+            if record is not None:
+                self._examined[run_id] = (record, first, len(self.findings))
         self._plan_orphans(worktrees)
         self._plan_pool()
         self._plan_gate_worktrees(worktrees)
         self._plan_orphan_branches(set(run_ids))
         return self.findings
 
+    # -- what git says of lane branches, asked once for all of them
+
+    def _branch_tips(self) -> dict[str, str]:
+        if self._tips is None:
+            tips = self.ctx.git.ref_tips(f"refs/heads/{LANE_BRANCH_PREFIX}")
+            self._tips = {ref.removeprefix("refs/heads/"): sha for ref, sha in tips.items()}
+        return self._tips
+
+    def _target_sha(self, target_ref: str) -> str:
+        if target_ref not in self._targets:
+            self._targets[target_ref] = self.ctx.git.resolve_commit(target_ref) or self.ctx.refs.target_sha
+        return self._targets[target_ref]
+
+    def _in_target(self, branch: str, tip: str, target_sha: str) -> bool:
+        if not branch.startswith(LANE_BRANCH_PREFIX):
+            return self.ctx.git.is_ancestor(tip, target_sha)
+        if target_sha not in self._merged:
+            merged = self.ctx.git.ref_tips(f"refs/heads/{LANE_BRANCH_PREFIX}", merged_into=target_sha)
+            self._merged[target_sha] = {ref.removeprefix("refs/heads/") for ref, _ in merged.items()}
+        return branch in self._merged[target_sha]
+
     # -- runs
 
-    def _plan_run(self, run_id: str, worktrees: dict[Path, GitWorktree]) -> None:
+    def _plan_remembered(
+        self, run_id: str, known: dict[str, Any], worktrees: dict[Path, GitWorktree]
+    ) -> bool:
+        """Plan a run an earlier gc cleaned up from its record; False when the record is no longer
+        true of it (or the run is past retention), and the run must be read."""
+        ctx = self.ctx
+        try:
+            lanes: dict[str, dict[str, Any]] = known["lanes"]
+            if known["runJson"] != file_stamp(ctx.state.run_file(run_id)):
+                return False
+            if self.retention_days is not None and _age_days(known["createdAt"]) > self.retention_days:
+                return False
+            paths = [ctx.lane_worktree(run_id, lane_id) for lane_id in lanes]
+            if any(path in worktrees or path.exists() for path in paths):
+                return False
+            if run_is_driven(ctx.state.driver_lock(run_id)):
+                return False
+            target_ref = str(known["targetRef"])
+            promoted = {}
+            for lane_id, lane in lanes.items():
+                if lane.get("branch"):
+                    stamp = file_stamp(ctx.state.result_file(run_id, lane_id))
+                    promoted[lane_id] = (
+                        bool(lane.get("promoted"))
+                        if stamp == lane.get("result")
+                        else self._promoted(run_id, lane_id)
+                    )
+        except (KeyError, TypeError, AttributeError):
+            return False  # a record this spine did not write
+        self._claimed.update(paths)
+        target_sha = self._target_sha(target_ref)
+        for lane_id, lane in lanes.items():
+            if lane.get("branch"):
+                self._plan_branch(str(lane["branch"]), target_sha, target_ref, promoted=promoted[lane_id])
+        return True
+
+    def _plan_run(self, run_id: str, worktrees: dict[Path, GitWorktree]) -> dict[str, Any] | None:
+        """Plan one run from its state; return what to remember of it should gc leave it clean."""
         ctx = self.ctx
         run_dir = ctx.state.run_dir(run_id)
         for lane_id in _lane_dirs(ctx, run_id):
             self._claimed.add(ctx.lane_worktree(run_id, lane_id))
+        stamp = file_stamp(ctx.state.run_file(run_id))
         try:
-            run = RunStore(ctx.state, run_id).load()
+            run = read_run(ctx.state, run_id)
         except (SpineError, OSError) as exc:  # an unreadable run.json: report, touch nothing of that run
             text = exc.message if isinstance(exc, SpineError) else str(exc)
             why = "a newer spine wrote it" if isinstance(exc, StateTooNew) else "cannot read its run.json"
             self.add(Finding("run", run_id, "skip", f"{why} ({text}); left alone"))
-            return
+            return None
         for lane_id in run.lanes:
             self._claimed.add(ctx.lane_worktree(run_id, lane_id))
         if run_is_driven(ctx.state.driver_lock(run_id)):
             self.add(Finding("run", run_id, "skip", "a spine process is driving it", run_id=run_id))
-            return
+            return None
         finished = all(lane.complete for lane in run.lanes.values())
         dead = run.driver is not None and not finished
         expired = self.retention_days is not None and _age_days(run.created_at) > self.retention_days
@@ -135,25 +233,38 @@ class Reaper:
                     run_id=run_id,
                 )
             )
-            return
+            return None
         why = (
             "its run finished"
             if finished
             else ("its driver is dead" if dead else "the run is past retention")
         )
-        target_sha = ctx.git.resolve_commit(run.target_ref) or ctx.refs.target_sha
+        if finished and not expired and stamp is not None:
+            from spine.drive.runs import finished_summary
+
+            self._summaries[run_id] = (stamp, finished_summary(run))
+        target_sha = self._target_sha(run.target_ref)
+        record: dict[str, Any] = {
+            "runJson": stamp,
+            "createdAt": run.created_at,
+            "targetRef": run.target_ref,
+            "lanes": {},
+        }
         for lane_id, lane in run.lanes.items():
             expected = ctx.lane_worktree(run_id, lane_id)
+            remembered: dict[str, Any] = {"branch": None}
+            record["lanes"][lane_id] = remembered
             if dead and lane.pgid and lane.worktree:
                 self._plan_orphan_processes(run_id, lane.pgid, Path(lane.worktree))
             if lane.worktree is not None and Path(lane.worktree) != expected:
                 continue  # an in-place lane ran in the user's own checkout: nothing of spine's to remove
             self._plan_lane_worktree(run_id, lane_id, lane.base_sha, expected, worktrees.get(expected), why)
             branch = lane_branch(run_id, lane_id)
-            if lane.branch == branch or (lane.branch is None and ctx.git.branch_exists(branch)):
-                self._plan_branch(
-                    branch, target_sha, run.target_ref, promoted=self._promoted(run_id, lane_id)
-                )
+            if lane.branch == branch or (lane.branch is None and branch in self._branch_tips()):
+                result_stamp = file_stamp(ctx.state.result_file(run_id, lane_id))
+                promoted = self._promoted(run_id, lane_id)
+                remembered.update(branch=branch, promoted=promoted, result=result_stamp)
+                self._plan_branch(branch, target_sha, run.target_ref, promoted=promoted)
         if dead:
             self.add(
                 Finding(
@@ -180,6 +291,7 @@ class Reaper:
                     "run", run_id, "delete", f"older than the retention ({days:g} days)", delete_run, run_id
                 )
             )
+        return record if finished and not expired else None
 
     def _plan_orphan_processes(self, run_id: str, pgid: int, worktree: Path) -> None:
         """A dead driver's command may still run: its group is killed before its worktree goes."""
@@ -207,8 +319,6 @@ class Reaper:
     def _promoted(self, run_id: str, lane_id: str) -> bool:
         path = self.ctx.state.result_file(run_id, lane_id)
         try:
-            import json
-
             return bool(json.loads(path.read_text(encoding="utf-8")).get("promotion"))
         except (OSError, ValueError):
             return False
@@ -277,7 +387,11 @@ class Reaper:
 
     def _plan_branch(self, branch: str, target_sha: str, target_ref: str, *, promoted: bool) -> None:
         ctx = self.ctx
-        tip = ctx.git.branch_sha(branch)
+        tip = (
+            self._branch_tips().get(branch)
+            if branch.startswith(LANE_BRANCH_PREFIX)
+            else ctx.git.branch_sha(branch)
+        )
         if tip is None:
             return
         ref_lock = ctx.git.branch_lock_file(branch)
@@ -291,7 +405,7 @@ class Reaper:
                     _unlink(ref_lock),
                 )
             )
-        if ctx.git.is_ancestor(tip, target_sha):
+        if self._in_target(branch, tip, target_sha):
             reason = f"everything on it is in {target_ref}"
         elif promoted:
             reason = "it was landed with `spine promote`, as its result records"
@@ -403,8 +517,7 @@ class Reaper:
 
     def _plan_orphan_branches(self, run_ids: set[str]) -> None:
         ctx = self.ctx
-        for ref in ctx.git.refs_matching("refs/heads/spine/"):
-            branch = ref.removeprefix("refs/heads/")
+        for branch in sorted(self._branch_tips()):
             parsed = parse_lane_branch(branch)
             if parsed is None or parsed[0] in run_ids:
                 continue
@@ -422,7 +535,32 @@ class Reaper:
             return self.plan()
         with wt_ops.worktrees_lock(self.ctx, "spine gc"):
             self.plan()
-            return self.apply()
+            self.apply()
+            self._remember_clean_runs()
+            return self.findings
+
+    def _remember_clean_runs(self) -> None:
+        """Record the finished runs that this gc left with nothing to do, for the next gc to skip.
+
+        A run qualifies when nothing of it was skipped and everything planned for it was done; a
+        branch kept for its unlanded commits does not stop it (the next gc looks at it again from
+        its tip). Runs that are gone are forgotten."""
+        listed = finished_summaries(self.ctx.state)
+        for run_id, (stamp, summary) in self._summaries.items():
+            if run_id in listed and listed[run_id][0] == stamp:
+                continue
+            with contextlib.suppress(OSError):  # a finished run an older spine made: list it cheaply
+                remember_finished(self.ctx.state, run_id, summary, stamp)
+        reaped: dict[str, Any] = {}
+        for run_id, (record, first, end) in self._examined.items():
+            mine = self.findings[first:end]
+            if any(f.action == "skip" or f.error or (f.apply is not None and f.done is None) for f in mine):
+                continue
+            reaped[run_id] = record
+        if reaped == self._remembered:
+            return
+        with contextlib.suppress(OSError):  # only a cache: the next gc reads the runs again
+            atomic_write_text(self.ctx.state.reaped_runs, json.dumps({"version": 1, "runs": reaped}) + "\n")
 
     def apply(self) -> list[Finding]:
         """Carry out the plan, one finding at a time; a failure is recorded and the rest goes on."""
@@ -438,6 +576,16 @@ class Reaper:
             except (SpineError, OSError) as exc:
                 finding.error = exc.message if isinstance(exc, SpineError) else str(exc)
         return self.findings
+
+
+def _read_reaped(ctx: ExecutionContext) -> dict[str, dict[str, Any]]:
+    """What earlier gcs remembered of finished runs they cleaned up (empty when unreadable)."""
+    try:
+        data = json.loads(ctx.state.reaped_runs.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    runs = data.get("runs") if isinstance(data, dict) and data.get("version") == 1 else None
+    return {k: v for k, v in runs.items() if isinstance(v, dict)} if isinstance(runs, dict) else {}
 
 
 def _lane_dirs(ctx: ExecutionContext, run_id: str) -> list[str]:

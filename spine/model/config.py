@@ -477,3 +477,13 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def check_name(command: str, taken: set[str]) -> str:
+    """A readable, unique name for a check given as a bare command."""
+    base = command.split()[0].rsplit("/", 1)[-1] if command.split() else "check"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name

@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from spine.model.operators import OpBinding
 
 STATE_VERSION = 3
-"""The run.json format written by this spine. 1: facts were an untyped mapping. 2: lanes with
-attempts and the repair loop did not exist (a spine of version 2 would run a lane with attempts as a
-lane of its own)."""
+"""The state format written by this spine. 1: facts were an untyped mapping. 2: typed facts, run.json
+alone. 3: lanes with attempts and the repair loop (a spine of version 2 would run a lane with
+attempts as a lane of its own), and lane records under ``lane-state/`` that may be newer than
+run.json (``spine.workspace.store``); a spine that reads run.json alone would miss them, so it must
+refuse this version."""
 
 LANE_BASE_PREFIX = "lane:"
 """A lane base of the form ``lane:ID`` starts the lane from lane ID's result (stacked lanes)."""
@@ -183,13 +185,14 @@ class RunState(_State):
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """Convert run.json data of an older state version to this one (a no-op for the current one)."""
-    if data.get("schemaVersion", 1) == 1:
+    data.setdefault("schemaVersion", 1)
+    if data["schemaVersion"] == 1:
         for lane in (data.get("lanes") or {}).values():
             if isinstance(lane, dict):
                 _upgrade_lane_v1(lane)
         data["schemaVersion"] = 2
     if data["schemaVersion"] == 2:
-        data["schemaVersion"] = 3  # version 3 only added fields
+        data["schemaVersion"] = 3  # the same run.json with fields added; newer lane state may live beside it
     return data
 
 

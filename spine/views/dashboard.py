@@ -147,7 +147,8 @@ class Dashboard:
         return last_line(b"\n".join(lines))
 
     def fingerprint(self) -> str:
-        """Changes whenever a run's files change: run.json, its journal, the logs of unfinished lanes."""
+        """Changes whenever a run's files change: run.json, its lane journals, its events, the logs of
+        unfinished lanes."""
         parts: list[str] = []
         paths = [self.ctx.state.run_index]
         with self._active_lock:
@@ -159,6 +160,11 @@ class Dashboard:
             names = []
         for run_id in names:
             paths += [self.ctx.state.run_file(run_id), self.ctx.state.events_file(run_id)]
+            try:  # a driven run records its steps in its lanes' journals, not in run.json
+                journals = self.ctx.state.lane_states_dir(run_id)
+                paths += sorted(journals / name for name in os.listdir(journals))
+            except OSError:
+                pass
             paths += [self.ctx.state.log_file(run_id, lane_id) for lane_id in active.get(run_id, [])]
         for path in paths:
             try:

@@ -179,7 +179,7 @@ def _debug_packet(
 
 
 def _attempts(ctx: ExecutionContext, run_id: str, lane_id: str, result: LaneResult | None) -> list[Attempt]:
-    """Earlier attempts kept by ``spine resume --retry``, oldest first, then the current one."""
+    """Earlier tries kept by ``spine resume --retry``, oldest first, then the current one."""
     folder = ctx.state.attempts_dir(run_id, lane_id)
     found: list[Attempt] = []
     if folder.is_dir():
@@ -188,14 +188,12 @@ def _attempts(ctx: ExecutionContext, run_id: str, lane_id: str, result: LaneResu
             path = ctx.state.attempt_result_file(run_id, lane_id, number)
             try:
                 found.append(
-                    Attempt(
-                        f"attempt {number}", LaneResult.model_validate_json(path.read_text(encoding="utf-8"))
-                    )
+                    Attempt(f"try {number}", LaneResult.model_validate_json(path.read_text(encoding="utf-8")))
                 )
             except (OSError, ValueError):
                 continue
     if found and result is not None:
-        found.append(Attempt(f"attempt {len(found) + 1} (current)", result))
+        found.append(Attempt(f"try {len(found) + 1} (current)", result))
     return found
 
 

@@ -14,11 +14,12 @@ import click
 
 from spine.base.ids import format_duration
 from spine.base.liveness import run_is_driven
-from spine.drive.runs import exit_code_for
+from spine.drive.runs import exit_code_for, list_run_ids
 from spine.drive.scheduler import started
 from spine.model.result import LaneResult, LaneStatus
 from spine.model.state import LaneState, RunState
 from spine.workspace.context import ExecutionContext
+from spine.workspace.store import file_stamp, finished_summaries, read_run
 
 STATUS_ORDER = ("succeeded", "failed", "blocked", "canceled", "running", "interrupted", "planned")
 COLORS = {
@@ -119,8 +120,36 @@ def run_view(ctx: ExecutionContext, run: RunState) -> dict[str, Any]:
         "failFast": run.fail_fast,
         "counts": {k: counts[k] for k in STATUS_ORDER if k in counts},
         "exitCode": exit_code_for((lane.status for lane in run.lanes.values()), run) if complete else None,
+        "laneCount": len(lanes),
         "lanes": lanes,
     }
+
+
+def run_list(ctx: ExecutionContext) -> list[dict[str, Any]]:
+    """Every run's view without its lanes, oldest first, as ``spine status`` lists them.
+
+    A finished run is listed from the summary its driver left when it finished
+    (``spine.workspace.store.remember_finished``) while run.json is still the file that summary was
+    made from and nobody drives the run; only the other runs are read. So the list costs about the
+    same with a thousand finished runs as with one.
+    """
+    remembered = finished_summaries(ctx.state)
+    views = []
+    for run_id in list_run_ids(ctx):
+        known = remembered.get(run_id)
+        if (
+            known is not None
+            and known[0] == file_stamp(ctx.state.run_file(run_id))
+            and not run_is_driven(ctx.state.driver_lock(run_id))
+        ):
+            summary = known[1]
+            counts = summary.get("counts", {})
+            view = {**summary, "counts": {k: counts[k] for k in STATUS_ORDER if k in counts}}
+        else:
+            view = run_view(ctx, read_run(ctx.state, run_id))
+            view.pop("lanes")
+        views.append(view)
+    return views
 
 
 def format_counts(counts: dict[str, int]) -> str:
@@ -172,7 +201,7 @@ def render_run_list(views: list[dict[str, Any]]) -> str:
     for view in views:
         rows.append(
             f"{view['runId'].ljust(width)}  {view['kind'].ljust(5)}  {view['state'].ljust(11)}  "
-            f"{len(view['lanes'])} lane{'s' if len(view['lanes']) != 1 else ' '}  {format_counts(view['counts'])}"
+            f"{view['laneCount']} lane{'s' if view['laneCount'] != 1 else ' '}  {format_counts(view['counts'])}"
         )
     return "\n".join(rows)
 

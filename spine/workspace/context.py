@@ -175,6 +175,23 @@ class StatePaths:
     def events_file(self, run_id: str) -> Path:
         return self.runs / run_id / "events.jsonl"
 
+    def lane_states_dir(self, run_id: str) -> Path:
+        """Lane state newer than run.json, one journal per lane (``spine.workspace.store``)."""
+        return self.runs / run_id / "lane-state"
+
+    def lane_state_file(self, run_id: str, lane_id: str) -> Path:
+        return self.lane_states_dir(run_id) / f"{lane_id}.jsonl"
+
+    @property
+    def finished_runs(self) -> Path:
+        """One JSON line per finished run: its summary, for listing runs without reading each one."""
+        return self.root / "finished-runs.jsonl"
+
+    @property
+    def reaped_runs(self) -> Path:
+        """What ``spine gc`` last found of each finished run it had cleaned up (``spine.maintenance.reaper``)."""
+        return self.root / "reaped-runs.json"
+
     def driver_lock(self, run_id: str) -> Path:
         """The flock a run's driver holds (``spine.base.liveness``)."""
         return self.runs / run_id / "driver.lock"

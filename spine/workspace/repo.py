@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spine.base.errors import UsageError
@@ -27,6 +27,10 @@ class Repository:
 
     common_dir: Path
     primary_checkout: Path
+    # Whether git has an identity of the user's, asked once per Repository (a batch commits often).
+    _has_identity: dict[tuple[str | None, str | None], bool] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def run(
         self,
@@ -98,6 +102,18 @@ class Repository:
         """Full names of the refs ``git for-each-ref PATTERN`` lists, sorted by name."""
         return self.out("for-each-ref", "--sort=refname", "--format=%(refname)", pattern).split()
 
+    def ref_tips(self, pattern: str, *, merged_into: str | None = None) -> dict[str, str]:
+        """Full ref name -> commit of the refs ``git for-each-ref PATTERN`` lists, in one git process;
+        with ``merged_into``, only those whose tip is that commit or one of its ancestors."""
+        args = ["for-each-ref", "--format=%(refname) %(objectname)"]
+        if merged_into is not None:
+            args.append(f"--merged={merged_into}")
+        tips = {}
+        for line in self.out(*args, pattern).splitlines():
+            ref, _, sha = line.partition(" ")
+            tips[ref] = sha
+        return tips
+
     def delete_ref(self, ref: str, old: str | None = None) -> bool:
         """Delete ``ref`` (only if it still points at ``old``, when given); True when it was deleted."""
         args = ["update-ref", "-d", ref] + ([old] if old else [])
@@ -167,7 +183,11 @@ class Repository:
             env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = email
         if name and email:
             return env
-        if self.run("var", "GIT_COMMITTER_IDENT", env=env, check=False).returncode == 0:
+        key = (name, email)
+        if key not in self._has_identity:
+            found = self.run("var", "GIT_COMMITTER_IDENT", env=env, check=False).returncode == 0
+            self._has_identity[key] = found
+        if self._has_identity[key]:
             return env
         env.setdefault("GIT_AUTHOR_NAME", FALLBACK_NAME)
         env.setdefault("GIT_COMMITTER_NAME", FALLBACK_NAME)

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spine.base.errors import EnvironmentProblem
+from spine.base.files import atomic_write_text
 from spine.base.git import GitFailed, git
 from spine.base.locks import hold
 from spine.workspace.context import ExecutionContext, recovery_ref
@@ -151,7 +153,9 @@ class LaneWorktree:
             return Head(None, None)
         if text.startswith("ref: "):
             ref = text.removeprefix("ref: ")
-            sha = self.git("rev-parse", "--verify", "-q", ref, check=False).stdout.strip() or None
+            sha = read_loose_ref(common_dir_of(self.git_dir), ref)
+            if sha is None:  # packed, in a reftable, or absent: ask git
+                sha = self.git("rev-parse", "--verify", "-q", ref, check=False).stdout.strip() or None
             return Head(ref.removeprefix("refs/heads/"), sha)
         return Head(None, text or None)
 
@@ -180,6 +184,23 @@ class LaneWorktree:
             except OSError:
                 found[str(path)] = "absent"
         return found
+
+    def detach_at(self, sha: str) -> None:
+        """Detach HEAD at ``sha`` (the index and files are left as they are).
+
+        HEAD of a linked worktree is a file in its registered git dir; it is replaced atomically
+        with the commit's name, as ``git update-ref --no-deref`` would (without a reflog entry). A
+        repository whose refs git keeps in a reftable has no such file; git does it there."""
+        head = self.git_dir / "HEAD"
+        try:
+            current = head.read_text(encoding="utf-8").strip()
+        except OSError:
+            current = ""
+        plain_file = current.startswith("ref: refs/heads/") or _HEX.fullmatch(current) is not None
+        if not plain_file or current == "ref: refs/heads/.invalid" or not _HEX.fullmatch(sha):
+            self.git("update-ref", "--no-deref", "-m", "spine: detached", "HEAD", sha)
+            return
+        atomic_write_text(head, sha + "\n", redact=False, durable=False)  # git does not fsync it either
 
     def problem(self, repo: Repository) -> str | None:
         """Why this is no longer the lane's worktree, or None when it still is."""
@@ -214,6 +235,33 @@ class LaneWorktree:
                 f"the worktree's .git file was rewritten: it points to {target[:200]!r}, not {self.git_dir}"
             )
         return None
+
+
+_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def common_dir_of(git_dir: Path) -> Path:
+    """The common git dir of a (linked worktree's) git dir, from its ``commondir`` file."""
+    try:
+        text = (git_dir / "commondir").read_text(encoding="utf-8").strip()
+    except OSError:
+        return git_dir
+    return Path(os.path.normpath(git_dir / text))
+
+
+def read_loose_ref(common_dir: Path, ref: str) -> str | None:
+    """The commit a ref stored as a loose file names, read without starting git; None when it is not
+    stored that way (packed, kept in a reftable, a symbolic ref, or absent): ask git then.
+
+    git replaces a loose ref file by renaming a lock file over it, so the read sees the old or the new
+    commit, never a mix."""
+    if not ref.startswith("refs/") or ".." in ref:
+        return None
+    try:
+        text = (common_dir / ref).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if _HEX.fullmatch(text) else None
 
 
 def _same_path(base: Path, written: str, expected: Path) -> bool:
@@ -513,36 +561,46 @@ def _ancestors() -> set[int]:
 def processes_inside(worktree: Path, markers: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
     """(pid, command line) of live processes working inside ``worktree``, or carrying every variable
     of ``markers`` (e.g. the lane's ``SPINE_RUN_ID`` and ``SPINE_LANE_ID``) in their environment."""
-    proc_root = Path("/proc")
-    if not proc_root.is_dir():
+    if not os.path.isdir("/proc"):
         return []
     root = os.path.realpath(worktree)
     wanted = [f"{k}={v}".encode() for k, v in (markers or {}).items()]
     mine = _ancestors()
     found = []
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine:
+    # One pass over /proc with plain strings (this runs twice per lane). The working directory is
+    # read first: a zombie has none, and only a process that is a candidate has its state read.
+    for entry in os.scandir("/proc"):
+        name = entry.name
+        if not name.isdigit() or int(name) in mine:
             continue
+        base = entry.path
         try:
-            fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
-            if fields[0] in (b"Z", b"X"):
-                continue
-            cwd = os.readlink(entry / "cwd")
-        except (OSError, IndexError):
-            continue
-        inside = cwd == root or cwd.startswith(root + os.sep)
+            cwd = os.readlink(base + "/cwd")
+        except OSError:
+            cwd = ""  # gone, a zombie, or not ours to read: only its environment can tell
+        inside = bool(cwd) and (cwd == root or cwd.startswith(root + os.sep))
         if not inside and wanted:
             try:
-                environ = (entry / "environ").read_bytes().split(b"\0")
+                with open(base + "/environ", "rb") as handle:
+                    environ = handle.read().split(b"\0")
             except OSError:
                 environ = []
             inside = all(w in environ for w in wanted)
-        if inside:
-            try:
-                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            except OSError:
-                argv = "?"
-            found.append((int(entry.name), argv.strip()[:300] or "?"))
+        if not inside:
+            continue
+        try:
+            with open(base + "/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state in (b"Z", b"X"):
+            continue
+        try:
+            with open(base + "/cmdline", "rb") as handle:
+                argv = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            argv = "?"
+        found.append((int(name), argv.strip()[:300] or "?"))
     return found
 
 
@@ -669,33 +727,73 @@ def take(
                     raise NotPristine(f"pooled worktree {slot_path} is not the worktree git registered")
                 note = ctx.state.pool_slot_note(slot_path.name)
                 came_from = note.read_text(encoding="utf-8").strip() if note.is_file() else None
-                cleaned = _make_pristine(
-                    ctx, lane, base_sha, keep=backend is not None and came_from == backend
-                )
+                keep = backend is not None and came_from == backend
+                cleaned = _make_pristine(ctx, lane, base_sha, branch, keep=keep)
+            except BranchExists:
+                # Most likely a lane being redone: the worktree stays pooled, untouched, and the
+                # caller reconciles the branch the way it does without a pool.
+                return None
             except (GitFailed, NotPristine):
                 _discard(ctx, slot_path)
+                repo.delete_ref(f"refs/heads/{branch}", base_sha)  # if the checkout made it
                 continue
             with worktrees_lock(ctx, "taking a pooled worktree"):
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                moved = repo.run(*SAFE_CONFIG, "worktree", "move", str(slot_path), str(dest), check=False)
-            if moved.returncode != 0:
-                continue  # e.g. another file system; the worktree stays pooled and pristine
+                moved = _move(repo, lane, dest)
+            if not moved:
+                # e.g. another file system; the worktree stays pooled, detached, and the branch goes
+                lane.detach_at(base_sha)
+                repo.delete_ref(f"refs/heads/{branch}", base_sha)
+                continue
             ctx.state.pool_slot_lock(slot_path.name).unlink(missing_ok=True)
             ctx.state.pool_slot_note(slot_path.name).unlink(missing_ok=True)
-        lane = LaneWorktree(path=dest, git_dir=lane.git_dir)
-        # `switch -c` to the commit already checked out touches neither index nor files (`checkout -b`
-        # would refresh the whole index).
-        switched = lane.git("switch", "-q", "-c", branch, check=False)
-        if switched.returncode != 0:
-            # Most likely the branch exists (a lane being redone): hand the worktree back untouched
-            # and let the caller reconcile the branch the way it does without a pool.
-            if not give_back(ctx, lane, backend):
-                _discard(ctx, dest)
-            return None
         return Taken(
-            worktree=lane, slot=slot_path.name, cleaned=cleaned, seconds=time.perf_counter() - started
+            worktree=LaneWorktree(path=dest, git_dir=lane.git_dir),
+            slot=slot_path.name,
+            cleaned=cleaned,
+            seconds=time.perf_counter() - started,
         )
     return None
+
+
+def _move(repo: Repository, lane: LaneWorktree, dest: Path) -> bool:
+    """Move a linked worktree to ``dest`` (which must not exist); True when it moved. Call under the
+    ``worktrees`` lock.
+
+    What ``git worktree move`` does for a worktree without submodules is a rename and rewriting the
+    path git recorded for it (``gitdir`` in its registered git dir, an absolute path); spine does that
+    itself, sparing a git process a move, and lets git do it whenever the worktree is not that plain
+    case (relative paths, a lock, submodules)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    record = lane.git_dir / "gitdir"
+    try:
+        recorded = record.read_text(encoding="utf-8").strip()
+        dotgit = (lane.path / ".git").read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    plain = (
+        os.path.isabs(recorded)
+        and dotgit.startswith("gitdir: ")
+        and os.path.isabs(dotgit.removeprefix("gitdir: "))
+        and not (lane.git_dir / "locked").exists()
+        and not (lane.path / ".gitmodules").exists()
+        and not os.path.lexists(dest)
+    )
+    if not plain:
+        return (
+            repo.run(*SAFE_CONFIG, "worktree", "move", str(lane.path), str(dest), check=False).returncode == 0
+        )
+    try:
+        os.rename(lane.path, dest)
+    except OSError:
+        return False
+    try:
+        atomic_write_text(
+            record, os.path.join(os.path.realpath(dest), ".git") + "\n", redact=False, durable=False
+        )
+    except OSError:
+        os.rename(dest, lane.path)
+        return False
+    return True
 
 
 def give_back(ctx: ExecutionContext, lane: LaneWorktree, backend: str | None = None) -> bool:
@@ -721,12 +819,11 @@ def give_back(ctx: ExecutionContext, lane: LaneWorktree, backend: str | None = N
             try:
                 if head.sha is None:
                     return False
-                lane.git(
-                    "update-ref", "--no-deref", "-m", "spine: returned to the worktree pool", "HEAD", head.sha
-                )
-                repo.run(*SAFE_CONFIG, "worktree", "move", str(lane.path), str(dest))
-            except GitFailed:
-                return False  # a locked worktree, one with submodules: it stays where it is
+                lane.detach_at(head.sha)
+                if not _move(repo, lane, dest):
+                    return False  # a locked worktree, one with submodules: it stays where it is
+            except (GitFailed, OSError):
+                return False
             if backend is not None:
                 ctx.state.pool_slot_note(slot).write_text(backend + "\n", encoding="utf-8")
             if lane.path.parent.parent == ctx.workspace.worktree_root:
@@ -762,20 +859,32 @@ def forget_free_slot_locks(ctx: ExecutionContext) -> None:
                     lock.unlink(missing_ok=True)
 
 
-def _make_pristine(ctx: ExecutionContext, lane: LaneWorktree, base_sha: str, *, keep: bool = True) -> bool:
-    """Bring ``lane`` to ``base_sha`` with nothing else in it but the keep-list; True if files had
-    to be removed. Raises ``NotPristine`` (or ``GitFailed``) when that cannot be shown.
+class BranchExists(Exception):
+    """The lane's branch exists already; a pooled worktree was not touched."""
+
+
+def _make_pristine(
+    ctx: ExecutionContext, lane: LaneWorktree, base_sha: str, branch: str, *, keep: bool = True
+) -> bool:
+    """Bring ``lane`` to ``base_sha`` on a new ``branch`` with nothing else in it but the keep-list;
+    True if files had to be removed. The keep-list is kept only with ``keep``. Raises ``BranchExists`` when the branch exists (nothing was
+    changed), ``NotPristine`` (or ``GitFailed``) when a clean worktree cannot be shown.
 
     A forced checkout makes HEAD, index and every tracked file equal to the base (it exits non-zero
-    otherwise), rewriting only the files whose stat data or content differs; ``clean`` removes every
-    untracked and ignored file except the keep-list, by git's own pattern rules. When it removed
-    anything, a dry run must then find nothing. See docs/adr/0050-worktree-pool.md.
+    otherwise), rewriting only the files whose stat data or content differs, and creates the branch
+    in the same pass; ``clean`` removes every untracked and ignored file except the keep-list, by
+    git's own pattern rules. When it removed anything, a dry run must then find nothing. See
+    docs/adr/0050-worktree-pool.md and 0065.
     """
     if lane.head().branch is not None:
         # The pool leaves HEAD detached: a branch means someone used this worktree by hand.
         raise NotPristine(f"pooled worktree {lane.path} has a branch checked out")
     excludes = [f"--exclude={pattern}" for pattern in ctx.config.pool.keep] if keep else []
-    lane.git("checkout", "-q", "-f", "--detach", base_sha)
+    checkout = lane.git("checkout", "-q", "-f", "-b", branch, base_sha, check=False)
+    if checkout.returncode != 0:
+        if ctx.git.branch_exists(branch):
+            raise BranchExists(branch)
+        raise GitFailed(["checkout", "-f", "-b", branch, base_sha], checkout.returncode, checkout.stderr)
     clean = lane.git("clean", "-ffdx", *excludes)
     removed = bool(clean.stdout.strip() or clean.stderr.strip())
     if removed and lane.git("clean", "-n", "-ffdx", *excludes).stdout.strip():
