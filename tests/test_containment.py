@@ -56,6 +56,27 @@ def test_a_git_config_planted_by_the_lane_never_runs_on_the_host(
     assert not marker.exists()
 
 
+def test_gc_never_follows_a_link_put_where_a_lane_worktree_was(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    # A failed lane keeps its worktree; something then puts a link to a host directory in its place.
+    result = run_lane(
+        spine, repo, "--run-id", "r", "fails", "--", "sh", "-c", "echo x > x.txt; exit 1", expect=1
+    )
+    worktree = Path(result["worktreePath"])
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "id_rsa").write_text("host key\n")
+    os.rename(worktree, tmp_path / "moved-away")
+    worktree.symlink_to(private)
+    assert spine("gc", cwd=repo).returncode == 0
+    assert (private / "id_rsa").read_text() == "host key\n"  # not removed through the link
+    assert not os.path.lexists(worktree)  # the link itself is gone
+    recovered = git("for-each-ref", "--format=%(refname)", "refs/spine/recovered/", cwd=repo).split()
+    for ref in recovered:  # nothing of the linked directory was taken into the repository
+        assert "id_rsa" not in git("ls-tree", "-r", "--name-only", ref, cwd=repo)
+
+
 @pytest.mark.usefixtures("bwrap")
 def test_a_lane_pointing_its_git_file_at_the_users_repository_cannot_commit_there(
     spine: Spine, repo: Path

@@ -346,6 +346,13 @@ def remove(ctx: ExecutionContext, path: Path) -> None:
     """
     repo = ctx.git
     git_dir = repo.registered_git_dir(path)
+    if _swapped(path):
+        # Something put a link where the worktree was (or above it): remove the link, never what
+        # it points at, and drop only git's record of the worktree that was here.
+        _rmtree(path)
+        if git_dir is not None and git_dir.parent == repo.worktrees_admin:
+            shutil.rmtree(git_dir, ignore_errors=True)
+        return
     proc = repo.run(*SAFE_CONFIG, "worktree", "remove", "--force", "--force", str(path), check=False)
     if proc.returncode != 0 or path.exists():
         _rmtree(path)
@@ -354,6 +361,13 @@ def remove(ctx: ExecutionContext, path: Path) -> None:
     with contextlib.suppress(OSError):
         if path.parent.parent == ctx.workspace.worktree_root:
             path.parent.rmdir()  # the run's directory, once its last lane is gone
+
+
+def _swapped(path: Path) -> bool:
+    """True when ``path`` or its parent (the run's or the pool's directory, which spine made) is a
+    symbolic link: not the directory spine made there."""
+    absolute = Path(os.path.abspath(path))
+    return os.path.islink(absolute) or os.path.islink(absolute.parent)
 
 
 def _rmtree(path: Path) -> None:
@@ -478,7 +492,7 @@ def clear_half_created(ctx: ExecutionContext, path: Path, base_sha: str, label: 
 def recover_and_remove(ctx: ExecutionContext, path: Path, parent: str, label: str) -> str | None:
     """Save uncommitted work in ``path`` to a recovery ref, then remove the worktree; the ref, if any."""
     ref = None
-    if path.is_dir():
+    if path.is_dir() and not _swapped(path):  # never snapshot what a link put in its place points at
         ref = snapshot(ctx, path, parent, label, f"spine: uncommitted work recovered from {path}")
     remove(ctx, path)
     return ref
