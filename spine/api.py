@@ -173,7 +173,7 @@ def exit_code(run: RunState) -> int:
 
 
 def retry(ctx: ExecutionContext, run_id: str, lanes: Sequence[str] = ()) -> list[str]:
-    """Reset lanes that failed, were blocked or canceled (default: all such) as new attempts."""
+    """Reset lanes that failed, were blocked or canceled (default: all such) again, each as a new try."""
     from spine.drive.retry import retry as retry_lanes
 
     _, retried = retry_lanes(ctx, RunStore(ctx.state, run_id), list(lanes))

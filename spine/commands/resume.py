@@ -20,7 +20,7 @@ from spine.commands.complete import LANE_OF_RUN, RUN
 @click.option(
     "--retry",
     is_flag=True,
-    help="Run failed, blocked and canceled lanes again as new attempts (previous attempts are kept).",
+    help="Run failed, blocked and canceled lanes again (each previous try is kept).",
 )
 @click.option(
     "--lane",
@@ -40,7 +40,7 @@ def command(
     kept). Only one process drives a run at a time: if another one does, this exits 3.
 
     With --retry, lanes that failed, were blocked or were canceled start over from the current tip of
-    their base, as a new attempt; the previous attempt's result and log move to
+    their base, as a new try; the previous try's result and log move to
     runs/RUN/attempts/LANE/N/ and its branch head is kept at refs/spine/attempts/RUN/LANE/N.
     """
     from spine.base.errors import UsageError
@@ -75,7 +75,7 @@ def command(
         if again:
             click.echo(
                 f"run {run_id} is complete: every lane has a result; {', '.join(again)} did not succeed. "
-                f"Run them again as new attempts with `spine resume {run_id} --retry` (or --retry --lane ID)",
+                f"Run them again with `spine resume {run_id} --retry` (or --retry --lane ID)",
                 err=True,
             )
         else:

@@ -1,6 +1,6 @@
 """Retrying lanes of a finished run: ``spine resume RUN --retry``.
 
-A retried lane starts over as a new attempt: the head of its previous branch is kept under
+A retried lane starts over as a new try: the head of its previous branch is kept under
 ``refs/spine/attempts/<run>/<lane>/<n>`` (and anything uncommitted in its worktree under a recovery
 ref), its previous result, log and debug packet move to ``runs/<run>/attempts/<lane>/<n>/``, and it
 starts again from the current tip of its base ref. Nothing the previous attempt produced is lost.
