@@ -28,6 +28,7 @@ def command(lane_ref: str, as_json: bool) -> int:
     from spine import api
     from spine.base.errors import UsageError
     from spine.base.redact import redact_text
+    from spine.base.text import printable
     from spine.drive.runs import parse_ref
     from spine.lane.render import attempts_table
 
@@ -46,14 +47,14 @@ def command(lane_ref: str, as_json: bool) -> int:
     picked = found.pick.attempt if found.pick else None
     click.echo(f"lane {label}: {len(found.figures)} attempts, pick rule {found.rule}")
     for line in attempts_table(found.figures, picked):
-        click.echo(redact_text(f"  {line}"))
+        click.echo(printable(redact_text(f"  {line}")))
     if found.pick is None:
         waiting = [f.lane_id for f in found.figures if not f.status.terminal]
         click.echo(f"pick: not yet ({', '.join(waiting) or 'the lane'} still to finish)")
         return 0
     by = "by hand" if found.pick.by == "user" else f"by the rule {found.pick.rule}"
     head = f"pick: attempt {picked} ({by})" if picked is not None else "pick: none"
-    click.echo(redact_text(f"{head}: {found.pick.reason}"))
+    click.echo(printable(redact_text(f"{head}: {found.pick.reason}")))
     if found.rule_pick != picked:
         click.echo(f"  the rule's own pick: {found.rule_pick if found.rule_pick is not None else 'none'}")
     if picked is not None:

@@ -52,5 +52,7 @@ def command(ref: str | None, as_json: bool) -> int:
         from spine.commands.output import emit
 
         return emit(packet.model_dump(mode="json", by_alias=True))
-    click.echo(render_markdown(packet))
+    from spine.base.text import printable
+
+    click.echo(printable(render_markdown(packet)))
     return 0

@@ -72,6 +72,7 @@ def command(
     from spine.base.errors import UsageError
     from spine.base.process import sigterm_as_interrupt
     from spine.base.redact import redact_text
+    from spine.base.text import printable
     from spine.landing.gate import echo_to_stderr
     from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
     from spine.model.config import CheckSpec
@@ -121,7 +122,7 @@ def command(
         except OSError as exc:
             raise UsageError(f"cannot write the JUnit report to {junit_path}: {exc.strerror}") from None
     if not as_json:
-        text = redact_text(render_table(verdict))
+        text = printable(redact_text(render_table(verdict)))
         first, _, rest = text.partition("\n")
         click.echo(click.style(first, fg="green" if verdict.passed else "red", bold=True) + "\n" + rest)
     if os.environ.get("GITHUB_ACTIONS") == "true":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from spine.base.ids import format_duration
+from spine.base.text import printable
 from spine.model.result import LaneResult
 
 
@@ -69,7 +70,7 @@ def render_result(result: LaneResult, result_path: str | None = None) -> str:
         rows.append(("debug", f"spine debug {result.run_id}/{result.lane_id}"))
     rows += [("summary", result.summary), ("next", result.next_action)]
     width = max(len(k) for k, _ in rows)
-    return head + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+    return printable(head + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows))
 
 
 def print_result(result: LaneResult, result_path: str, *, as_json: bool) -> None:

@@ -14,6 +14,7 @@ import click
 
 from spine.base.ids import format_duration
 from spine.base.liveness import run_is_driven
+from spine.base.text import printable
 from spine.drive.runs import exit_code_for, list_run_ids
 from spine.drive.scheduler import started
 from spine.model.result import LaneResult, LaneStatus
@@ -179,7 +180,7 @@ def render_run(view: dict[str, Any], *, color: bool = True, ages: bool = False) 
         pad = " " * (width + 4)
         lines.append(f"{pad}{lane['summary']}")
         lines.append(f"{pad}next: {lane['nextAction']}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def print_run_summary(ctx: ExecutionContext, run: RunState, *, as_json: bool) -> int:
