@@ -23,7 +23,11 @@ def test_run_ids_started_in_the_same_second_sort_by_start() -> None:
     [
         ("Make the greeting friendlier!", "make-the-greeting-friendlier"),
         ("   ", "lane"),
-        ("ünïcode only", "n-code-only"),
+        ("ünïcode only", "unicode-only"),
+        ("Fix café parser ☕", "fix-cafe-parser"),
+        ("Straße ＦＵＬＬ width", "strasse-full-width"),
+        ("日本語のテスト", "lane"),
+        ("☕" * 50 + "x", "x"),
     ],
 )
 def test_slugify(text: str, slug: str) -> None:

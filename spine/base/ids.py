@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 import secrets
 import time
 from datetime import UTC, datetime
@@ -47,8 +48,13 @@ def check_id(kind: str, value: str) -> str:
 
 
 def slugify(text: str, limit: int = 40) -> str:
-    """Turn free text (an objective) into a valid lane id."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", text.lower()).strip("-")
+    """Turn free text (an objective) into a valid lane id: lower case ASCII letters, digits and
+    dashes, at most ``limit`` characters. Accented letters lose their accents (``café`` -> ``cafe``,
+    ``straße`` -> ``strasse``); what has no ASCII form (emoji, other scripts) becomes a dash, and
+    text with nothing left gives ``lane``."""
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    slug = re.sub(r"[^a-z0-9]+", "-", plain).strip("-")
     slug = slug[:limit].rstrip("-")
     return slug or "lane"
 
