@@ -25,7 +25,7 @@ def test_run_ids_started_in_the_same_second_sort_by_start() -> None:
         ("   ", "lane"),
         ("ünïcode only", "unicode-only"),
         ("Fix café parser ☕", "fix-cafe-parser"),
-        ("Straße ＦＵＬＬ width", "strasse-full-width"),
+        ("Straße \uff26\uff35\uff2c\uff2c width", "strasse-full-width"),  # fullwidth FULL
         ("日本語のテスト", "lane"),
         ("☕" * 50 + "x", "x"),
     ],

@@ -421,3 +421,15 @@ def test_git_spine_alias(repo: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert data_of(proc)["repository"]["primaryCheckout"] == str(repo)
+
+
+def test_run_says_when_uncommitted_changes_stay_behind(spine: Spine, repo: Path) -> None:
+    (repo / "README.md").write_text("edited, not committed\n")
+    proc = spine("run", "--json", "-q", "--run-id", "r", "look", "--", "cat", "README.md", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "has uncommitted changes; the lane starts from main" in proc.stderr
+    log = Path(data_of(proc)["logPath"]).read_text()
+    assert "edited, not committed" not in log  # the lane really did not have them
+    git("checkout", "-q", "--", "README.md", cwd=repo)
+    clean = spine("run", "-q", "--run-id", "c", "x", "--", "true", cwd=repo)
+    assert clean.returncode == 0 and "uncommitted" not in clean.stderr

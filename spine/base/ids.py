@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 import secrets
 import time
+import unicodedata
 from datetime import UTC, datetime
 
 from spine.base.errors import UsageError

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from typing import TYPE_CHECKING
 
 import click
 
 from spine.commands.complete import BACKEND, MODE, OPERATOR
 from spine.commands.options import DURATION
+
+if TYPE_CHECKING:
+    from spine.workspace.context import ExecutionContext
 
 RAW_ARGS = "spine.run.raw_args"
 
@@ -257,6 +261,8 @@ def command(
         )
     request = LaneRequest(**given)  # type: ignore[arg-type]
     context = api.context(base=base, backend=backend)
+    if request.base is None:
+        _note_uncommitted(context)
     several = (attempts or 0) > 1 or len(attempt_commands) > 0
     echo: Echo = "none" if quiet else ("prefixed" if several else "stderr" if as_json else "raw")
     run, result = api.run_lane(context, request, run_id=run_id, jobs=jobs, echo=echo)
@@ -274,6 +280,27 @@ def command(
         return emit(data, code, errors=run_errors(run, code))
     print_result(result, str(path), as_json=False)
     return code
+
+
+def _note_uncommitted(ctx: ExecutionContext) -> None:
+    """Say so when the lane starts from the commit checked out here while this checkout has changes
+    that are not committed: the lane's worktree does not have them."""
+    from spine.backends.registry import load_backend
+    from spine.base.git import git
+
+    if load_backend(ctx.backend, ctx.config.backends.get(ctx.backend, {})).in_place:
+        return  # the command runs right here, with them
+    here = ctx.workspace.current_worktree
+    head = git("rev-parse", "-q", "--verify", "HEAD", cwd=here, check=False).stdout.strip()
+    if head != ctx.refs.base_sha:
+        return
+    changed = git("diff", "--quiet", "--no-ext-diff", "HEAD", "--", cwd=here, check=False).returncode == 1
+    if changed:
+        click.echo(
+            f"spine: note: {here} has uncommitted changes; the lane starts from {ctx.refs.base_ref} at "
+            f"{ctx.refs.base_sha[:12]} without them (commit them first to give them to the lane)",
+            err=True,
+        )
 
 
 def _given(name: str) -> bool:
