@@ -433,3 +433,12 @@ def test_run_says_when_uncommitted_changes_stay_behind(spine: Spine, repo: Path)
     git("checkout", "-q", "--", "README.md", cwd=repo)
     clean = spine("run", "-q", "--run-id", "c", "x", "--", "true", cwd=repo)
     assert clean.returncode == 0 and "uncommitted" not in clean.stderr
+
+
+def test_a_lane_run_from_a_detached_head_says_which_branch_to_land_on(spine: Spine, repo: Path) -> None:
+    git("checkout", "-q", "--detach", "HEAD", cwd=repo)
+    proc = spine("run", "--json", "-q", "--run-id", "d", "add", "--", "sh", "-c", "echo y > y.txt", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "`spine promote d/add --into BRANCH`" in data_of(proc)["nextAction"]
+    git("checkout", "-q", "main", cwd=repo)
+    assert spine("promote", "d/add", "--into", "main", cwd=repo).returncode == 0

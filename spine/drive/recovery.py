@@ -90,7 +90,12 @@ def close_dead_run(ctx: ExecutionContext, run_id: str, *, worktrees_removed: boo
         if lane.branch is not None and ctx.git.branch_sha(lane.branch) is None:
             lane.branch = None
         outcome = classify(lane.facts, lane.spec)
-        where = Where(run_id=run_id, log_path=str(ctx.state.log_file(run_id, lane_id)), backend=lane.backend)
+        where = Where(
+            run_id=run_id,
+            log_path=str(ctx.state.log_file(run_id, lane_id)),
+            backend=lane.backend,
+            target=run.target_ref,
+        )
         result = build_result(lane, outcome, where).model_copy(
             update={"worktree_path": None if worktrees_removed else lane.worktree}
         )

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import cast
 
 from spine.base.errors import EnvironmentProblem, ExitCode, SpineError, UsageError
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_json
 from spine.base.git import git
 from spine.base.ids import now_iso
 from spine.base.locks import hold
@@ -357,7 +357,7 @@ class LandQueue:
     def save(self) -> None:
         self.state.updated_at = now_iso()
         text = self.state.model_dump_json(by_alias=True, indent=2) + "\n"
-        atomic_write_text(self.ctx.state.land_file(self.state.run_id), text)
+        atomic_write_json(self.ctx.state.land_file(self.state.run_id), text)
 
     def _decide(self, decision: LandDecision) -> None:
         """Record a final decision (its result file first, then the queue's state)."""
@@ -391,7 +391,7 @@ class LandQueue:
         updated = result.model_copy(
             update={"ejection": ejection, "next_action": _next_action(run_id, lane_id, self.target, decision)}
         )
-        atomic_write_text(self.ctx.state.result_file(run_id, lane_id), updated.to_json())
+        atomic_write_json(self.ctx.state.result_file(run_id, lane_id), updated.to_json())
 
     # --- the queue -------------------------------------------------------------------------------
 

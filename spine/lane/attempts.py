@@ -11,7 +11,7 @@ picked attempt's result under the lane's id, with every attempt's figures and th
 
 from __future__ import annotations
 
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_json
 from spine.base.ids import now_iso
 from spine.lane.outcome import classify
 from spine.lane.render import Where, attempts_table, build_group_result
@@ -109,10 +109,13 @@ def write_group_result(ctx: ExecutionContext, run: RunState, lane: LaneState, ba
     if facts is not None and facts.pick.lane_id is not None and facts.pick.lane_id in run.lanes:
         picked = attempt_result(ctx, run.run_id, run.lanes[facts.pick.lane_id])
     where = Where(
-        run_id=run.run_id, log_path=str(ctx.state.log_file(run.run_id, lane.spec.id)), backend=backend
+        run_id=run.run_id,
+        log_path=str(ctx.state.log_file(run.run_id, lane.spec.id)),
+        backend=backend,
+        target=run.target_ref,
     )
     result = build_group_result(lane, outcome, where, picked)
-    atomic_write_text(ctx.state.result_file(run.run_id, lane.spec.id), result.to_json())
+    atomic_write_json(ctx.state.result_file(run.run_id, lane.spec.id), result.to_json())
     return result
 
 

@@ -8,6 +8,7 @@ run, a branch to review, a file to read; tests run them. A lane with attempts re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from spine.base.ids import format_duration, now_iso
@@ -15,6 +16,8 @@ from spine.lane.outcome import FailureKind, Outcome, repair_loop_end
 from spine.model.facts import LaneFacts
 from spine.model.result import AttemptFigures, CheckStatus, LaneResult, LaneStatus, Verdict
 from spine.model.state import LaneState
+
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,16 @@ class Where:
     log_path: str
     backend: str
     in_place: bool = False
+    target: str | None = None
 
     def retry(self, lane_id: str) -> str:
         return f"`spine resume {self.run_id} --retry --lane {lane_id}`"
+
+    def promote(self, label: str, *more: str) -> str:
+        """The promote command for lane ``label``; it names a branch to land on when the run's target
+        is a commit (the checkout had a detached HEAD), since promote lands only on a branch."""
+        into = " --into BRANCH" if self.target is not None and _COMMIT.fullmatch(self.target) else ""
+        return f"`spine promote {label}{into}{''.join(' ' + m for m in more)}`"
 
 
 def describe_changes(facts: LaneFacts, branch: str | None, in_place: bool) -> str:
@@ -177,13 +187,13 @@ def _group_next_action(lane: LaneState, where: Where) -> str:
         if picked.branch and (picked.files_changed or picked.insertions + picked.deletions):
             return (
                 f"review branch {picked.branch} (git log -p {lane.base_sha[:12]}..{picked.branch}), "
-                f"then land it with `spine promote {label}`; {compare}"
+                f"then land it with {where.promote(label)}; {compare}"
             )
         return f"nothing to land: the picked attempt changed nothing; {compare}"
     if picked is not None:
         return (
             f"attempt {picked.attempt} did not succeed ({picked.failure_kind or picked.status.value}); land it "
-            f"anyway with `spine promote {label} --force`, or pick another with `spine pick {label} N` "
+            f"anyway with {where.promote(label, '--force')}, or pick another with `spine pick {label} N` "
             f"({compare})"
         )
     return (
@@ -264,12 +274,12 @@ def next_action(lane: LaneState, outcome: Outcome, where: Where) -> str:
             return (
                 f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}); it is attempt "
                 f"{spec.attempt} of lane {spec.attempt_of}: `spine compare {group}` shows it beside the others, "
-                f"and `spine promote {group}` lands the lane's pick"
+                f"and {where.promote(group)} lands the lane's pick"
             )
         if commits and lane.branch and not where.in_place:
             return (
                 f"review branch {lane.branch} (git log -p {lane.base_sha[:12]}..{lane.branch}), "
-                f"then land it with `spine promote {run_id}/{lane_id}`"
+                f"then land it with {where.promote(f'{run_id}/{lane_id}')}"
             )
         if where.in_place:
             return (

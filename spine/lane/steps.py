@@ -912,7 +912,11 @@ def collect_artifacts(rt: LaneRuntime) -> tuple[list[Artifact], list[str]]:
 
 def where(rt: LaneRuntime) -> Where:
     return Where(
-        run_id=rt.run.run_id, log_path=str(rt.log_path), backend=rt.backend.name, in_place=rt.in_place
+        run_id=rt.run.run_id,
+        log_path=str(rt.log_path),
+        backend=rt.backend.name,
+        in_place=rt.in_place,
+        target=rt.run.target_ref,
     )
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from spine.base.errors import SpineError
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_json
 from spine.base.liveness import run_is_driven
 from spine.drive.recovery import close_dead_run, record_worktree_removed
 from spine.workspace import worktrees as wt_ops
@@ -560,7 +560,7 @@ class Reaper:
         if reaped == self._remembered:
             return
         with contextlib.suppress(OSError):  # only a cache: the next gc reads the runs again
-            atomic_write_text(self.ctx.state.reaped_runs, json.dumps({"version": 1, "runs": reaped}) + "\n")
+            atomic_write_json(self.ctx.state.reaped_runs, json.dumps({"version": 1, "runs": reaped}))
 
     def apply(self) -> list[Finding]:
         """Carry out the plan, one finding at a time; a failure is recorded and the rest goes on."""
