@@ -342,3 +342,27 @@ def test_gc_remembers_runs_it_cleaned_and_starts_no_git_per_old_branch(
     assert "keep     branch spine/r3/work" in listing  # read again from its run.json, found by its name
     assert spine("gc", cwd=repo).returncode == 0
     assert git("branch", "--list", "spine/r2/work", cwd=repo) == ""
+
+
+def test_unlanded_branches_are_one_line_once_there_are_many(spine: Spine, repo: Path, tmp_path: Path) -> None:
+    def lanes(n: int, run_id: str) -> None:
+        batch = tmp_path / f"{run_id}.yaml"
+        batch.write_text(
+            "lanes:\n"
+            + "".join(
+                f"  - {{id: l{i}, objective: o{i}, command: 'echo {i} > f{i}.txt'}}\n" for i in range(n)
+            )
+        )
+        assert spine("batch", str(batch), "--run-id", run_id, cwd=repo).returncode == 0
+
+    lanes(2, "few")
+    out = spine("gc", cwd=repo).stdout
+    assert (
+        "keep     branch spine/few/l0: it has commits not in main; land it with `spine promote few/l0`" in out
+    )
+    lanes(3, "many")
+    out = spine("gc", cwd=repo).stdout
+    assert "keep     5 lane branches with commits not in their target (spine/few/l0, spine/few/l1," in out
+    assert "keep     branch" not in out
+    kept = [f for f in spine.json("gc", "--json", cwd=repo)["findings"] if f["action"] == "keep"]
+    assert len(kept) == 5

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+KEPT_LISTED = 3
+"""Kept lane branches listed one per line; more than this are summed up in one line."""
+
 
 @click.command("gc")
 @click.option("-n", "--dry-run", is_flag=True, help="Only list what would be done.")
@@ -47,6 +50,16 @@ def command(dry_run: bool, prune_branches: bool, retention_days: float | None, a
     if not findings:
         click.echo("nothing to clean up")
         return 0
+    kept = [f for f in findings if f.kind == "branch" and f.action == "keep" and not f.error]
+    if len(kept) > KEPT_LISTED:
+        # Each gc meets the same unlanded branches again: one line for them all, not one each.
+        findings = [f for f in findings if f not in kept]
+        names = ", ".join(f.subject for f in kept[:KEPT_LISTED])
+        click.echo(
+            f"keep     {len(kept)} lane branches with commits not in their target ({names}, ...); land "
+            "them with `spine promote RUN/LANE` or `spine land RUN`, or delete them with --prune-branches "
+            "(`spine gc --json` lists each)"
+        )
     for f in findings:
         if f.error:
             click.echo(f"error    {f.kind} {f.subject}: {f.error}")

@@ -417,8 +417,8 @@ class Reaper:
                     "branch",
                     branch,
                     "keep",
-                    f"it has commits not in {target_ref}; land it with `spine promote`, "
-                    "or delete it with --prune-branches",
+                    f"it has commits not in {_short(target_ref)}; land it with "
+                    f"`spine promote {branch.removeprefix(LANE_BRANCH_PREFIX)}`, or delete it with --prune-branches",
                 )
             )
             return
@@ -618,3 +618,8 @@ def _recover_and_remove(
     if ref:
         return f"removed {path}; uncommitted work saved to {ref}"
     return f"removed {path}"
+
+
+def _short(ref: str) -> str:
+    """A target for people: a branch name as it is, a commit (a detached HEAD's target) shortened."""
+    return ref[:12] if len(ref) in (40, 64) and all(c in "0123456789abcdef" for c in ref) else ref
