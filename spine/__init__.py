@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from spine.base.version import __version__
 
 API_VERSION = 1
 """The version of the Python API contract (``__all__``, the signatures, the models' fields).

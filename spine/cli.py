@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from spine import __version__
+from spine.base.version import __version__
 
 # name -> (module, one-line help). The help is here so that `spine --help` imports nothing else.
 COMMANDS: dict[str, tuple[str, str]] = {

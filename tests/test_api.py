@@ -150,3 +150,12 @@ def test_a_lane_a_gate_and_the_results_through_the_api(repo: Path) -> None:
     assert "<h1>spine gate" in spine.gate_report(rejected)
     with pytest.raises(spine.UsageError):
         spine.gate(ctx, "HEAD", lane="api/note")
+
+
+def test_the_version_is_the_packages() -> None:
+    import tomllib
+
+    import spine
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert spine.__version__ == project["project"]["version"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 
-from spine import __version__
 from spine.base.redact import redact_text
+from spine.base.version import __version__
 
 # Nothing may be loaded from anywhere; only the page's own inline style and script run. The
 # dashboard's page adds connect-src 'self': it reads its own views and event stream, nothing else.
