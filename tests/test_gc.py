@@ -328,8 +328,14 @@ def test_gc_remembers_runs_it_cleaned_and_starts_no_git_per_old_branch(
     with_four, listing = dry_run_git("four")
     assert sorted(with_four) == sorted(with_one)  # the same git processes with four past runs as with one
     assert any("for-each-ref" in cmd for cmd in with_one), with_one
-    for run_id in ("r1", "r2", "r3", "r4"):
-        assert f"keep     branch spine/{run_id}/work: it has commits not in main" in listing
+    assert "keep     4 lane branches with commits not in their target (spine/r1/work," in listing
+    kept = {
+        f["subject"]: f["reason"]
+        for f in spine.json("gc", "--dry-run", "--json", cwd=repo)["findings"]
+        if f["kind"] == "branch" and f["action"] == "keep"
+    }
+    assert sorted(kept) == [f"spine/r{n}/work" for n in (1, 2, 3, 4)]
+    assert all("commits not in main" in reason for reason in kept.values()), kept
 
     # What changes is seen: a branch that lands in the target, a run that is changed.
     git("merge", "-q", "--ff-only", "spine/r2/work", cwd=repo)
