@@ -34,9 +34,19 @@ def known_backend_names() -> list[str]:
     return [*BUILTIN, *_entry_points()]
 
 
+def unknown_backend(name: str, where: str = "") -> UsageError:
+    """The error for a backend name spine does not know, with the closest known name (exit 2)."""
+    import difflib
+
+    names = sorted(known_backend_names())
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return UsageError(f"{where}unknown backend {name!r}", f"{hint}known backends: {', '.join(names)}")
+
+
 def backend_target(name: str) -> str:
-    """The ``module:attribute`` a backend name points at."""
+    """The ``module:attribute`` a backend name points at; ``UsageError`` (exit 2) for an unknown name."""
     target = BUILTIN.get(name) or _entry_points().get(name)
     if target is None:
-        raise UsageError(f"unknown backend {name!r}", f"known backends: {', '.join(known_backend_names())}")
+        raise unknown_backend(name)
     return target

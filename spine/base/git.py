@@ -39,6 +39,21 @@ _KEEP_GIT_VARS = frozenset(
     }
 )
 
+# Every git spine runs runs no program the repository names for hooks or an fsmonitor, and sees
+# commits as they are (no replace refs): a lane's command can write the shared git dir, and spine's
+# own git on your repository must not obey what it wrote (docs/adr/0058, 0067).
+NO_PROGRAMS: tuple[str, ...] = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment git runs with: ``clean_env()``, replace refs off, then ``extra``."""
+    run_env = clean_env()
+    run_env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    if extra:
+        run_env.update(extra)
+    return run_env
+
+
 # How much of git's error text a message quotes; the whole text stays on the exception.
 _MESSAGE_LINES = 6
 
@@ -104,18 +119,20 @@ def git(
     env: Mapping[str, str] | None = None,
     check: bool = True,
     input: str | bytes | None = None,
+    as_configured: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``git ARGS`` in ``cwd`` and return the completed process (text mode).
+
+    ``NO_PROGRAMS`` is passed unless ``as_configured`` is true, for a git that runs no program and
+    must see the repository's own settings (where ``core.hooksPath`` points).
 
     Raises ``GitFailed`` on a non-zero exit when ``check`` is true, and ``EnvironmentProblem``
     when git cannot be started (not installed, or ``cwd`` is gone).
     """
-    run_env = clean_env()
-    if env:
-        run_env.update(env)
+    run_env = git_env(env)
     try:
         proc = subprocess.run(
-            ["git", *args],
+            ["git", *(() if as_configured else NO_PROGRAMS), *args],
             cwd=cwd,
             env=run_env,
             input=input.decode() if isinstance(input, bytes) else input,
@@ -141,12 +158,10 @@ def git_binary(
     *args: str, cwd: Path | str, input: bytes | None = None, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``git ARGS`` with bytes in and out (binary patches); the caller checks the exit code."""
-    run_env = clean_env()
-    if env:
-        run_env.update(env)
+    run_env = git_env(env)
     try:
         return subprocess.run(
-            ["git", *args],
+            ["git", *NO_PROGRAMS, *args],
             cwd=cwd,
             env=run_env,
             input=input,

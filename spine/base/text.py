@@ -9,7 +9,12 @@ sequence and control character but newline and tab.
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 # ESC followed by: a CSI sequence (kept when it is SGR, ending in 'm'), an OSC string (ended by BEL or
 # ST, or unterminated), or any other single character; then C0 controls but \t \n, DEL and C1 controls.
@@ -25,7 +30,42 @@ def printable(text: str) -> str:
 
     A carriage return is dropped too: it would let a line overwrite the one before it.
     """
+    text = mend(text)
     if "\x1b" not in text and not _CONTROL.search(text):
         return text  # the common case: nothing to do
     kept = _SEQUENCE.sub(lambda m: m.group(0) if _SGR.fullmatch(m.group(0)) else "", text)
     return _CONTROL.sub("", kept)
+
+
+# Bytes that are not UTF-8 (a file or ref name, a commit message) reach spine as "surrogate escapes"
+# (os.fsdecode, git output read with errors="surrogateescape"); no file or terminal can hold those.
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def mend(value: Any) -> Any:
+    """``value`` (a string, or JSON-like data holding strings) with each byte that was not UTF-8
+    written as ``\\xNN``: ``"bad\\udcff.txt"`` -> ``"bad\\\\xff.txt"``; everything else unchanged."""
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, list):
+        return [mend(item) for item in value]
+    if isinstance(value, dict):
+        return {mend(k): mend(v) for k, v in value.items()}
+    return value
+
+
+def is_text(name: str) -> bool:
+    """True when ``name`` came from valid UTF-8 (holds no surrogate escapes)."""
+    return not _SURROGATE.search(name)
+
+
+def model_json(model: BaseModel, **options: Any) -> str:
+    """``model.model_dump_json(by_alias=True, indent=2, **options)``, with names that were not UTF-8
+    mended (``mend``) rather than failing to serialise."""
+    try:
+        return model.model_dump_json(by_alias=True, indent=2, **options)
+    except PydanticSerializationError:
+        data = mend(model.model_dump(mode="json", by_alias=True, **options))
+        return json.dumps(data, indent=2, ensure_ascii=False)

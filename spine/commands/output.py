@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from spine.base.errors import ExitCode
+from spine.base.text import mend
 
 JSON_VERSION = 1
 
@@ -66,7 +67,7 @@ def emit(data: Any, exit_code: int = 0, *, errors: list[dict[str, Any]] | None =
     """Print ``data`` in the envelope on stdout (secrets masked); return ``exit_code``."""
     from spine.base.redact import redact_text
 
-    text = json.dumps(envelope(command_name(), data, exit_code, errors), indent=2)
+    text = json.dumps(mend(envelope(command_name(), data, exit_code, errors)), indent=2)
     click.echo(redact_text(text))
     _emitted.append(True)
     return exit_code

@@ -128,7 +128,7 @@ def _reset(ctx: ExecutionContext, store: RunStore, run: RunState, lane_id: str) 
         elif worktrees.registered(ctx.git, path) is not None:
             worktrees.remove(ctx, path)  # deleted by hand: only git's record of it is left
         if head:
-            repo.run("update-ref", "-d", f"refs/heads/{branch}", head)
+            repo.run("update-ref", "--no-deref", "-d", f"refs/heads/{branch}", head)
     lane_dir = ctx.state.lane_dir(run.run_id, lane_id)
     if lane_dir.exists():
         attempts.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from spine.base.files import atomic_write_json
 from spine.base.git import clean_env, git
 from spine.base.ids import now_iso
 from spine.base.process import OutputSink, ProcessOutcome, run_process
+from spine.base.text import model_json
 from spine.model.config import CheckSpec
 from spine.workspace.context import ExecutionContext
 
@@ -86,7 +87,7 @@ class GateVerdict(_Camel):
     duration_seconds: float = 0.0
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, indent=2) + "\n"
+        return model_json(self) + "\n"
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class HookInstall:
 def hooks_dir(ctx: ExecutionContext) -> Path:
     """Where git looks for hooks (honours core.hooksPath)."""
     primary = ctx.repo.primary_checkout
-    raw = git("rev-parse", "--git-path", "hooks", cwd=primary).stdout.strip()
+    raw = git("rev-parse", "--git-path", "hooks", cwd=primary, as_configured=True).stdout.strip()
     path = Path(raw)
     return path if path.is_absolute() else (primary / path).resolve()
 

@@ -40,6 +40,7 @@ from spine.base.files import atomic_write_json
 from spine.base.git import git
 from spine.base.ids import now_iso
 from spine.base.locks import hold
+from spine.base.text import model_json
 from spine.drive.runs import load_result
 from spine.landing.gate import GateVerdict, checks_hash, gate_checks, gate_tree
 from spine.landing.promote import (
@@ -356,7 +357,7 @@ class LandQueue:
 
     def save(self) -> None:
         self.state.updated_at = now_iso()
-        text = self.state.model_dump_json(by_alias=True, indent=2) + "\n"
+        text = model_json(self.state) + "\n"
         atomic_write_json(self.ctx.state.land_file(self.state.run_id), text)
 
     def _decide(self, decision: LandDecision) -> None:

@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from spine.base.files import atomic_write_json, atomic_write_text
 from spine.base.ids import format_duration, now_iso
+from spine.base.text import model_json
 from spine.lane.outcome import FailureKind, Outcome
 from spine.model.facts import LaneFacts
 from spine.model.result import CheckStatus, DiffStat, LaneResult, Verdict
@@ -104,7 +105,7 @@ class DebugPacket(_Camel):
     log_path: str
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, indent=2) + "\n"
+        return model_json(self) + "\n"
 
 
 def repro_command(spec: LaneSpec, *, primary: Path, backend: str, base_sha: str) -> str:

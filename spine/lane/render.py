@@ -85,6 +85,10 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
         text += _grading(facts)
         if ex is not None and ex.stopped:
             text += f"; spine stopped {_processes(len(ex.stopped))} the command left running"
+        if checks is not None and checks.artifact_problems:
+            problems = checks.artifact_problems
+            more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+            text += f"; artifacts not kept: {'; '.join(problems[:3])}{more}"
         return text
     if kind == FailureKind.BLOCKED and facts.blocked is not None:
         said = {"failed": "failed", "canceled": "was canceled", "blocked": "was blocked"}

@@ -25,6 +25,7 @@ from spine.base.process import OutputSink, ProcessOutcome, run_process
 from spine.base.redact import MASK, Redactor, StreamRedactor, looks_secret, process_redactor, register
 from spine.model.state import LaneState, RunState
 from spine.workspace.context import ExecutionContext
+from spine.workspace.guard import SharedState
 from spine.workspace.store import RunStore
 from spine.workspace.worktrees import LaneWorktree, checkout_worktree
 
@@ -171,6 +172,9 @@ class LaneRuntime:
     echo: Echo = "raw"
     cancel: threading.Event = field(default_factory=threading.Event)
     lines: OutputLines | None = None
+    # The shared repository as the command found it (with the bytes to put back); None in a driver
+    # that resumes the lane, which reads what was noted on disk instead.
+    shared_before: SharedState | None = None
 
     @property
     def lane_id(self) -> str:

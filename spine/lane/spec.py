@@ -445,11 +445,10 @@ def _base(base: str | None, what: str) -> str | None:
 
 
 def _backend_known(name: str, what: str) -> None:
-    from spine.base.backend_names import known_backend_names
+    from spine.base.backend_names import known_backend_names, unknown_backend
 
-    names = known_backend_names()
-    if name not in names:
-        raise UsageError(f"{what}: unknown backend {name!r}", f"known backends: {', '.join(names)}")
+    if name not in known_backend_names():
+        raise unknown_backend(name, f"{what}: ")
 
 
 def _operator_spec(request: LaneRequest, config: SpineConfig, where: _Where) -> dict[str, Any]:

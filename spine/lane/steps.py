@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -27,10 +26,11 @@ from pathlib import Path
 from typing import Literal
 
 from spine.base.errors import EnvironmentProblem
-from spine.base.files import atomic_write_json, glob_inside, inside
+from spine.base.files import atomic_write_json, atomic_write_text, glob_inside, inside
 from spine.base.git import GitFailed
 from spine.base.ids import format_duration, now_iso
 from spine.base.process import ProcessOutcome
+from spine.base.text import is_text, mend
 from spine.lane.iterations import end_of_pass, feedback_in_worktree
 from spine.lane.outcome import Outcome, classify
 from spine.lane.render import Where, build_result
@@ -56,8 +56,8 @@ from spine.model.result import (
     LaneStatus,
     Validation,
 )
-from spine.workspace import worktrees
-from spine.workspace.context import is_spines_ref, lane_branch
+from spine.workspace import guard, worktrees
+from spine.workspace.context import lane_branch
 from spine.workspace.worktrees import LaneWorktree
 
 # --- create_worktree ---------------------------------------------------------------------------
@@ -185,6 +185,13 @@ def _update_submodules(rt: LaneRuntime, wt: LaneWorktree) -> None:
     try:
         wt.git(*worktrees.SUBMODULE_PROTOCOLS, "submodule", "update", "--init", "--recursive")
     finally:
+        added = submodule_keys() - before
+        # A section that is wholly new goes as a whole, leaving the file as it was (an unset leaves the
+        # section's header behind, and other lanes watch the file: docs/adr/0067).
+        sections = {key.rsplit(".", 1)[0] for key in added}
+        for section in sorted(sections):
+            if not any(key.startswith(section + ".") for key in before):
+                repo.run("config", "--local", "--remove-section", section, check=False)
         for key in sorted(submodule_keys() - before):
             repo.run("config", "--local", "--unset-all", key, check=False)
 
@@ -257,7 +264,7 @@ def execute(rt: LaneRuntime) -> None:
     rt.lane.facts.execute_begun += 1
     rt.store.save_lane(rt.run, rt.lane_id)
     if not rt.in_place:
-        _remember_refs(rt, wt)
+        _remember_shared(rt, wt)
     # A pass of the repair loop finds its feedback in the worktree, before a remote backend copies it.
     with contextlib.ExitStack() as stack:
         stack.callback(out.close)
@@ -331,11 +338,12 @@ def commit(rt: LaneRuntime) -> None:
     invariants.append(
         Invariant(name="worktree", status="ok", detail=f"{wt.path} is still the lane's worktree")
     )
-    moved = None if rt.in_place else (_config_changed(rt, wt) or _refs_moved(rt, wt))
-    if moved is not None:
-        invariants.append(moved)
-        lane.facts.commit = CommitFacts(invariants=invariants, head_sha=wt.head().sha)
-        return
+    if not rt.in_place:
+        shared = _shared_invariant(rt, wt)
+        invariants.append(shared)
+        if shared.status == "violated":
+            lane.facts.commit = CommitFacts(invariants=invariants, head_sha=wt.head().sha)
+            return
     invariants.append(_processes_invariant(rt))
     head = _head_invariant(rt, wt)
     invariants.append(head)
@@ -395,72 +403,49 @@ def commit(rt: LaneRuntime) -> None:
     )
 
 
-def _refs(wt: LaneWorktree) -> dict[str, str]:
-    out = wt.git("for-each-ref", "--format=%(refname) %(objectname)").stdout
-    pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
-    return {ref: sha for ref, sha in pairs if not is_spines_ref(ref)}
-
-
-def _remember_refs(rt: LaneRuntime, wt: LaneWorktree) -> None:
-    """Note the refs and git's configuration before the command runs, to tell afterwards what it changed."""
-    path = rt.ctx.state.refs_before(rt.run.run_id, rt.lane_id)
+def _remember_shared(rt: LaneRuntime, wt: LaneWorktree) -> None:
+    """Note the shared repository before the command runs (docs/adr/0067), to tell afterwards what
+    it changed: in memory with the bytes to put back, on disk for a driver that resumes the lane."""
+    state = guard.remember(rt.ctx.git, wt, rt.lane.branch or "", rt.ctx.state.root)
+    rt.shared_before = state
+    path = rt.ctx.state.shared_before(rt.run.run_id, rt.lane_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{ref} {sha}\n" for ref, sha in sorted(_refs(wt).items())), encoding="utf-8")
-    config = rt.ctx.state.config_before(rt.run.run_id, rt.lane_id)
-    config.write_text(json.dumps(wt.config_fingerprint(rt.ctx.git)), encoding="utf-8")
+    atomic_write_text(path, state.to_json(), redact=False, durable=False)
 
 
-def _config_changed(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | None:
-    """A violation when the command changed a file git takes configuration from: spine's own git work
-    on the worktree would obey it (a filter or an editor runs a program)."""
-    path = rt.ctx.state.config_before(rt.run.run_id, rt.lane_id)
-    if not path.is_file():
-        return None
-    before = json.loads(path.read_text(encoding="utf-8"))
-    now = wt.config_fingerprint(rt.ctx.git)
-    changed = [name for name, digest in now.items() if before.get(name, digest) != digest]
-    if not changed:
-        return None
-    return Invariant(
-        name="worktree",
-        status="violated",
-        detail=f"the command changed git's configuration ({', '.join(changed[:3])}); spine runs no git "
-        "in the lane with it. Check that file for what the command added",
+def _shared_invariant(rt: LaneRuntime, wt: LaneWorktree) -> Invariant:
+    """Whether the command changed what the lane shares with your repository: refs that are not the
+    lane's, another checkout's HEAD, git's configuration, excludes or hooks (docs/adr/0067). spine's
+    own git would obey what it wrote (a filter or an fsmonitor runs a program): that is a violation,
+    and what can be put back is. Changes you may have made yourself meanwhile are only named."""
+    before = rt.shared_before
+    if before is None:
+        path = rt.ctx.state.shared_before(rt.run.run_id, rt.lane_id)
+        if not path.is_file():
+            return Invariant(name="repository", status="ok", detail="not noted before the command ran")
+        before = guard.SharedState.from_json(path.read_text(encoding="utf-8"))
+    changes = guard.check(
+        rt.ctx.git,
+        wt,
+        before,
+        rt.lane.branch or "",
+        rt.ctx.state.root,
+        rt.ctx.state.changed_by_command(rt.run.run_id, rt.lane_id),
+        rt.redactor(),
     )
-
-
-def _refs_moved(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | None:
-    """A violation when the command moved or deleted a ref of the user's (a branch, a tag) onto its
-    own work. A ref that moved to something else (the user committing meanwhile) is not the lane's doing."""
-    path = rt.ctx.state.refs_before(rt.run.run_id, rt.lane_id)
-    if not path.is_file():
-        return None
-    before = dict(line.split(" ", 1) for line in path.read_text(encoding="utf-8").splitlines() if " " in line)
-    now = _refs(wt)
-    head = wt.head().sha
-    repo = rt.ctx.git
-    problems = []
-    for ref, old in before.items():
-        new = now.get(ref)
-        name = ref.removeprefix("refs/heads/").removeprefix("refs/")
-        if new is None:
-            restored = repo.run(
-                "update-ref", "-m", "spine: undo a lane's deletion", ref, old, "", check=False
-            )
-            problems.append(f"deleted {name}" + ("; spine restored it" if restored.returncode == 0 else ""))
-        elif (
-            new != old and head is not None and repo.is_ancestor(new, head) and not repo.is_ancestor(new, old)
-        ):
-            # Put it back only if nothing moved it since (compare-and-swap), so no one's work is lost.
-            restored = repo.run("update-ref", "-m", "spine: undo a lane's move", ref, old, new, check=False)
-            back = f"; spine put it back at {old[:12]}" if restored.returncode == 0 else ""
-            problems.append(f"moved {name} to its own commit {new[:12]}{back}")
-    if not problems:
-        return None
+    violations = [c.what for c in changes if c.violation]
+    named = [c.what for c in changes if not c.violation]
+    also = f"changed meanwhile, by you or the command: {'; '.join(named[:3])}" if named else ""
+    if not violations:
+        detail = f"nothing the lane may not change was changed; {also}" if also else "as the command found it"
+        return Invariant(name="repository", status="ok", detail=detail)
+    also = f"; also {also}" if also else ""
+    more = f"; and {len(violations) - 5} more" if len(violations) > 5 else ""
     return Invariant(
-        name="head",
+        name="repository",
         status="violated",
-        detail=f"the command changed refs that are not the lane's: {'; '.join(problems[:5])}",
+        detail=f"the command changed what the lane shares with your repository: {'; '.join(violations[:5])}"
+        f"{more}{also}",
     )
 
 
@@ -875,10 +860,21 @@ def collect_artifacts(rt: LaneRuntime) -> tuple[list[Artifact], list[str]]:
     store = rt.ctx.state.artifacts_dir(rt.run.run_id, rt.lane_id)
     found: dict[str, Path] = {}
     problems: list[str] = []
+    redactor = rt.redactor()
     for pattern in patterns:
         files, links = glob_inside(wt, pattern)
-        problems += [f"{rel}: a link or a path through a link; not kept" for rel in links if rel not in found]
+        problems += [
+            f"{mend(rel)}: a link or a path through a link; not kept" for rel in links if rel not in found
+        ]
         for rel in files:
+            # A name is kept in result.json and is a file name in spine's state: it must be text,
+            # and must not carry a secret the command could see.
+            if not is_text(rel):
+                problems.append(f"{mend(rel)}: the name is not valid UTF-8; not kept")
+                continue
+            if redactor.redact_text(rel) != rel:
+                problems.append(f"{redactor.redact_text(rel)}: the name holds a secret value; not kept")
+                continue
             path = wt / rel
             size = path.stat().st_size
             if size > ARTIFACT_MAX_BYTES:

@@ -424,7 +424,7 @@ class Reaper:
             return
 
         def delete() -> str:
-            ctx.git.run("update-ref", "-d", f"refs/heads/{branch}", tip)
+            ctx.git.run("update-ref", "--no-deref", "-d", f"refs/heads/{branch}", tip)
             return f"deleted branch {branch} (was {tip[:12]})"
 
         self.add(Finding("branch", branch, "delete", reason, delete))

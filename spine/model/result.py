@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from spine.base.text import model_json
+
 SCHEMA_VERSION = 1
 
 
@@ -80,9 +82,10 @@ class Validation(_Camel):
 class Invariant(_Camel):
     """One thing spine checked about a lane after its command ran, instead of assuming it."""
 
-    name: Literal["worktree", "head", "processes", "commit"] = Field(
-        description="worktree: still the lane's own; head: on the lane branch; processes: none left "
-        "alive; commit: holds only the command's work"
+    name: Literal["worktree", "repository", "head", "processes", "commit"] = Field(
+        description="worktree: still the lane's own; repository: what the lane shares with yours (other "
+        "refs, your checkouts' HEADs, git config, excludes, hooks) is as the command found it; head: "
+        "on the lane branch; processes: none left alive; commit: holds only the command's work"
     )
     status: Literal["ok", "fixed", "violated"] = Field(
         description="fixed: spine put it right (and says how); violated: the lane fails with this cause"
@@ -354,4 +357,4 @@ class LaneResult(_Camel):
     completed_at: str | None = None
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, indent=2) + "\n"
+        return model_json(self) + "\n"

@@ -214,13 +214,15 @@ class StatePaths:
     def debug_markdown(self, run_id: str, lane_id: str) -> Path:
         return self.lane_dir(run_id, lane_id) / "debug.md"
 
-    def refs_before(self, run_id: str, lane_id: str) -> Path:
-        """The repository's refs (outside spine's own) as they were when the lane's command started."""
-        return self.lane_dir(run_id, lane_id) / "refs.before"
+    def shared_before(self, run_id: str, lane_id: str) -> Path:
+        """The shared repository (refs, checkouts' HEADs, config and hook fingerprints) as the lane's
+        command found it (``spine.workspace.guard.SharedState``, JSON)."""
+        return self.lane_dir(run_id, lane_id) / "shared.before.json"
 
-    def config_before(self, run_id: str, lane_id: str) -> Path:
-        """Fingerprints of git's configuration files as they were when the lane's command started."""
-        return self.lane_dir(run_id, lane_id) / "config.before"
+    def changed_by_command(self, run_id: str, lane_id: str) -> Path:
+        """Where the repository's files the lane's command changed are kept (secrets masked) after
+        spine put the originals back."""
+        return self.lane_dir(run_id, lane_id) / "changed-by-command"
 
     def copied_list(self, run_id: str, lane_id: str) -> Path:
         """Every path the setup step copied into the lane's worktree, NUL-separated."""
@@ -489,17 +491,9 @@ def _resolve_refs(
 
 
 def _check_backend_name(name: str, from_config: bool, config_path: Path) -> None:
-    from spine.base.backend_names import BUILTIN, known_backend_names
+    from spine.base.backend_names import BUILTIN, known_backend_names, unknown_backend
 
     if name in BUILTIN:
         return  # no need to scan installed packages' entry points for a built-in name
-    names = known_backend_names()
-    if name not in names:
-        import difflib
-
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        where = f"{config_path}: key 'backend': " if from_config else "--backend: "
-        raise UsageError(
-            f"{where}unknown backend {name!r}", f"{hint}known backends: {', '.join(sorted(names))}"
-        )
+    if name not in known_backend_names():
+        raise unknown_backend(name, f"{config_path}: key 'backend': " if from_config else "--backend: ")

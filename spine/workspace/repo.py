@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spine.base.errors import UsageError
-from spine.base.git import clean_env, git
+from spine.base.git import NO_PROGRAMS, git, git_env
 
 FALLBACK_NAME = "spine"
 FALLBACK_EMAIL = "spine@localhost"
@@ -116,7 +116,7 @@ class Repository:
 
     def delete_ref(self, ref: str, old: str | None = None) -> bool:
         """Delete ``ref`` (only if it still points at ``old``, when given); True when it was deleted."""
-        args = ["update-ref", "-d", ref] + ([old] if old else [])
+        args = ["update-ref", "--no-deref", "-d", ref] + ([old] if old else [])
         return self.run(*args, check=False).returncode == 0
 
     # --- what changed ---------------------------------------------------------------------------
@@ -129,11 +129,20 @@ class Repository:
         """
         if any(not rev.strip() or rev.startswith("-") or "\0" in rev for rev in (base, head)):
             raise UsageError(f"invalid revisions for a diff: {base!r}..{head!r}")
-        args = ["git", "diff", "--no-color", "--no-ext-diff", "--no-textconv", f"{base}..{head}", "--"]
+        args = [
+            "git",
+            *NO_PROGRAMS,
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            f"{base}..{head}",
+            "--",
+        ]
         proc = subprocess.Popen(
             args,
             cwd=self.primary_checkout,
-            env=clean_env(),
+            env=git_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

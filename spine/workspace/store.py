@@ -36,6 +36,7 @@ from spine.base.files import atomic_write_json
 from spine.base.ids import now_iso
 from spine.base.liveness import DriverLock
 from spine.base.redact import redact_data, redact_text
+from spine.base.text import mend, model_json
 from spine.model.state import STATE_VERSION, DriverInfo, LaneSpec, RunState, upgrade
 from spine.workspace.context import StatePaths
 
@@ -121,7 +122,7 @@ class RunStore:
         record = {
             "schemaVersion": STATE_VERSION,
             "runId": run.run_id,
-            "lane": lane.model_dump(mode="json", by_alias=True),
+            "lane": mend(lane.model_dump(mode="json", by_alias=True)),
         }
         line = (json.dumps(redact_data(record), separators=(",", ":")) + "\n").encode("utf-8")
         with self._lock:
@@ -168,7 +169,7 @@ class RunStore:
 
 
 def _dump(run: RunState) -> str:
-    return run.model_dump_json(by_alias=True, indent=2) + "\n"
+    return model_json(run) + "\n"
 
 
 def read_run(paths: StatePaths, run_id: str) -> RunState:

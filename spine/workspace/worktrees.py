@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import re
 import secrets
@@ -158,32 +157,6 @@ class LaneWorktree:
                 sha = self.git("rev-parse", "--verify", "-q", ref, check=False).stdout.strip() or None
             return Head(ref.removeprefix("refs/heads/"), sha)
         return Head(None, text or None)
-
-    def config_files(self, repo: Repository) -> list[Path]:
-        """The files git reads configuration and attributes from for this worktree (which a command
-        could change to make git run a program): system, global, the repository's, the worktree's."""
-        home = Path(os.environ.get("HOME", "/"))
-        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-        files = [
-            Path(os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig"),
-            Path(os.environ.get("GIT_CONFIG_GLOBAL") or home / ".gitconfig"),
-            xdg / "git" / "config",
-            xdg / "git" / "attributes",
-            repo.common_dir / "config",
-            repo.common_dir / "info" / "attributes",
-            self.git_dir / "config.worktree",
-        ]
-        return list(dict.fromkeys(files))
-
-    def config_fingerprint(self, repo: Repository) -> dict[str, str]:
-        """path -> sha256 of each configuration file (or "absent")."""
-        found = {}
-        for path in self.config_files(repo):
-            try:
-                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError:
-                found[str(path)] = "absent"
-        return found
 
     def detach_at(self, sha: str) -> None:
         """Detach HEAD at ``sha`` (the index and files are left as they are).

@@ -1,0 +1,245 @@
+"""What a lane shares with your repository is guarded: refs, your checkouts' HEADs, git's config,
+excludes and hooks (docs/adr/0067).
+
+A command on the local-worktree backend can write the repository's shared git dir. Each test is one
+kind of change a command can make there; it asserts the lane fails with the change named, that spine
+put back what it safely could, and that nothing it wrote runs or stays in force afterwards: not in
+spine's own git (commit, promote, land, gc), not in the next lane.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Spine, git
+
+# The command finds its repository's shared git dir the way any command in a linked worktree can.
+COMMON = "C=$(git rev-parse --path-format=absolute --git-common-dir); "
+
+
+def run_lane(
+    spine: Spine, repo: Path, script: str, *, lane: str = "x", expect: int | None = None
+) -> dict[str, Any]:
+    result: dict[str, Any] = spine.json(
+        "run", "--json", "-q", "--lane", lane, lane, "--", "sh", "-c", script, cwd=repo, expect=expect
+    )
+    return result
+
+
+def repository_invariant(result: dict[str, Any]) -> dict[str, Any]:
+    [found] = [i for i in result["invariants"] if i["name"] == "repository"]
+    return found
+
+
+def violated(result: dict[str, Any]) -> str:
+    assert result["status"] == "failed" and result["failureKind"] == "violation", result["summary"]
+    inv = repository_invariant(result)
+    assert inv["status"] == "violated", inv
+    assert result["commits"] == []  # nothing is committed on a lane that broke the repository's trust
+    detail: str = inv["detail"]
+    return detail
+
+
+def refs(repo: Path) -> str:
+    """Every ref but spine's own recovery and attempt refs: name, commit, the ref it points at."""
+    return git(
+        "for-each-ref", "--format=%(refname) %(objectname) %(symref)", "refs/heads", "refs/tags", cwd=repo
+    )
+
+
+def test_a_lane_that_changes_nothing_shared_says_so(spine: Spine, repo: Path) -> None:
+    result = run_lane(spine, repo, "echo w > w.txt", expect=0)
+    assert repository_invariant(result) == {
+        "name": "repository",
+        "status": "ok",
+        "detail": "as the command found it",
+    }
+
+
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        (
+            'git symbolic-ref "refs/heads/$SPINE_BRANCH" refs/heads/main; echo w > w.txt',
+            "made the lane branch a symbolic ref to main",
+        ),
+        (
+            'git symbolic-ref refs/heads/main "refs/heads/$SPINE_BRANCH"; echo w > w.txt',
+            "made branch main a symbolic ref",
+        ),
+        ("git update-ref refs/heads/main main~1", "rewound branch main"),
+        ("git update-ref -d refs/heads/keep", "deleted branch keep; spine restored it"),
+        ("git tag -d v1", "deleted tag v1; spine restored it"),
+        ("git tag -f v1 main~1", "moved tag v1"),
+        (
+            "git update-ref refs/heads/main $(git commit-tree -m orphan main^{tree})",
+            "to the unrelated commit",
+        ),
+        (
+            "echo w > w.txt && git add w.txt && git commit -qm w && git update-ref refs/heads/keep HEAD",
+            "moved branch keep to its own commit",
+        ),
+    ],
+    ids=[
+        "lane-branch-symref",
+        "main-symref",
+        "rewind",
+        "delete-branch",
+        "delete-tag",
+        "move-tag",
+        "unrelated",
+        "onto-lane-work",
+    ],
+)
+def test_a_ref_that_is_not_the_lanes_is_put_back(spine: Spine, repo: Path, script: str, said: str) -> None:
+    git("branch", "keep", cwd=repo)
+    git("tag", "v1", cwd=repo)
+    before = refs(repo)
+    detail = violated(run_lane(spine, repo, script, expect=1))
+    assert said in detail, detail
+    lane_branches = {line for line in refs(repo).splitlines() if "refs/heads/spine/" in line}
+    assert {line for line in refs(repo).splitlines()} - lane_branches == set(before.splitlines())
+    assert all(line.endswith(" ") for line in lane_branches)  # the lane branch is a plain branch
+    # gc deletes lane branches without ever following one to the user's branch.
+    assert spine("gc", "--prune-branches", cwd=repo).returncode == 0
+    assert set(refs(repo).splitlines()) == set(before.splitlines())
+
+
+def test_your_checkouts_head_swapped_under_it_is_put_back(spine: Spine, repo: Path) -> None:
+    git("branch", "feature", "main~1", cwd=repo)
+    detail = violated(run_lane(spine, repo, COMMON + 'echo "ref: refs/heads/feature" > "$C/HEAD"', expect=1))
+    assert (
+        "switched HEAD of your checkout from main to feature without a checkout; spine put it back" in detail
+    )
+    assert git("symbolic-ref", "HEAD", cwd=repo) == "refs/heads/main"
+    assert git("status", "--porcelain", cwd=repo) == ""
+
+
+def test_what_you_may_do_meanwhile_is_named_not_failed(spine: Spine, repo: Path, tmp_path: Path) -> None:
+    """Committing to a branch, creating a branch or tag, switching another checkout: the lane cannot
+    be told from you doing it, and none of it changes what the lane did."""
+    other = tmp_path / "other"
+    git("worktree", "add", "-q", "-b", "side", str(other), cwd=repo)
+    script = (
+        f"git -C {other} commit -q --allow-empty -m 'mine' && git tag mine main && "
+        f"git -C {other} checkout -q -b side2 && echo w > w.txt"
+    )
+    result = run_lane(spine, repo, script, expect=0)
+    inv = repository_invariant(result)
+    assert inv["status"] == "ok"
+    assert "created tag mine" in inv["detail"] and "switched from side to side2" in inv["detail"]
+    assert git("tag", "--list", "mine", cwd=repo) == "mine"
+    assert git("ls-tree", "--name-only", f"spine/{result['runId']}/x", cwd=repo).split().count("w.txt") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "planted"),
+    [
+        ("post-merge", "post-merge"),
+        ("reference-transaction", "reference-transaction"),
+        ("post-checkout", "post-checkout"),
+    ],
+)
+def test_a_hook_the_lane_plants_is_removed_and_never_runs(
+    spine: Spine, repo: Path, tmp_path: Path, name: str, planted: str
+) -> None:
+    ran = tmp_path / "ran"
+    script = (
+        COMMON + f'printf "#!/bin/sh\\necho {planted} >> {ran}\\n" > "$C/hooks/{planted}"; '
+        f'chmod +x "$C/hooks/{planted}"; echo w > w.txt'
+    )
+    result = run_lane(spine, repo, script, expect=1)
+    detail = violated(result)
+    assert f"created .git/hooks/{planted}; spine removed it" in detail
+    assert not (repo / ".git" / "hooks" / planted).exists()
+    kept = Path(detail.split("kept as ")[1].split(")")[0])
+    assert kept.read_text() == f"#!/bin/sh\necho {planted} >> {ran}\n"
+    # Then a lane that succeeds is landed: promote, land and gc run no hook (spine runs none at all).
+    ok = run_lane(spine, repo, "echo v > v.txt", lane="ok", expect=0)
+    (repo / ".git" / "hooks" / name).write_text(f"#!/bin/sh\necho users-{name} >> {ran}\n")
+    (repo / ".git" / "hooks" / name).chmod(0o755)
+    assert spine("promote", f"{ok['runId']}/ok", cwd=repo).returncode == 0
+    assert spine("gc", cwd=repo).returncode == 0
+    assert not ran.exists()
+
+
+def test_config_the_lane_writes_is_put_back_and_the_next_lane_runs_nothing_of_it(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran"
+    config_before = (repo / ".git" / "config").read_bytes()
+    script = COMMON + f'git config --file "$C/config" core.fsmonitor "echo ran >> {ran}; false"'
+    detail = violated(run_lane(spine, repo, script, expect=1))
+    assert "changed .git/config; spine put it back" in detail
+    assert (repo / ".git" / "config").read_bytes() == config_before
+    run_lane(spine, repo, "echo w > w.txt", lane="next", expect=0)
+    assert spine("gc", cwd=repo).returncode == 0
+    assert not ran.exists()
+
+
+def test_excludes_the_lane_writes_do_not_hide_the_next_lanes_work(spine: Spine, repo: Path) -> None:
+    detail = violated(
+        run_lane(spine, repo, COMMON + 'echo "*.txt" >> "$C/info/exclude"; echo w > w.txt', expect=1)
+    )
+    assert "changed .git/info/exclude; spine put it back" in detail
+    result = run_lane(spine, repo, "echo result > result.txt", lane="innocent", expect=0)
+    assert "result.txt" in git("ls-tree", "-r", "--name-only", f"spine/{result['runId']}/innocent", cwd=repo)
+
+
+def test_a_file_included_from_your_config_is_watched_and_left_to_you(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    included = tmp_path / "included.cfg"
+    included.write_text("")
+    home = Path(os.environ["HOME"])
+    with (home / ".gitconfig").open("a") as fh:
+        fh.write(f'[includeIf "gitdir:{repo}/"]\n\tpath = {included}\n')
+    ran = tmp_path / "ran"
+    filter_script = tmp_path / "filter.sh"
+    filter_script.write_text(f"#!/bin/sh\necho ran >> {ran}\ncat\n")
+    filter_script.chmod(0o755)
+    script = (
+        f'printf "[filter \\"evil\\"]\\n\\tclean = {filter_script}\\n" > {included}; '
+        'echo "* filter=evil" > .gitattributes; echo w > w.txt'
+    )
+    detail = violated(run_lane(spine, repo, script, expect=1))
+    assert f"changed {included} (yours, outside the repository" in detail
+    assert not ran.exists()  # spine committed nothing, so no clean filter ran
+
+
+def test_a_secret_written_into_the_config_stays_out_of_the_kept_copy(spine: Spine, repo: Path) -> None:
+    os.environ["SHARED_TOKEN"] = "tok-8c1d9e2f-secret"
+    try:
+        result = spine.json(
+            "run", "--json", "-q", "--pass-env", "SHARED_TOKEN", "leak", "--",
+            "sh", "-c", COMMON + 'git config --file "$C/config" x.token "$SHARED_TOKEN"',
+            cwd=repo, expect=1,
+        )  # fmt: skip
+    finally:
+        del os.environ["SHARED_TOKEN"]
+    detail = violated(result)
+    kept = Path(detail.split("kept as ")[1].split(")")[0])
+    assert "[REDACTED]" in kept.read_text() and "tok-8c1d9e2f" not in kept.read_text()
+    assert "tok-8c1d9e2f" not in (repo / ".git" / "config").read_text()
+
+
+def test_names_that_are_not_utf8_are_kept_or_refused_never_a_crash(spine: Spine, repo: Path) -> None:
+    """git allows any bytes in ref names, file names and commit messages; spine's state is JSON."""
+    tagged = run_lane(spine, repo, "git tag \"$(printf 't\\377')\"; echo w > w.txt", lane="tag", expect=0)
+    assert "created tag t\\xff" in repository_invariant(tagged)["detail"]
+    result = spine.json(
+        "run", "--json", "-q", "--artifact", "out/*", "names", "--",
+        "sh", "-c", 'mkdir out; echo b > "out/$(printf "bad\\377.txt")"; echo g > out/good.txt; '
+        "git add -A && git commit -qm \"$(printf 'subject \\377')\"",
+        cwd=repo, expect=0,
+    )  # fmt: skip
+    assert [a["path"] for a in result["artifacts"]] == ["out/good.txt"]
+    assert "out/bad\\xff.txt: the name is not valid UTF-8; not kept" in result["summary"]
+    assert any(c["subject"].startswith("subject ") for c in result["commits"])
+    assert spine("status", cwd=repo).returncode == 0
+    assert spine("show", f"{result['runId']}/names", cwd=repo).returncode == 0
+    assert spine("gc", cwd=repo).returncode == 0
