@@ -374,3 +374,18 @@ def test_two_promotions_started_at_once_land_the_lane_once(spine: Spine, repo: P
     assert git("rev-list", "--count", f"{before}..main", cwd=repo) == "1"
     result = json.loads((repo / ".git" / "spine" / "runs" / "r1" / "lanes" / "w" / "result.json").read_text())
     assert result["promotion"]["targetAfter"] == git("rev-parse", "main", cwd=repo)
+
+
+def test_a_command_that_kills_or_stops_spines_supervisor_fails_the_lane(spine: Spine, repo: Path) -> None:
+    """The supervisor stops what the command leaves running; a command that gets rid of it (SIGKILL,
+    or SIGSTOP so that only the timebox ends it) leaves that undone, and the lane says so."""
+    for signal_name, timeout in (("KILL", "30s"), ("STOP", "3s")):
+        result = run_lane(
+            spine, repo, "--timeout", timeout, "--lane", f"sup-{signal_name.lower()}", "rid of supervisor",
+            "--", "sh", "-c", f"echo w > w.txt; kill -{signal_name} $PPID; exit 0", expect=1,
+        )  # fmt: skip
+        assert result["failureKind"] == "violation", (signal_name, result["summary"])
+        processes = invariant(result, "processes")
+        assert processes["status"] == "violated"
+        assert "killed or stopped spine's process supervisor" in processes["detail"]
+        assert result["commits"] == []

@@ -277,9 +277,13 @@ def run_process(
         reader.start()
     exited = _ExitWaiter(proc.pid)
 
+    suspended = False
     try:
         while proc.poll() is None:
             if box.expired():
+                # A supervisor that does not end by itself may have been stopped (SIGSTOP) by the
+                # command it supervises: then its processes were never stopped by it either.
+                suspended = supervise and _is_suspended(proc.pid)
                 kill_group(pgid, grace, proc)
                 _reap(proc)
                 break
@@ -307,7 +311,9 @@ def run_process(
         _forget(report)
         raise sink_errors[0]
     code = proc.returncode
-    lost = supervise and code is not None and code < 0 and box.timed_out is None and not box.canceled
+    lost = suspended or (
+        supervise and code is not None and code < 0 and box.timed_out is None and not box.canceled
+    )
     if code is not None and code < 0:
         code = 128 + (-code)
     return ProcessOutcome(
@@ -319,6 +325,16 @@ def run_process(
         stopped=_read_stopped(report),
         supervisor_lost=lost,
     )
+
+
+def _is_suspended(pid: int) -> bool:
+    """True when process ``pid`` is stopped by a signal (state T in /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return bool(fields) and fields[0] in (b"T", b"t")
 
 
 def _read_stopped(report: str | None) -> list[tuple[int, str]]:

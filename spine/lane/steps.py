@@ -344,7 +344,11 @@ def commit(rt: LaneRuntime) -> None:
         if shared.status == "violated":
             lane.facts.commit = CommitFacts(invariants=invariants, head_sha=wt.head().sha)
             return
-    invariants.append(_processes_invariant(rt))
+    processes = _processes_invariant(rt)
+    invariants.append(processes)
+    if processes.status == "violated":  # something of the lane may still be writing the worktree
+        lane.facts.commit = CommitFacts(invariants=invariants, head_sha=wt.head().sha)
+        return
     head = _head_invariant(rt, wt)
     invariants.append(head)
     if head.status == "violated":
@@ -470,8 +474,9 @@ def _processes_invariant(rt: LaneRuntime) -> Invariant:
         return Invariant(
             name="processes",
             status="violated",
-            detail="the command killed spine's process supervisor, so the processes it started were not "
-            "stopped and may still run (`ps` shows them); use an isolating backend for such a command",
+            detail="the command killed or stopped spine's process supervisor, so the processes it started "
+            "were not stopped by it and may still run (`ps` shows them); use an isolating backend for such "
+            "a command",
         )
     if ex.surviving:
         shown = ", ".join(f"{p.pid} ({p.argv[:60]})" for p in ex.surviving[:3])

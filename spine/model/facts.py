@@ -103,7 +103,7 @@ class ExecuteFacts(_Facts):
     )
     supervisor_lost: bool = Field(
         default=False,
-        description="the command killed spine's process supervisor, so nothing it started was stopped",
+        description="the command killed or stopped (SIGSTOP) spine's process supervisor, so nothing it started was stopped",
     )
     rerun_of: str | None = Field(
         default=None,
