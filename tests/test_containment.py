@@ -368,3 +368,46 @@ def test_a_patch_from_a_remote_sandbox_cannot_write_outside_the_worktree(repo: P
     assert list(outside.iterdir()) == []
     assert not (repo / ".git" / "hooks" / "post-checkout").exists()
     assert not (repo.parent / "climbed").exists()
+
+
+@pytest.mark.usefixtures("bwrap")
+def test_landing_an_isolated_lane_tests_its_code_in_its_isolation(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    """`spine land` gates the tree that holds the lane's work: code a bubblewrap lane wrote runs in
+    bubblewrap there too, never on the host, as it did in the lane's own checks."""
+    marker = tmp_path / "ran-on-host"
+    write_files(
+        repo, {".spine.yaml": "checks:\n  - name: test\n    command: sh test.sh\n", "test.sh": "exit 0\n"}
+    )
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a check", cwd=repo)
+    script = f"echo '(id; echo HOME=$HOME) > {marker} 2>/dev/null; true' > test.sh"
+    result = run_lane(spine, repo, "--backend", "bubblewrap", "edit tests", "--", "sh", "-c", script)
+    assert not marker.exists()  # the lane's own check ran in the sandbox
+    landed = spine.json("land", result["runId"], "--json", cwd=repo)
+    assert [d["outcome"] for d in landed["decisions"]] == ["landed"], landed
+    assert not marker.exists()
+    assert git("show", "main:test.sh", cwd=repo).startswith("(id;")
+
+
+def test_a_lane_that_rewrites_its_commondir_fails_and_nothing_it_named_runs(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    """A linked worktree's registered git dir names the repository in its `commondir` file. A command
+    that points it at a repository of its own (with a clean filter) fails the lane; spine's git never
+    takes the repository from that file, and the worktree never goes back to the pool."""
+    evil, ran = tmp_path / "evil", tmp_path / "ran"
+    script = (
+        f"git init -q --bare {evil} && git --git-dir={evil} config core.bare false && "
+        f'echo "$(git rev-parse --path-format=absolute --git-common-dir)/objects" > {evil}/objects/info/alternates && '
+        f"git --git-dir={evil} config filter.x.clean 'sh -c \"echo ran >> {ran}; cat\"' && "
+        f'echo "* filter=x" > {evil}/info/attributes && '
+        f'echo {evil} > "$(git rev-parse --git-dir)/commondir" && echo w > w.txt'
+    )
+    result = run_lane(spine, repo, "plant", "--", "sh", "-c", script, expect=1)
+    assert result["failureKind"] == "violation"
+    assert f"its commondir file names '{evil}'" in result["summary"]
+    after = run_lane(spine, repo, "--lane", "next", "next", "--", "sh", "-c", "echo g > g.txt")
+    assert git("show", f"{after['branch']}:g.txt", cwd=repo) == "g"
+    assert not ran.exists()

@@ -407,6 +407,16 @@ def gate_key(ctx: ExecutionContext, checks: Sequence[CheckSpec], backend: str | 
     return checks_hash(checks, {**ctx.config.env, "SPINE_GATE_ISOLATION": isolation or "host"})
 
 
+def isolating_backend(ctx: ExecutionContext, backends: Sequence[str | None]) -> str | None:
+    """The first of ``backends`` (the lanes' own, in queue order) that isolates, for a gate on a tree
+    that holds those lanes' work: code an isolated lane's command wrote is tested in its isolation,
+    never on the host. None when none isolates (the checks run as configured)."""
+    for backend in dict.fromkeys(b for b in backends if b):
+        if _isolation(ctx, backend) is not None:
+            return backend
+    return None
+
+
 def _isolation(ctx: ExecutionContext, backend: str) -> str | None:
     """The backend gate checks run in, or None for the host (a local backend, or ``checks_on_host``)."""
     if ctx.config.checks_on_host:

@@ -42,7 +42,7 @@ from spine.base.ids import now_iso
 from spine.base.locks import hold
 from spine.base.text import model_json
 from spine.drive.runs import load_result
-from spine.landing.gate import GateVerdict, checks_hash, gate_checks, gate_tree
+from spine.landing.gate import GateVerdict, checks_hash, gate_checks, gate_tree, isolating_backend
 from spine.landing.promote import (
     PromoteRefused,
     TargetMoved,
@@ -614,6 +614,7 @@ class LandQueue:
 
     def _gate(self, projection: Projection, count: int) -> GateVerdict:
         """The gate on the first ``count`` steps of ``projection`` (0: the target itself)."""
+        backend = None
         if count == 0:
             tree, commit, what = projection.base_tree, projection.base, f"{self.target} itself"
         else:
@@ -623,6 +624,9 @@ class LandQueue:
                 step.commit,
                 f"land {self.state.run_id}: {_lanes(projection.steps[:count])}",
             )
+            # The tree holds these lanes' work: an isolated lane's code is tested in its isolation.
+            lanes = [s.lane.result.sandbox_backend for s in projection.steps[:count]]
+            backend = isolating_backend(self.ctx, lanes)
         return gate_tree(
             self.ctx,
             tree=tree,
@@ -633,6 +637,7 @@ class LandQueue:
             into_sha=projection.base,
             checks=self.checks,
             cancel=self.cancel,
+            backend=backend,
         )
 
     def _gate_prefixes(self, projection: Projection, counts: list[int]) -> dict[int, GateVerdict]:

@@ -211,7 +211,20 @@ def _watched_files(repo: Repository, wt: LaneWorktree) -> tuple[list[str], set[s
     configs += [Path(os.environ.get("GIT_CONFIG_GLOBAL") or home / ".gitconfig"), xdg / "config"]
     found = list(_with_includes(configs, home))
     settings = _settings(found)
+    admin: list[Path] = []
+    try:
+        for entry in sorted(os.scandir(common / "worktrees"), key=lambda e: e.name):
+            if os.path.realpath(entry.path) != os.path.realpath(wt.git_dir):
+                admin += [
+                    p
+                    for p in (Path(entry.path) / "commondir", Path(entry.path) / "config.worktree")
+                    if p.exists()
+                ]
+    except OSError:
+        pass
     others = [
+        *admin,  # every linked worktree's: where its git takes the repository from, and its config
+        common / "shallow",
         common / "info" / "attributes",
         common / "info" / "exclude",
         common / "info" / "grafts",
@@ -359,8 +372,12 @@ def check(
     changes += _head_changes(repo, before, state_root)
     watched, inside = _watched_files(repo, wt)
     files = dict(before.files)
+    others = str(repo.common_dir / "worktrees") + os.sep
     for path in watched:  # a hook, an included file or an excludes file that was not there before
-        files.setdefault(path, ABSENT)
+        if not path.startswith(others):  # other worktrees come and go with other lanes
+            files.setdefault(path, ABSENT)
+    for path in [p for p in files if p.startswith(others) and p not in watched]:
+        del files[path]  # that worktree was removed meanwhile
     changes += _file_changes(
         repo.common_dir, files, set(before.inside) | inside, before.contents, evidence, redactor
     )

@@ -137,9 +137,21 @@ class LaneWorktree:
         check: bool = True,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run git on this worktree through its registered git dir, with programs switched off."""
+        """Run git on this worktree through its registered git dir, with programs switched off.
+
+        The common dir is named too (``GIT_COMMON_DIR``): git would otherwise take it from the
+        ``commondir`` file in the registered git dir, which the lane's command can write."""
         where = (f"--git-dir={self.git_dir}", f"--work-tree={self.path}")
-        return git(*where, *SAFE_CONFIG, *args, cwd=self.path, env=env, check=check, input=input)
+        run_env = {"GIT_COMMON_DIR": str(self.common_dir), **(env or {})}
+        return git(*where, *SAFE_CONFIG, *args, cwd=self.path, env=run_env, check=check, input=input)
+
+    @property
+    def common_dir(self) -> Path:
+        """The repository's common git dir: the registered git dir of a linked worktree is
+        ``COMMON/worktrees/NAME`` (git makes it so); a primary checkout's git dir is the common dir."""
+        if self.git_dir.parent.name == "worktrees":
+            return self.git_dir.parent.parent
+        return self.git_dir
 
     def out(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         return self.git(*args, env=env).stdout.rstrip("\n")
@@ -152,7 +164,7 @@ class LaneWorktree:
             return Head(None, None)
         if text.startswith("ref: "):
             ref = text.removeprefix("ref: ")
-            sha = read_loose_ref(common_dir_of(self.git_dir), ref)
+            sha = read_loose_ref(self.common_dir, ref)
             if sha is None:  # packed, in a reftable, or absent: ask git
                 sha = self.git("rev-parse", "--verify", "-q", ref, check=False).stdout.strip() or None
             return Head(ref.removeprefix("refs/heads/"), sha)
@@ -187,6 +199,14 @@ class LaneWorktree:
             return f"the worktree {self.path} is no longer a directory (it was replaced)"
         if not self.git_dir.is_dir():
             return f"git no longer knows the worktree {self.path}: its registration {self.git_dir} is gone"
+        if self.git_dir.is_symlink():
+            return f"git's record of the worktree {self.path} ({self.git_dir}) was replaced by a link"
+        common = common_dir_of(self.git_dir)
+        if os.path.realpath(common) != os.path.realpath(repo.common_dir):
+            return (
+                f"git's record of the worktree {self.path} was changed: its commondir file names "
+                f"{str(common)[:200]!r}, not the repository's {repo.common_dir}"
+            )
         now = repo.registered_git_dir(self.path)
         if now is None or os.path.realpath(now) != os.path.realpath(self.git_dir):
             return f"git's record of the worktree {self.path} was changed or moved"
