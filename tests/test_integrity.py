@@ -389,3 +389,19 @@ def test_a_command_that_kills_or_stops_spines_supervisor_fails_the_lane(spine: S
         assert processes["status"] == "violated"
         assert "killed or stopped spine's process supervisor" in processes["detail"]
         assert result["commits"] == []
+
+
+def test_files_the_command_hides_from_git_are_committed_and_do_not_reach_the_next_lane(
+    spine: Spine, repo: Path
+) -> None:
+    """`assume-unchanged` (index version 2, read by spine itself) and `skip-worktree` (version 3) make
+    `git add` pass over a changed file: the work would be lost and the next pooled lane would see it."""
+    for mark in ("--assume-unchanged", "--skip-worktree"):
+        lane = mark.strip("-")
+        script = f"echo fixed > README.md && git update-index {mark} README.md"
+        result = run_lane(spine, repo, "--lane", lane, lane, "--", "sh", "-c", script)
+        assert git("show", f"{result['branch']}:README.md", cwd=repo) == "fixed", mark
+        commit = invariant(result, "commit")
+        assert commit["status"] == "fixed" and "hidden 1 file(s) from git" in commit["detail"]
+        after = run_lane(spine, repo, "--lane", f"after-{lane}", "after", "--", "sh", "-c", "cat README.md")
+        assert after["commits"] == [] and "# demo" in "\n".join(after["outputTail"]), after

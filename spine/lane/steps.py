@@ -360,6 +360,7 @@ def commit(rt: LaneRuntime) -> None:
         lane.facts.commit = CommitFacts(invariants=invariants, head_sha=wt.head().sha)
         return
     stale = _remove_stale_index_lock(wt)
+    hidden = _unhide_files(rt, wt)
     wt.git("add", "-A")
     excluded = _leave_out_setup_work(rt, wt)
     nested = _leave_out_nested_repositories(wt)
@@ -378,7 +379,7 @@ def commit(rt: LaneRuntime) -> None:
             rt.store.save_lane(rt.run, rt.lane_id)
         message = _commit_message(rt, lane.facts.commit_token)
         _git_commit(rt, wt, message)
-    invariants.append(_commit_invariant(excluded, nested, stale))
+    invariants.append(_commit_invariant(excluded, nested, stale, hidden))
     if before == lane.base_sha:
         # The command made no commit of its own: the lane holds spine's commit (if anything was
         # staged) on its base, and what git said of the staged changes is that commit's stat.
@@ -665,8 +666,34 @@ def _private_files_committed(rt: LaneRuntime, wt: LaneWorktree) -> Invariant | N
     )
 
 
-def _commit_invariant(excluded: list[str], nested: list[str], stale: bool) -> Invariant:
+def _unhide_files(rt: LaneRuntime, wt: LaneWorktree) -> list[str]:
+    """Clear "assume unchanged" and "skip worktree" on entries whose file is in the worktree, so that
+    ``git add -A`` sees what the command changed in them; the paths it cleared. Entries whose file is
+    absent (a sparse checkout's) are left as they are. Costs no git process when the index marks
+    nothing (``index_may_hide_files``)."""
+    if not worktrees.index_may_hide_files(wt.git_dir / "index", len(rt.lane.base_sha) // 2):
+        return []
+    listing = [e for e in wt.git("ls-files", "-v", "-z").stdout.split("\0") if len(e) > 2]
+    present = {
+        e[2:]: e[0] for e in listing if (e[0].islower() or e[0] == "S") and os.path.lexists(wt.path / e[2:])
+    }
+    # One mark per update-index run: git applies only the last of --no-skip-worktree/--no-assume-unchanged.
+    for option, marked in (
+        ("--no-skip-worktree", [p for p, tag in present.items() if tag in "Ss"]),
+        ("--no-assume-unchanged", [p for p, tag in present.items() if tag.islower()]),
+    ):
+        if marked:
+            wt.git("update-index", option, "-z", "--stdin", input="\0".join(marked) + "\0")
+    return sorted(present)
+
+
+def _commit_invariant(excluded: list[str], nested: list[str], stale: bool, hidden: list[str]) -> Invariant:
     notes = []
+    if hidden:
+        notes.append(
+            f"the command had hidden {len(hidden)} file(s) from git (assume-unchanged or skip-worktree: "
+            f"{', '.join(hidden[:5])}); spine cleared those marks, so what it changed in them is committed"
+        )
     if excluded:
         notes.append(f"left out what spine copied in or setup produced: {', '.join(excluded[:5])}")
     if nested:

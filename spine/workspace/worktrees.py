@@ -232,6 +232,42 @@ class LaneWorktree:
 
 _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
+_ASSUME_VALID = 0x8000  # "assume unchanged" (git update-index --assume-unchanged)
+
+
+def index_may_hide_files(index: Path, hash_size: int) -> bool:
+    """Whether the index at ``index`` may mark entries "assume unchanged" or "skip worktree", which
+    make ``git add`` pass over a changed file; read without starting git.
+
+    git writes index version 2 unless an entry needs extended flags (skip-worktree, intent-to-add),
+    which take version 3; version 4 is chosen by configuration. A version 2 index is read entry by
+    entry for the assume-unchanged bit (``hash_size``: 20 for SHA-1, 32 for SHA-256); any other
+    version answers True, and the caller asks git (``git ls-files -v``)."""
+    try:
+        data = index.read_bytes()
+    except OSError:
+        return False
+    if len(data) < 12 or data[:4] != b"DIRC":
+        return False
+    version, count = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
+    if version != 2:
+        return True
+    pos = 12
+    fixed = 40 + hash_size  # ctime, mtime, dev, ino, mode, uid, gid, size; then the object name
+    for _ in range(count):
+        if pos + fixed + 2 > len(data):
+            return True  # not what git writes: let git say
+        flags = int.from_bytes(data[pos + fixed : pos + fixed + 2], "big")
+        if flags & _ASSUME_VALID:
+            return True
+        name_len = flags & 0x0FFF
+        start = pos + fixed + 2
+        if name_len == 0x0FFF:
+            name_len = data.index(b"\0", start) - start
+        entry = fixed + 2 + name_len
+        pos += entry + (8 - entry % 8)  # 1 to 8 NULs pad the entry to a multiple of 8
+    return False
+
 
 def common_dir_of(git_dir: Path) -> Path:
     """The common git dir of a (linked worktree's) git dir, from its ``commondir`` file."""
