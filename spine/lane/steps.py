@@ -494,7 +494,15 @@ def _processes_invariant(rt: LaneRuntime) -> Invariant:
             status="fixed",
             detail=f"the command left {len(ex.stopped)} process(es) running; spine stopped them: {shown}{more}",
         )
-    return Invariant(name="processes", status="ok", detail="no process of the lane is left")
+    if getattr(rt.backend, "isolates", True):
+        return Invariant(name="processes", status="ok", detail="no process of the lane is left")
+    return Invariant(
+        name="processes",
+        status="ok",
+        detail="no process the command started is left (on this backend spine sees the command's "
+        "descendants and processes in the worktree, not work it handed to a server already running, "
+        "such as a tmux server)",
+    )
 
 
 def _head_invariant(rt: LaneRuntime, wt: LaneWorktree) -> Invariant:

@@ -53,6 +53,10 @@ ABSENT = "absent"
 
 # Refs a user changes with fetch, stash or notes: only a move onto the lane's own work is the lane's.
 _FREE_NAMESPACES = ("refs/remotes/", "refs/stash", "refs/notes/")
+_REPLACE = "refs/replace/"
+# Files in the common dir that make your next commit a merge (or cherry-pick, revert); you may be in
+# the middle of one yourself, so they are named, never removed.
+_NAMED_ONLY = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD")
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ def _watched_files(repo: Repository, wt: LaneWorktree) -> tuple[list[str], set[s
         pass
     others = [
         *admin,  # every linked worktree's: where its git takes the repository from, and its config
+        *(common / name for name in _NAMED_ONLY),
         common / "shallow",
         common / "info" / "attributes",
         common / "info" / "exclude",
@@ -365,10 +370,21 @@ def check(
         changes += _ref_change(repo, name, old, refs.get(name), lane_work)
     for name in sorted(set(refs) - set(before.refs)):
         new = refs[name]
+        if name.startswith(_REPLACE):
+            # A replace ref makes git show one commit in place of another: the review command of the
+            # result would show what does not land. spine's own git ignores them (GIT_NO_REPLACE_OBJECTS).
+            ok = repo.run("update-ref", "--no-deref", "-d", name, new.sha, check=False).returncode == 0
+            changes.append(
+                Change(f"created the replace ref {name}" + ("; spine removed it" if ok else ""), True)
+            )
+            continue
         if name.startswith(_FREE_NAMESPACES) and not lane_work(new.sha):
             continue
         link = f" (a symbolic ref to {_short(new.symref)})" if new.symref else ""
         changes.append(Change(f"created {_kind(name)} {_short(name)} at {new.sha[:12]}{link}", False))
+    stash = refs.get("refs/stash")
+    if stash is not None and stash != before.refs.get("refs/stash"):
+        changes.append(_stash_change(repo, stash.sha, lane_branch))
     changes += _head_changes(repo, before, state_root)
     watched, inside = _watched_files(repo, wt)
     files = dict(before.files)
@@ -396,7 +412,7 @@ def _ref_change(
     repo: Repository, name: str, old: Ref, new: Ref | None, lane_work: Callable[[str], bool]
 ) -> list[Change]:
     shown = f"{_kind(name)} {_short(name)}"
-    guarded = name.startswith(("refs/heads/", "refs/tags/"))
+    guarded = name.startswith(("refs/heads/", "refs/tags/", _REPLACE))
     if new is None:
         if not guarded or old.symref:
             return []
@@ -423,7 +439,7 @@ def _ref_change(
         why = f"moved {shown} to its own commit {new.sha[:12]}"
     elif not guarded:
         return []
-    elif name.startswith("refs/tags/"):
+    elif name.startswith(("refs/tags/", _REPLACE)):
         why = f"moved {shown} from {old.sha[:12]} to {new.sha[:12]}"
     elif repo.is_ancestor(old.sha, new.sha):
         return []  # forward, to commits that are not the lane's: you committing meanwhile
@@ -439,11 +455,30 @@ def _ref_change(
     return [Change(why + back, True)]
 
 
+def _stash_change(repo: Repository, sha: str, lane_branch: str) -> Change:
+    """A new stash entry: the command's, when git made it on the lane branch ("WIP on BRANCH: ...")."""
+    subject = repo.run("log", "-1", "--format=%s", sha, check=False).stdout.strip()
+    if lane_branch and f" on {lane_branch}:" in subject:
+        return Change(
+            f"stashed its work (git stash): it is in your stash as {sha[:12]} ({subject[:80]!r}), not on the "
+            "lane branch",
+            True,
+        )
+    return Change(f"the stash changed ({subject[:80]!r})", False)
+
+
 def _head_changes(repo: Repository, before: SharedState, state_root: Path) -> list[Change]:
     now = _checkout_heads(repo, state_root)
     changes = []
     for path, old in before.heads.items():
         new = now.get(path)
+        if new is not None and new.text == old.text and new.index != old.index:
+            where = (
+                "your checkout"
+                if Path(path).parent == repo.common_dir
+                else f"the checkout of {Path(path).parent.name}"
+            )
+            changes.append(Change(f"the index (staged changes) of {where} changed", False))
         if new is None or new.text == old.text:
             continue
         checkout = (
@@ -494,6 +529,9 @@ def _file_changes(
         if new == old:
             continue
         did = "created" if old == ABSENT else "removed" if new == ABSENT else "changed"
+        if Path(path).parent == common and Path(path).name in _NAMED_ONLY:
+            changes.append(Change(f"{did} {os.path.relpath(path, common.parent)} in your checkout", False))
+            continue
         if path not in inside:
             changes.append(
                 Change(f"{did} {path} (yours, outside the repository: spine leaves it to you to check)", True)
@@ -512,7 +550,12 @@ def _file_changes(
 
 
 def _keep(evidence: Path, shown: str, data: bytes, redactor: Redactor) -> Path | None:
-    target = evidence / re.sub(r"[^A-Za-z0-9._-]+", "_", shown.replace("/", "__"))
+    # The name too is masked: a hook the command named after a secret must not put it in a file name.
+    target = evidence / re.sub(r"[^A-Za-z0-9._-]+", "_", redactor.redact_text(shown).replace("/", "__"))
+    n = 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{target.name.split('~')[0]}~{n}")
     try:
         evidence.mkdir(parents=True, exist_ok=True)
         target.write_text(redactor.redact_text(data.decode("utf-8", "replace")), encoding="utf-8")
