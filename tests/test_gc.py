@@ -69,6 +69,7 @@ def group_alive(pgid: int) -> bool:
 
 def test_gc_after_a_killed_run_recovers_its_work_and_records_the_lanes(repo: Path, spine: Spine) -> None:
     wt = lane_worktree(repo)
+    errors = (repo.parent / "driver.err").open("wb")
     driver = subprocess.Popen(
         [
             sys.executable,
@@ -88,12 +89,16 @@ def test_gc_after_a_killed_run_recovers_its_work_and_records_the_lanes(repo: Pat
         ],
         cwd=repo,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
     )
-    deadline = time.monotonic() + 30
-    while not (wt / "partial.txt").exists() and time.monotonic() < deadline:
+    errors.close()  # the driver has its own copy
+    deadline = time.monotonic() + 60
+    while not (wt / "partial.txt").exists() and time.monotonic() < deadline and driver.poll() is None:
         time.sleep(0.05)
-    assert (wt / "partial.txt").exists(), "the command never started"
+    if not (wt / "partial.txt").exists():
+        driver.kill()
+        driver.wait(timeout=10)
+        raise AssertionError(f"the command never started: {(repo.parent / 'driver.err').read_text()[-2000:]}")
     pgid = None
     while pgid is None and time.monotonic() < deadline:
         pgid = run_json(repo)["lanes"]["work"].get("pgid")

@@ -41,3 +41,16 @@ def test_show_and_status_print_no_escape_from_the_lane(spine: Spine, repo: Path)
     ):
         out = spine(*args, cwd=repo).stdout
         assert "\x1b]" not in out and "\x1b[2J" not in out and "\x07" not in out, args
+
+
+def test_live_output_keeps_colours_and_progress_but_not_titles_clipboard_or_alternate_screens() -> None:
+    """A lane's output shown live: sequences split across chunks are dropped whole, the rest passes."""
+    from spine.base.text import LiveFilter
+
+    live = LiveFilter()
+    chunks = [
+        b"hello \x1b]0;ti", b"tle\x07world \x1b[3", b"1mred\x1b[0m \x1b[?10", b"49h 50%\r60%\r\n",
+        b"\x1b]52;c;Zm9v\x1b\\done \x1bP+q\x1b\\ok\x1b",
+    ]  # fmt: skip
+    shown = b"".join(live.feed(chunk) for chunk in chunks) + live.flush()
+    assert shown == b"hello world \x1b[31mred\x1b[0m  50%\r60%\r\ndone ok"

@@ -69,3 +69,35 @@ def model_json(model: BaseModel, **options: Any) -> str:
     except PydanticSerializationError:
         data = mend(model.model_dump(mode="json", by_alias=True, **options))
         return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+# In a lane's live output: strings a terminal acts on outside the screen's text (OSC: window title,
+# clipboard, hyperlinks; DCS, SOS, PM, APC) and private modes (the alternate screen); all else, colours,
+# carriage returns and cursor moves of progress bars included, passes as the command wrote it.
+_LIVE_DROP = re.compile(
+    rb"\x1b(?:\][^\x07\x1b]*(?:\x07|\x1b\\)|[PX^_][^\x1b]*\x1b\\|\[\?[0-9;]*[hl])|\x9d[^\x07\x9c]*[\x07\x9c]"
+)
+# An escape sequence cut off at the end of a chunk: held back until the next chunk completes it.
+_LIVE_OPEN = re.compile(rb"\x1b(?:\][^\x07\x1b]*\x1b?|[PX^_][^\x1b]*\x1b?|\[\??[0-9;]*)?$")
+_LIVE_HOLD = 4096
+
+
+class LiveFilter:
+    """Makes a lane's output safe to show live on a terminal, chunk by chunk (``feed``/``flush``):
+    drops what would act outside the screen's text (see ``_LIVE_DROP``), even when a sequence is split
+    across chunks; a sequence held longer than 4 KiB is dropped as it is."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._held + chunk
+        self._held = b""
+        match = _LIVE_OPEN.search(data, max(0, len(data) - _LIVE_HOLD))
+        if match and match.group(0):
+            data, self._held = data[: match.start()], data[match.start() :]
+        return _LIVE_DROP.sub(b"", data)
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return _LIVE_DROP.sub(b"", held) if not _LIVE_OPEN.fullmatch(held) else b""

@@ -23,6 +23,7 @@ from spine.base.errors import EnvironmentProblem
 from spine.base.git import clean_env
 from spine.base.process import OutputSink, ProcessOutcome, run_process
 from spine.base.redact import MASK, Redactor, StreamRedactor, looks_secret, process_redactor, register
+from spine.base.text import LiveFilter
 from spine.model.state import LaneState, RunState
 from spine.workspace.context import ExecutionContext
 from spine.workspace.guard import SharedState
@@ -105,6 +106,9 @@ class LaneOutput:
         self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
         self._redactor = redactor
         self._streams = {name: StreamRedactor(self._redactor) for name in ("stdout", "stderr")}
+        # What reaches the terminal live: no window titles, clipboard writes or alternate screens.
+        self._live = {name: LiveFilter() for name in ("stdout", "stderr")}
+        self._echoed = False
         self._lines = lines
 
     def __call__(self, stream: str, chunk: bytes) -> None:
@@ -120,6 +124,7 @@ class LaneOutput:
             self._lines.feed(self._lane, chunk)
         if self._echo == "none":
             return
+        chunk = self._live[stream].feed(chunk)
         if self._echo == "prefixed":
             data = self._pending[stream] + chunk
             *lines, rest = data.split(b"\n")
@@ -135,6 +140,7 @@ class LaneOutput:
         target = sys.stderr if (self._echo == "stderr" or stream == "stderr") else sys.stdout
         target.buffer.write(chunk)
         target.buffer.flush()
+        self._echoed = True
 
     def note(self, text: str) -> None:
         """Write a spine line (a section header) into the log only."""
@@ -151,6 +157,10 @@ class LaneOutput:
                 for rest in self._pending.values():
                     if rest:
                         sys.stderr.buffer.write(prefix + _frame(rest) + b"\n")
+            elif self._echoed and sys.stdout.isatty():
+                # Colours or hidden text the command left on stay off what spine prints next.
+                sys.stdout.write("\x1b[0m")
+                sys.stdout.flush()
             self._log.close()
 
 
