@@ -133,7 +133,11 @@ def run_cli(argv: list[str] | None = None) -> int:
         exc.show()
         return _json_error(json_command, exc.format_message(), ExitCode.USAGE)
     except SpineError as exc:
-        click.echo(exc.render(), err=True)
+        from spine.base.redact import redact_text
+        from spine.base.text import printable
+
+        # A message can quote what a lane wrote (a check's output, a file name): shown safe.
+        click.echo(printable(redact_text(exc.render())), err=True)
         return _json_error(
             json_command, exc.message, exc.exit_code, hint=exc.hint, problems=getattr(exc, "parts", None)
         )

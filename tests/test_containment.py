@@ -411,3 +411,64 @@ def test_a_lane_that_rewrites_its_commondir_fails_and_nothing_it_named_runs(
     after = run_lane(spine, repo, "--lane", "next", "next", "--", "sh", "-c", "echo g > g.txt")
     assert git("show", f"{after['branch']}:g.txt", cwd=repo) == "g"
     assert not ran.exists()
+
+
+@pytest.mark.usefixtures("bwrap")
+def test_gating_a_pushed_lane_branch_tests_it_in_the_lanes_isolation(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    """`spine gate REV` (what the pre-push hook runs) on a branch holding a bubblewrap lane's work runs
+    the checks in bubblewrap, even with local-worktree configured; a JUnit path the lane made a link to
+    a host file is replaced, not written through."""
+    marker, victim = tmp_path / "ran-on-host", tmp_path / "victim"
+    victim.write_text("precious\n")
+    write_files(repo, {".spine.yaml": "checks:\n  - name: t\n    command: sh t.sh\n", "t.sh": "exit 0\n"})
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a check", cwd=repo)
+    script = f"echo 'id > {marker} 2>/dev/null; exit 0' > t.sh && ln -s {victim} gate.xml"
+    result = run_lane(spine, repo, "--backend", "bubblewrap", "x", "--", "sh", "-c", script)
+    git("checkout", "-q", result["branch"], cwd=repo)
+    proc = spine("gate", "--into", "main", "--junit", "gate.xml", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    assert victim.read_text() == "precious\n"
+    assert (repo / "gate.xml").read_text().startswith("<?xml")
+
+
+@pytest.mark.usefixtures("bwrap")
+def test_a_hosts_secret_looking_spine_variable_stays_out_of_the_sandbox(spine: Spine, repo: Path) -> None:
+    os.environ["SPINE_DEPLOY_TOKEN"] = "ghp-abcdef123456-secret"
+    try:
+        result = run_lane(spine, repo, "--backend", "bubblewrap", "x", "--", "sh", "-c", "env > seen.txt")
+    finally:
+        del os.environ["SPINE_DEPLOY_TOKEN"]
+    seen = git("show", f"{result['branch']}:seen.txt", cwd=repo)
+    assert "SPINE_DEPLOY_TOKEN" not in seen and "SPINE_RUN_ID" in seen, seen  # spine's own still pass
+
+
+def test_an_error_quoting_lane_output_reaches_the_terminal_without_escapes(spine: Spine, repo: Path) -> None:
+    """A refused promotion quotes the failing gate check's output, which the lane's code wrote."""
+    write_files(repo, {".spine.yaml": "checks:\n  - name: t\n    command: sh t.sh\n", "t.sh": "exit 0\n"})
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a check", cwd=repo)
+    script = r"""printf '[ -n "$SPINE_GATE_TREE" ] || exit 0\nprintf "\\033]52;c;cm0K\\007\\033]0;PWNED\\007bad\\n"\nexit 1\n' > t.sh"""
+    result = run_lane(spine, repo, "x", "--", "sh", "-c", script)
+    proc = spine("promote", f"{result['runId']}/x", "--gate", cwd=repo)
+    assert proc.returncode == 1, proc.stderr
+    assert "bad" in proc.stderr and "\x1b]" not in proc.stderr and "\x07" not in proc.stderr
+
+
+def test_evidence_file_names_holding_a_secret_are_masked_in_the_state(spine: Spine, repo: Path) -> None:
+    """Evidence rules match files by name, and the command chose the names."""
+    os.environ["EVIDENCE_TOKEN"] = "tok-0d9a7c2e-secret"
+    try:
+        spine.json(
+            "run", "--json", "-q", "--mode", "contract", "--pass-env", "EVIDENCE_TOKEN", "fix the crash", "--",
+            "sh", "-c", 'echo x > "repro-$EVIDENCE_TOKEN.txt"', cwd=repo, expect=None,
+        )  # fmt: skip
+    finally:
+        del os.environ["EVIDENCE_TOKEN"]
+    leaked = [
+        p for p in (repo / ".git" / "spine").rglob("*") if p.is_file() and b"tok-0d9a7c2e" in p.read_bytes()
+    ]
+    assert leaked == []

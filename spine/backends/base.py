@@ -102,9 +102,13 @@ class Sandbox(Protocol):
 
 
 def declared_env(env: Mapping[str, str], spec: SandboxSpec, keep: Iterable[str] = BASE_ENV) -> dict[str, str]:
-    """The part of ``env`` an isolating backend passes in: ``keep``, ``SPINE_*`` and declared names."""
+    """The part of ``env`` an isolating backend passes in: ``keep``, declared names, and ``SPINE_*``
+    but those whose name looks secret (a host's ``SPINE_DEPLOY_TOKEN`` is not spine's to pass on;
+    declare it with ``env_passthrough`` to give it to the lane)."""
+    from spine.base.redact import looks_secret
+
     allowed = {*keep, *spec.env_passthrough}
-    return {k: v for k, v in env.items() if k in allowed or k.startswith("SPINE_")}
+    return {k: v for k, v in env.items() if k in allowed or (k.startswith("SPINE_") and not looks_secret(k))}
 
 
 def describe(backend: Sandbox) -> str:

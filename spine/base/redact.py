@@ -156,7 +156,6 @@ IDENTIFIER_KEYS = frozenset(
         "logPath",
         "storedAt",
         "path",
-        "paths",
         "resultPath",
         "debugPacket",
         "gitDir",

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from spine.base.files import atomic_write_text
 from spine.commands.complete import RUN_OR_LANE
 
 
@@ -118,7 +119,9 @@ def command(
         path = Path(junit_path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(redact_text(junit_xml(verdict, skipped)), encoding="utf-8")
+            # Whole or not at all, secrets masked; a link at PATH (one a lane committed) is replaced,
+            # never written through.
+            atomic_write_text(path, junit_xml(verdict, skipped))
         except OSError as exc:
             raise UsageError(f"cannot write the JUnit report to {junit_path}: {exc.strerror}") from None
     if not as_json:

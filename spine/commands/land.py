@@ -6,6 +6,9 @@ from typing import cast
 
 import click
 
+from spine.base.files import atomic_write_text
+from spine.base.text import printable
+
 
 @click.command("land")
 @click.argument("run_ref", metavar="RUN")
@@ -73,7 +76,7 @@ def command(
 
     def progress(message: str) -> None:
         if not quiet:
-            click.echo(redact_text(f"spine land: {message}"), err=True)
+            click.echo(printable(redact_text(f"spine land: {message}")), err=True)
 
     try:
         with sigterm_as_interrupt():
@@ -97,7 +100,9 @@ def command(
         path = Path(junit_path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(redact_text(junit_xml(state)), encoding="utf-8")
+            # Whole or not at all, secrets masked; a link at PATH (one a lane committed) is replaced,
+            # never written through.
+            atomic_write_text(path, junit_xml(state))
         except OSError as exc:
             raise UsageError(f"cannot write the JUnit report to {junit_path}: {exc.strerror}") from None
     ejected = any(d.outcome == "ejected" for d in state.decisions)
@@ -107,7 +112,7 @@ def command(
 
         return emit(state.model_dump(mode="json", by_alias=True), code)
     else:
-        text = redact_text(render_table(state))
+        text = printable(redact_text(render_table(state)))
         head, _, rest = text.partition("\n")
         click.echo(click.style(head, fg="red" if ejected else "green", bold=True) + "\n" + rest)
     return ExitCode.FAILED if ejected else ExitCode.OK

@@ -26,12 +26,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from spine.base.errors import EnvironmentProblem, UsageError
+from spine.base.errors import EnvironmentProblem, SpineError, UsageError
 from spine.base.files import atomic_write_json
 from spine.base.git import clean_env, git
 from spine.base.ids import now_iso
 from spine.base.process import OutputSink, ProcessOutcome, run_process
-from spine.base.text import model_json
+from spine.base.text import LiveFilter, model_json
 from spine.model.config import CheckSpec
 from spine.workspace.context import ExecutionContext
 
@@ -158,10 +158,17 @@ def gate_checks(ctx: ExecutionContext) -> list[CheckSpec]:
     return list(ctx.config.gate.checks or ctx.config.checks)
 
 
+_LIVE = {"stdout": LiveFilter(), "stderr": LiveFilter()}
+_LIVE_LOCK = threading.Lock()
+
+
 def echo_to_stderr(stream: str, chunk: bytes) -> None:
-    """An output sink that shows check output on stderr, keeping stdout for the report."""
-    sys.stderr.buffer.write(chunk)
-    sys.stderr.buffer.flush()
+    """An output sink that shows check output on stderr, keeping stdout for the report; what the
+    checks print is code a lane wrote: no window titles, clipboard writes or alternate screens."""
+    with _LIVE_LOCK:
+        shown = _LIVE.get(stream, _LIVE["stderr"]).feed(chunk)
+        sys.stderr.buffer.write(shown)
+        sys.stderr.buffer.flush()
 
 
 def checks_hash(checks: Sequence[CheckSpec], env: dict[str, str]) -> str:
@@ -415,6 +422,42 @@ def isolating_backend(ctx: ExecutionContext, backends: Sequence[str | None]) -> 
         if _isolation(ctx, backend) is not None:
             return backend
     return None
+
+
+def lane_backends_in(ctx: ExecutionContext, rev_sha: str, into_sha: str) -> list[str]:
+    """The backends of the lanes whose work ``rev_sha`` holds beyond ``into_sha``: lane branches it
+    contains, and commits carrying spine's ``Spine-Run``/``Spine-Lane`` trailers. A branch pushed
+    from a lane (the pre-push hook gates it) is tested where that lane's command ran."""
+    from spine.drive.runs import load_result
+    from spine.workspace.context import parse_lane_branch
+
+    repo = ctx.git
+    lanes: dict[tuple[str, str], None] = {}
+    fmt = (
+        "--format=%(trailers:key=Spine-Run,valueonly,separator=%x2C)%x1f"
+        "%(trailers:key=Spine-Lane,valueonly,separator=%x2C)%x1e"
+    )
+    log = repo.run("log", fmt, f"{into_sha}..{rev_sha}", check=False).stdout
+    for record in log.split("\x1e"):
+        run_id, _, lane_id = record.strip().partition("\x1f")
+        run_id, lane_id = run_id.strip().split(",")[0], lane_id.strip().split(",")[0]
+        if run_id and lane_id:
+            lanes[(run_id, lane_id)] = None
+    branches = repo.run(
+        "for-each-ref", "--format=%(refname:strip=2)", f"--merged={rev_sha}", f"--no-merged={into_sha}",
+        "refs/heads/spine/", check=False,
+    ).stdout.split()  # fmt: skip
+    for branch in branches:
+        parsed = parse_lane_branch(branch)
+        if parsed is not None:
+            lanes[parsed] = None
+    found = []
+    for run_id, lane_id in lanes:
+        try:
+            found.append(load_result(ctx, run_id, lane_id).sandbox_backend)
+        except (SpineError, OSError, ValueError):
+            continue  # a lane spine no longer has a record of
+    return found
 
 
 def _isolation(ctx: ExecutionContext, backend: str) -> str | None:
