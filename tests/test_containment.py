@@ -472,3 +472,31 @@ def test_evidence_file_names_holding_a_secret_are_masked_in_the_state(spine: Spi
         p for p in (repo / ".git" / "spine").rglob("*") if p.is_file() and b"tok-0d9a7c2e" in p.read_bytes()
     ]
     assert leaked == []
+
+
+def test_a_stacked_lane_never_fetches_a_submodule_url_the_lane_below_chose(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    """`setup.submodules: update` runs on the host with your network and keys: for a lane stacked on
+    another lane's work, URLs that work adds or changes are refused, named, before any fetch."""
+    write_files(repo, {".spine.yaml": "setup:\n  submodules: update\n"})
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "submodules", cwd=repo)
+    plant = (
+        "git init -q sub && git -C sub -c user.name=a -c user.email=a@b commit -q --allow-empty -m s && "
+        "printf '[submodule \"sub\"]\\n\\tpath = sub\\n\\turl = https://127.0.0.1:9/exfiltrate\\n' > .gitmodules"
+    )
+    batch = tmp_path / "lanes.yaml"
+    batch.write_text(
+        "lanes:\n"
+        f"  - id: x\n    objective: plant a submodule\n    command: {json.dumps(plant)}\n"
+        "  - id: y\n    objective: build on it\n    base: lane:x\n    command: 'true'\n"
+    )
+    proc = spine("batch", str(batch), cwd=repo)
+    assert (repo / ".git" / "spine" / "runs").is_dir(), proc.stderr
+    [run] = [p for p in (repo / ".git" / "spine" / "runs").iterdir() if p.is_dir()]
+    x = json.loads((run / "lanes" / "x" / "result.json").read_text())
+    y = json.loads((run / "lanes" / "y" / "result.json").read_text())
+    assert x["status"] == "succeeded", x["summary"]
+    assert y["status"] == "failed", y["summary"]
+    assert "adds or changes submodule URLs: sub (https://127.0.0.1:9/exfiltrate)" in y["summary"]

@@ -176,6 +176,17 @@ def _update_submodules(rt: LaneRuntime, wt: LaneWorktree) -> None:
     .gitmodules a lane wrote, and its URLs must not stay in the user's config.
     """
     repo = rt.ctx.git
+    if rt.lane.base_sha != rt.run.base_sha:
+        # A stacked lane starts from another lane's work, which may name submodules of its own: spine
+        # fetches, on the host with your network and keys, only the URLs the run's base names.
+        chosen, trusted = _submodule_urls(rt, rt.lane.base_sha), _submodule_urls(rt, rt.run.base_sha)
+        added = sorted(f"{name} ({url})" for name, url in chosen.items() if trusted.get(name) != url)
+        if added:
+            raise EnvironmentProblem(
+                f"the lane's base ({rt.lane.spec.base}) adds or changes submodule URLs: {', '.join(added[:3])}; "
+                "spine fetches only the URLs the run's base names",
+                "land the lane that added them first (then they are yours), or set setup.submodules: none",
+            )
 
     def submodule_keys() -> set[str]:
         listing = repo.run("config", "--local", "--name-only", "--get-regexp", r"^submodule\.", check=False)
@@ -185,15 +196,27 @@ def _update_submodules(rt: LaneRuntime, wt: LaneWorktree) -> None:
     try:
         wt.git(*worktrees.SUBMODULE_PROTOCOLS, "submodule", "update", "--init", "--recursive")
     finally:
-        added = submodule_keys() - before
+        new_keys = submodule_keys() - before
         # A section that is wholly new goes as a whole, leaving the file as it was (an unset leaves the
         # section's header behind, and other lanes watch the file: docs/adr/0067).
-        sections = {key.rsplit(".", 1)[0] for key in added}
+        sections = {key.rsplit(".", 1)[0] for key in new_keys}
         for section in sorted(sections):
             if not any(key.startswith(section + ".") for key in before):
                 repo.run("config", "--local", "--remove-section", section, check=False)
         for key in sorted(submodule_keys() - before):
             repo.run("config", "--local", "--unset-all", key, check=False)
+
+
+def _submodule_urls(rt: LaneRuntime, commit: str) -> dict[str, str]:
+    """name -> URL of the submodules ``.gitmodules`` names at ``commit`` (none when it has no such file)."""
+    proc = rt.ctx.git.run(
+        "config", "--blob", f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.url$", check=False
+    )
+    urls = {}
+    for line in proc.stdout.splitlines():
+        key, _, url = line.partition(" ")
+        urls[key.removeprefix("submodule.").removesuffix(".url")] = url
+    return urls
 
 
 def _process_run(rt: LaneRuntime, command: str, outcome: ProcessOutcome, *, keep_tail: bool) -> ProcessRun:
