@@ -450,3 +450,19 @@ def gate_runs_so_far(repo: Path) -> int:
         return int(state_of(repo)["gateRuns"])
     except (OSError, ValueError):
         return 0
+
+
+def test_a_lane_that_changes_spines_configuration_lands_only_by_name(spine: Spine, repo: Path) -> None:
+    """A lane's .spine.yaml decides how later lanes run (checks on the host, secrets passed): `spine
+    land RUN` leaves it out, saying how to land it; naming it lands it."""
+    script = "printf 'checks_on_host: true\\n' > .spine.yaml && echo w > w.txt"
+    run_id = spine.json("run", "--json", "-q", "config", "--", "sh", "-c", script, cwd=repo)["runId"]
+    state = spine.json("land", run_id, "--json", "-q", cwd=repo)
+    [decision] = state["decisions"]
+    assert decision["outcome"] == "skipped"
+    assert "changes spine's own configuration (.spine.yaml)" in decision["reason"]
+    assert f"spine land {run_id} config" in decision["reason"]
+    assert not (repo / ".spine.yaml").exists()
+    named = spine.json("land", run_id, "config", "--json", "-q", "--restart", cwd=repo)
+    assert [d["outcome"] for d in named["decisions"]] == ["landed"]
+    assert (repo / ".spine.yaml").read_text() == "checks_on_host: true\n"

@@ -76,5 +76,14 @@ def command(
         f"promoted {run_id}/{lane_id} onto {landing.target} ({strategy}): "
         f"{landing.before[:12]} -> {landing.after[:12]}, {count} commit{'s' if count != 1 else ''} ({where})"
     )
+    from spine.landing.land import control_files_changed
+
+    changed = control_files_changed(ctx, api.result(ctx, run_id, lane_id))
+    if changed:
+        click.echo(
+            f"  note: the lane changed spine's own configuration ({', '.join(changed)}); later lanes run "
+            "with it (their checks, backend, secrets)",
+            err=True,
+        )
     click.echo("  next: clean up the lane with `spine gc`")
     return 0

@@ -52,6 +52,7 @@ from spine.landing.promote import (
     target_checkout,
     target_ref,
 )
+from spine.model.config import CONFIG_FILE
 from spine.model.land import (
     LAND_VERSION,
     EjectKind,
@@ -247,7 +248,18 @@ def new_state(
         queue = []
         for lane_id in landing_order(run):
             status = _status(ctx, run, lane_id)
-            if status == LaneStatus.SUCCEEDED.value:
+            succeeded = status == LaneStatus.SUCCEEDED.value
+            changed = control_files_changed(ctx, load_result(ctx, run.run_id, lane_id)) if succeeded else []
+            if changed:
+                # What decides how later lanes run (their checks, backend, secrets) lands by name only.
+                reason = (
+                    f"not queued: it changes spine's own configuration ({', '.join(changed)}), which decides "
+                    f"how later lanes run; review it, then land it by name: spine land {run.run_id} {lane_id}"
+                )
+                decisions.append(
+                    LandDecision(lane_id=lane_id, outcome="skipped", reason=reason, decided_at=now)
+                )
+            elif succeeded:
                 queue.append(lane_id)
             else:
                 reason = f"not queued: the lane {_status_phrase(status)}"
@@ -266,6 +278,27 @@ def new_state(
         started_at=now,
         updated_at=now,
     )
+
+
+CONTROL_FILES = (CONFIG_FILE, ".worktreeinclude")
+"""Files of the repository that decide how spine runs lanes (checks, backends, secrets, copies)."""
+
+
+def control_files_changed(ctx: ExecutionContext, result: LaneResult) -> list[str]:
+    """Which of ``CONTROL_FILES`` the lane's commits change (none for a lane without a branch)."""
+    if not result.head_sha or not result.base_sha or result.head_sha == result.base_sha:
+        return []
+    out = ctx.git.run(
+        "diff",
+        "--name-only",
+        "--no-renames",
+        result.base_sha,
+        result.head_sha,
+        "--",
+        *CONTROL_FILES,
+        check=False,
+    ).stdout
+    return out.split()
 
 
 def _status(ctx: ExecutionContext, run: RunState, lane_id: str) -> str | None:
