@@ -1,10 +1,17 @@
-"""``docker``: lanes in a local container (``pip install 'git-spine[docker]'`` and a Docker engine).
+"""``docker``: lanes in a local container (``pip install 'git-spine[docker]'`` and a Docker or Podman engine).
 
 The lane worktree is bind-mounted read-write at its own path (so its ``.git`` file still resolves),
-the repository's git directory read-only, spine's state hidden behind a tmpfs. The container has no
-network unless the lane allows it, no capabilities, ``no-new-privileges``, runs as your uid:gid
-(files it writes are yours), and gets only the variables the lane declares. A timeout or cancel kills
-the container, and with it every process in it. The image is the ``image`` setting.
+the repository's git directory read-only, spine's state hidden behind an empty tmpfs, the image's
+own files read-only. The container
+has no network unless the lane allows it, no capabilities, ``no-new-privileges``, runs as your
+uid:gid (files it writes are yours), and gets only the variables the lane declares; ``HOME`` and
+``TMPDIR`` are a private, executable tmpfs at /tmp. A timeout or cancel kills the container, and
+with it every process in it. The image is the ``image`` setting; it must already be in the engine.
+
+Output is read after the container started, by following its log (one stream for stdout, one for
+stderr): attaching before the start races it and loses output on both engines. Podman is spoken to
+through its Docker-compatible socket (``podman system service``); rootless Podman gets
+``userns=keep-id`` so your uid inside is your uid outside, and no tmpfs copies up what it hides.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -24,11 +32,45 @@ from spine.errors import EnvironmentProblem
 from spine.process import OutputSink, OutputTail, Timebox
 
 DEFAULT_IMAGE = "debian:bookworm-slim"
+DEFAULT_SOCKET = "/var/run/docker.sock"
+# HOME and TMPDIR: an empty tmpfs that allows executing what the command puts there (a script, a venv).
+SCRATCH = "/tmp"
 GRACE = 3.0
+IMAGES_DOC = "docs/backends.md, 'Images for the docker backend'"
+
+# What the engine says when it cannot start a container for reasons of its own set-up, and how to fix it.
+ENGINE_HINTS = (
+    (
+        "error setting rlimit",
+        "the engine cannot apply its default resource limits here (it lacks CAP_SYS_RESOURCE): "
+        "set default_ulimits in its containers.conf (docs/backends.md, 'Podman')",
+    ),
+    (
+        "container-init binary not found",
+        "the engine has no init binary: install catatonit, or set init_path in containers.conf",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The engine behind the socket, as far as the backend needs to know it."""
+
+    product: str  # "Docker" or "Podman"
+    version: str
+    api_version: str
+    rootless: bool
+
+    @property
+    def podman(self) -> bool:
+        return self.product == "Podman"
+
+    def describe(self) -> str:
+        return f"{'rootless ' if self.rootless else ''}{self.product} {self.version}"
 
 
 class DockerSandbox:
-    """A local Docker container: worktree bind-mounted, no network by default, killed on timeout."""
+    """A local Docker or Podman container: worktree bind-mounted, no network by default, killed on timeout."""
 
     name = "docker"
     in_place = False
@@ -36,62 +78,144 @@ class DockerSandbox:
     def __init__(self, settings: Mapping[str, Any] | None = None, *, sdk: ModuleType | None = None) -> None:
         self.settings = dict(settings or {})
         self._sdk = sdk
-        self._client: Any = None
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    # --- the engine ---------------------------------------------------------------------------------
 
     def sdk(self) -> ModuleType:
         if self._sdk is None:
             self._sdk = importlib.import_module("docker")
         return self._sdk
 
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self.sdk().from_env(timeout=int(self.settings.get("api_timeout", 60)))
-        return self._client
+    @property
+    def image(self) -> str:
+        return str(self.settings.get("image", DEFAULT_IMAGE))
+
+    def host(self) -> str | None:
+        """The engine's address: the ``host`` setting, else ``DOCKER_HOST``; None for the default socket."""
+        return str(self.settings.get("host") or "") or os.environ.get("DOCKER_HOST") or None
+
+    def where(self) -> str:
+        return self.host() or f"unix://{DEFAULT_SOCKET}"
+
+    def connect(self, version: str | None = None) -> Any:
+        """A new client; the caller closes it. ``version`` skips asking the engine for its API version."""
+        environment = dict(os.environ)
+        host = self.host()
+        if host:
+            environment["DOCKER_HOST"] = host
+        return self.sdk().from_env(
+            version=version, timeout=int(self.settings.get("api_timeout", 60)), environment=environment
+        )
+
+    def engine(self) -> Engine:
+        """What answers at the engine's address; asked once per backend, raises when nothing does."""
+        with self._lock:
+            if self._engine is None:
+                client = self.connect()
+                try:
+                    version = client.version()
+                    info = client.info()
+                    api_version = str(client.api.api_version)
+                finally:
+                    client.close()
+                names = [str(c.get("Name", "")) for c in version.get("Components") or []]
+                options = [str(o) for o in info.get("SecurityOptions") or []]
+                self._engine = Engine(
+                    product="Podman" if any("podman" in n.lower() for n in names) else "Docker",
+                    version=str(version.get("Version", "?")),
+                    api_version=api_version,
+                    rootless=bool(info.get("Rootless")) or any("name=rootless" in o for o in options),
+                )
+            return self._engine
 
     def unavailable_reason(self) -> str | None:
         if self._sdk is None and importlib.util.find_spec("docker") is None:
             return "the docker SDK is not installed: pip install 'git-spine[docker]'"
-        if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
+        if self.host() is None and not os.path.exists(DEFAULT_SOCKET):
             return (
-                "no Docker engine reachable: /var/run/docker.sock does not exist and DOCKER_HOST is not set"
+                f"no container engine reachable: {DEFAULT_SOCKET} does not exist and DOCKER_HOST is not set; "
+                "start Docker, or point DOCKER_HOST (or backends.docker.host) at an engine's socket"
             )
         try:
-            self.client().ping()
+            engine = self.engine()
         except Exception as exc:  # the SDK raises several kinds when no engine answers
-            client, self._client = self._client, None
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    client.close()
-            return f"no Docker engine reachable ({type(exc).__name__}: {str(exc)[:160]}); start Docker or set DOCKER_HOST"
+            return (
+                f"no container engine answers at {self.where()} ({type(exc).__name__}: {str(exc)[:160]}); "
+                "start Docker (or `podman system service`), or point DOCKER_HOST at a running engine"
+            )
+        return self._missing_image(engine)
+
+    def _missing_image(self, engine: Engine) -> str | None:
+        client = self.connect(engine.api_version)
+        try:
+            client.api.inspect_image(self.image)
+        except self.sdk().errors.ImageNotFound:
+            pull = "podman pull" if engine.podman else "docker pull"
+            return (
+                f"image {self.image!r} is not in the {engine.describe()} engine at {self.where()}: "
+                f"`{pull} {self.image}`, build one offline ({IMAGES_DOC}), "
+                "or name another with backends.docker.image in .spine.yaml"
+            )
+        except Exception as exc:
+            return f"cannot look up image {self.image!r} at {self.where()} ({type(exc).__name__}: {str(exc)[:160]})"
+        finally:
+            client.close()
         return None
 
+    # --- the port -----------------------------------------------------------------------------------
+
     def prepare(self, spec: SandboxSpec) -> SandboxHandle:
+        try:
+            engine = self.engine()
+        except Exception as exc:
+            raise EnvironmentProblem(
+                f"docker: no container engine answers at {self.where()}: {exc}",
+                "start the engine, or point DOCKER_HOST at it",
+            ) from exc
         handle = SandboxHandle(backend=self.name, worktree=spec.worktree)
+        handle.data.update(spec=spec, engine=engine, containers=[], **self._container_options(spec, engine))
+        return handle
+
+    def _container_options(self, spec: SandboxSpec, engine: Engine) -> dict[str, Any]:
+        """What every container of the lane is created with (apart from its command and environment)."""
         worktree = str(spec.worktree.resolve())
-        volumes: dict[str, dict[str, str]] = {worktree: {"bind": worktree, "mode": "rw"}}
-        tmpfs: dict[str, str] = {"/tmp": "", "/home": ""}
+        binds: dict[str, dict[str, str]] = {worktree: {"bind": worktree, "mode": "rw"}}
+        # Podman fills a tmpfs with what lies below it unless told not to: that would show what it hides.
+        extra = ",notmpcopyup" if engine.podman else ""
+        tmpfs = {SCRATCH: f"rw,exec,nosuid,nodev,mode=1777{extra}"}
         if spec.git_dir is not None:
             git_dir = str(spec.git_dir.resolve())
-            volumes[git_dir] = {"bind": git_dir, "mode": "ro"}
+            binds[git_dir] = {"bind": git_dir, "mode": "ro"}
             if spec.state_dir is not None and spec.state_dir.is_dir():
-                tmpfs[str(spec.state_dir.resolve())] = ""
-        handle.data.update(
-            spec=spec,
-            options={
-                "image": str(self.settings.get("image", DEFAULT_IMAGE)),
-                "volumes": volumes,
-                "tmpfs": tmpfs,
-                "working_dir": worktree,
-                "network_mode": "bridge" if spec.network else "none",
-                "user": f"{os.getuid()}:{os.getgid()}",
-                "cap_drop": ["ALL"],
-                "security_opt": ["no-new-privileges"],
-                "init": True,
-                "detach": True,
-                "labels": {"spine.run": spec.run_id, "spine.lane": spec.lane_id},
-            },
-        )
-        return handle
+                # Other lanes' worktrees, logs and runs: the lane's own worktree is mounted on top.
+                tmpfs[str(spec.state_dir.resolve())] = f"rw,noexec,nosuid,nodev,mode=755{extra}"
+        network = "none"
+        if spec.network:
+            network = str(self.settings.get("network_mode") or ("slirp4netns" if engine.podman else "bridge"))
+        # Rootless Docker maps the container's root to you, and no other uid; elsewhere you are you.
+        user = "0:0" if engine.rootless and not engine.podman else f"{os.getuid()}:{os.getgid()}"
+        host = {
+            "binds": binds,
+            "tmpfs": tmpfs,
+            "network_mode": network,
+            "read_only": True,  # the image's files are not the lane's to change, even as root
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "init": True,
+            # Read back after the start; json-file (k8s-file on Podman) keeps all of it until removal.
+            "log_config": {"type": "json-file", "config": {}},
+        }
+        return {
+            "image": self.image,
+            "user": user,
+            "working_dir": worktree,
+            "labels": {"spine.run": spec.run_id, "spine.lane": spec.lane_id},
+            "host": host,
+            # The Docker SDK accepts only "host" here; Podman's compatible API takes keep-id as well.
+            "userns": "keep-id" if engine.podman and engine.rootless else None,
+        }
 
     def exec(
         self,
@@ -105,65 +229,135 @@ class DockerSandbox:
         cancel: threading.Event | None = None,
         on_start: Callable[[int], None] | None = None,
     ) -> ExecResult:
-        inside = declared_env(env, handle.data["spec"], keep=tuple(k for k in BASE_ENV if k != "PATH"))
-        inside.update({"HOME": "/tmp", "TMPDIR": "/tmp"})
+        data = handle.data
+        engine: Engine = data["engine"]
+        inside = declared_env(env, data["spec"], keep=tuple(k for k in BASE_ENV if k != "PATH"))
+        inside.update({"HOME": SCRATCH, "TMPDIR": SCRATCH})
         started = time.monotonic()
-        try:
-            container = self.client().containers.create(
-                command=list(argv), environment=inside, **handle.data["options"]
-            )
-        except Exception as exc:
-            raise EnvironmentProblem(f"docker: cannot create the container: {exc}") from exc
-        handle.data["container"] = container
-        handle.provider_run_id = str(container.id)[:12]
         box = Timebox(timeout, idle_timeout, cancel, started)
         tail = OutputTail()
-
-        def pump() -> None:
-            stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
-            for out, err in stream:
-                for name, chunk in (("stdout", out), ("stderr", err)):
-                    if chunk:
-                        box.activity()
-                        tail.feed(chunk)
-                        if on_output:
-                            on_output(name, chunk)
-
-        reader = threading.Thread(target=pump, name="docker-output", daemon=True)
-        reader.start()
-        container.start()
-        status: dict[str, Any] = {}
-
-        def waiter() -> None:
-            with contextlib.suppress(Exception):
-                status.update(container.wait())
-
-        done = threading.Thread(target=waiter, name="docker-wait", daemon=True)
-        done.start()
+        client = self.connect(engine.api_version)
+        api = client.api
+        cid: str | None = None
         try:
-            while done.is_alive():
-                done.join(0.05)
-                if not done.is_alive():
-                    break
-                if box.expired():
-                    # Killing the container ends every process in its PID namespace.
-                    with contextlib.suppress(Exception):
-                        container.kill()
-                    break
-        except BaseException:
-            with contextlib.suppress(Exception):
-                container.kill()
-            raise
-        done.join(GRACE * 4)
-        reader.join(GRACE)
-        code = status.get("StatusCode")
+            cid = self._create(api, data, list(argv), inside)
+            data["containers"].append(cid)
+            handle.provider_run_id = cid[:12]
+            self._engine_call("start the container", lambda: api.start(cid))
+            code = self._run(api, cid, box, tail, on_output)
+        finally:
+            if cid is not None:
+                with contextlib.suppress(Exception):
+                    api.remove_container(cid, force=True)
+                    data["containers"].remove(cid)
+            client.close()
         return ExecResult(
-            exit_code=int(code) if code is not None else None,
+            exit_code=code,
             timed_out=box.timed_out,
             canceled=box.canceled,
             duration=time.monotonic() - started,
             tail=tail.lines(),
         )
+
+    def _create(self, api: Any, data: dict[str, Any], command: list[str], environment: dict[str, str]) -> str:
+        host_config = api.create_host_config(**data["host"])
+        if data["userns"]:
+            host_config["UsernsMode"] = data["userns"]
+        try:
+            created = api.create_container(
+                data["image"],
+                command=command,
+                entrypoint=[""],  # the command runs as given, whatever the image's ENTRYPOINT says
+                environment=environment,
+                user=data["user"],
+                working_dir=data["working_dir"],
+                labels=data["labels"],
+                host_config=host_config,
+                use_config_proxy=False,  # no proxy variables from ~/.docker/config.json leak in
+            )
+        except self.sdk().errors.ImageNotFound as exc:
+            raise EnvironmentProblem(
+                f"docker: image {data['image']!r} is not in the engine at {self.where()}",
+                f"pull it or build one offline ({IMAGES_DOC})",
+            ) from exc
+        except Exception as exc:
+            raise self._problem("create the container", exc) from exc
+        return str(created["Id"])
+
+    def _engine_call(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            raise self._problem(what, exc) from exc
+
+    def _problem(self, what: str, exc: Exception) -> EnvironmentProblem:
+        text = str(exc)
+        hint = next((fix for needle, fix in ENGINE_HINTS if needle in text), None)
+        return EnvironmentProblem(f"docker: cannot {what} at {self.where()}: {text[:400]}", hint)
+
+    def _run(
+        self, api: Any, cid: str, box: Timebox, tail: OutputTail, on_output: OutputSink | None
+    ) -> int | None:
+        """Follow the started container's output and wait for it, within the timebox; its exit code."""
+        streams: list[Any] = []
+        streams_lock = threading.Lock()
+
+        def follow(name: str) -> None:
+            stream = api.logs(cid, stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=True)
+            with streams_lock:
+                streams.append(stream)
+            try:
+                for chunk in stream:
+                    if chunk:
+                        box.activity()
+                        tail.feed(chunk)
+                        if on_output:
+                            on_output(name, chunk)
+            finally:
+                stream.close()
+
+        status: dict[str, Any] = {}
+
+        def wait() -> None:
+            with contextlib.suppress(Exception):
+                status.update(api.wait(cid))
+
+        readers = [
+            threading.Thread(target=follow, args=(n,), name=f"docker-{n}", daemon=True)
+            for n in ("stdout", "stderr")
+        ]
+        waiter = threading.Thread(target=wait, name="docker-wait", daemon=True)
+        for thread in (*readers, waiter):
+            thread.start()
+        try:
+            while waiter.is_alive():
+                waiter.join(0.05)
+                if waiter.is_alive() and box.expired():
+                    # Killing the container ends every process in its PID namespace.
+                    with contextlib.suppress(Exception):
+                        api.kill(cid)
+                    break
+        except BaseException:
+            with contextlib.suppress(Exception):
+                api.kill(cid)
+            raise
+        waiter.join(GRACE * 4)
+        for reader in readers:
+            reader.join(GRACE)
+        with streams_lock:  # an engine that never ends a log stream must not hold the lane forever
+            for stream in streams:
+                with contextlib.suppress(Exception):
+                    stream.close()
+        for reader in readers:
+            reader.join(GRACE)
+        code = status.get("StatusCode")
+        if code is None or int(code) < 0:
+            # wait() failed, or answered without the real status (seen on Podman): ask the container.
+            with contextlib.suppress(Exception):
+                state = api.inspect_container(cid)["State"]
+                if not state.get("Running"):
+                    code = state.get("ExitCode")
+        return int(code) if code is not None and int(code) >= 0 else None
 
     def collect(self, handle: SandboxHandle) -> None:
         return None  # the worktree is bind-mounted: the changes are already there
@@ -172,7 +366,16 @@ class DockerSandbox:
         if handle.torn_down:
             return
         handle.torn_down = True
-        container = handle.data.pop("container", None)
-        if container is not None:
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
+        left = list(handle.data.get("containers") or [])
+        if not left:
+            return
+        engine: Engine = handle.data["engine"]
+        with contextlib.suppress(Exception):
+            client = self.connect(engine.api_version)
+            try:
+                for cid in left:
+                    with contextlib.suppress(Exception):
+                        client.api.remove_container(cid, force=True)
+            finally:
+                client.close()
+        handle.data["containers"] = []
