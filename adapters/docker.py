@@ -17,6 +17,7 @@ through its Docker-compatible socket (``podman system service``); rootless Podma
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -36,6 +37,8 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 # HOME and TMPDIR: an empty tmpfs that allows executing what the command puts there (a script, a venv).
 SCRATCH = "/tmp"
 GRACE = 3.0
+# How long a followed log may take to send its first byte before it is asked for again.
+FOLLOW_TIMEOUT = 10
 IMAGES_DOC = "docs/backends.md, 'Images for the docker backend'"
 
 # What the engine says when it cannot start a container for reasons of its own set-up, and how to fix it.
@@ -99,14 +102,16 @@ class DockerSandbox:
     def where(self) -> str:
         return self.host() or f"unix://{DEFAULT_SOCKET}"
 
-    def connect(self, version: str | None = None) -> Any:
+    def connect(self, version: str | None = None, timeout: int | None = None) -> Any:
         """A new client; the caller closes it. ``version`` skips asking the engine for its API version."""
         environment = dict(os.environ)
         host = self.host()
         if host:
             environment["DOCKER_HOST"] = host
         return self.sdk().from_env(
-            version=version, timeout=int(self.settings.get("api_timeout", 60)), environment=environment
+            version=version,
+            timeout=timeout or int(self.settings.get("api_timeout", 60)),
+            environment=environment,
         )
 
     def engine(self) -> Engine:
@@ -237,6 +242,9 @@ class DockerSandbox:
         box = Timebox(timeout, idle_timeout, cancel, started)
         tail = OutputTail()
         client = self.connect(engine.api_version)
+        # Log streams get a client of their own with a short wait for the first byte: Podman answers a
+        # followed log only once there is a line to send, and a stream that waits is asked again.
+        logs_client = self.connect(engine.api_version, timeout=FOLLOW_TIMEOUT)
         api = client.api
         cid: str | None = None
         try:
@@ -244,13 +252,14 @@ class DockerSandbox:
             data["containers"].append(cid)
             handle.provider_run_id = cid[:12]
             self._engine_call("start the container", lambda: api.start(cid))
-            code = self._run(api, cid, box, tail, on_output)
+            code = self._run(api, logs_client.api, cid, box, tail, on_output)
         finally:
             if cid is not None:
                 with contextlib.suppress(Exception):
                     api.remove_container(cid, force=True)
                     data["containers"].remove(cid)
             client.close()
+            logs_client.close()
         return ExecResult(
             exit_code=code,
             timed_out=box.timed_out,
@@ -296,39 +305,24 @@ class DockerSandbox:
         return EnvironmentProblem(f"docker: cannot {what} at {self.where()}: {text[:400]}", hint)
 
     def _run(
-        self, api: Any, cid: str, box: Timebox, tail: OutputTail, on_output: OutputSink | None
+        self, api: Any, logs_api: Any, cid: str, box: Timebox, tail: OutputTail, on_output: OutputSink | None
     ) -> int | None:
         """Follow the started container's output and wait for it, within the timebox; its exit code."""
-        streams: list[Any] = []
-        streams_lock = threading.Lock()
-
-        def follow(name: str) -> None:
-            stream = api.logs(cid, stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=True)
-            with streams_lock:
-                streams.append(stream)
-            try:
-                for chunk in stream:
-                    if chunk:
-                        box.activity()
-                        tail.feed(chunk)
-                        if on_output:
-                            on_output(name, chunk)
-            finally:
-                stream.close()
-
         status: dict[str, Any] = {}
 
         def wait() -> None:
             with contextlib.suppress(Exception):
                 status.update(api.wait(cid))
 
-        readers = [
-            threading.Thread(target=follow, args=(n,), name=f"docker-{n}", daemon=True)
-            for n in ("stdout", "stderr")
-        ]
+        def deliver(name: str, chunk: bytes) -> None:
+            box.activity()
+            tail.feed(chunk)
+            if on_output:
+                on_output(name, chunk)
+
+        streams = [_FollowedLog(logs_api, cid, name, deliver) for name in ("stdout", "stderr")]
         waiter = threading.Thread(target=wait, name="docker-wait", daemon=True)
-        for thread in (*readers, waiter):
-            thread.start()
+        waiter.start()
         try:
             while waiter.is_alive():
                 waiter.join(0.05)
@@ -341,15 +335,11 @@ class DockerSandbox:
             with contextlib.suppress(Exception):
                 api.kill(cid)
             raise
-        waiter.join(GRACE * 4)
-        for reader in readers:
-            reader.join(GRACE)
-        with streams_lock:  # an engine that never ends a log stream must not hold the lane forever
+        finally:
+            waiter.join(GRACE * 4)
+            deadline = time.monotonic() + GRACE
             for stream in streams:
-                with contextlib.suppress(Exception):
-                    stream.close()
-        for reader in readers:
-            reader.join(GRACE)
+                stream.finish(api, deadline)
         code = status.get("StatusCode")
         if code is None or int(code) < 0:
             # wait() failed, or answered without the real status (seen on Podman): ask the container.
@@ -379,3 +369,105 @@ class DockerSandbox:
             finally:
                 client.close()
         handle.data["containers"] = []
+
+
+class _FollowedLog:
+    """One output stream of a started container: followed live, then made complete from the log.
+
+    A followed log replays the output from the start, so following it after the start loses nothing
+    there. But the follow is not the record: Podman's ends early now and then when the container
+    exits under load (the last lines, or all but the first, never come), sometimes never ends at
+    all, and sends nothing, not even response headers, until the stream has a line (a follow that
+    waits longer than its client's timeout is asked again). So once the container has ended,
+    ``finish`` stops the follow and reads the stream's log once more, without following, delivering
+    what the follow did not. Docker's follow is complete; the second read then delivers nothing.
+    """
+
+    def __init__(self, api: Any, cid: str, name: str, deliver: Callable[[str, bytes], None]) -> None:
+        self.api, self.cid, self.name = api, cid, name
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self._delivered = 0
+        self._digest = hashlib.sha1(usedforsecurity=False)
+        self._stream: Any = None
+        self._over = threading.Event()  # the container ended: stop asking
+        self._stopped = False  # finish() took over: deliver nothing more
+        self.gap = False  # what the follow delivered is not how the whole log begins
+        self._thread = threading.Thread(target=self._follow, name=f"docker-{name}", daemon=True)
+        self._thread.start()
+
+    def _select(self) -> dict[str, bool]:
+        return {"stdout": self.name == "stdout", "stderr": self.name == "stderr"}
+
+    def _follow(self) -> None:
+        while True:
+            try:
+                stream = self.api.logs(self.cid, stream=True, follow=True, **self._select())
+            except Exception:
+                if self._over.wait(0.1):
+                    return  # never answered: finish() reads the log
+                continue  # nothing was delivered yet (no headers, no frames): ask again
+            with self._lock:
+                if self._stopped:
+                    stream.close()
+                    return
+                self._stream = stream
+            try:
+                for chunk in stream:
+                    with self._lock:
+                        if self._stopped:
+                            return
+                        self._delivered += len(chunk)
+                        self._digest.update(chunk)
+                        self._deliver(self.name, chunk)
+            except Exception:
+                pass  # closed by finish(), or broken: finish() reads what is missing
+            finally:
+                stream.close()
+            return
+
+    def finish(self, api: Any, deadline: float) -> None:
+        """Give the follow until ``deadline`` to end; then deliver what the log holds beyond it."""
+        self._over.set()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._stopped = True
+            stream, delivered, seen = self._stream, self._delivered, self._digest.digest()
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()  # a follow that never ended
+        self._thread.join(0.5)
+        if self._deliver_rest(api, delivered, seen):
+            # Never seen so far; if it happens, the lane log says so and gets the stream in full.
+            self.gap = True
+            self._deliver(
+                self.name,
+                f"\n[spine: the engine's live log of {self.name} skipped output; all of it follows]\n".encode(),
+            )
+            self._deliver_rest(api, 0, None)
+
+    def _deliver_rest(self, api: Any, delivered: int, seen: bytes | None) -> bool:
+        """Read the stream's whole log and deliver it past ``delivered`` bytes; True if those differ from ``seen``."""
+        try:
+            whole = api.logs(self.cid, stream=True, follow=False, **self._select())
+        except Exception:
+            return False
+        try:
+            prefix, offset = hashlib.sha1(usedforsecurity=False), 0
+            for frame in whole:
+                if offset < delivered:
+                    part = frame[: delivered - offset]
+                    prefix.update(part)
+                    offset += len(part)
+                    frame = frame[len(part) :]
+                    if offset == delivered and prefix.digest() != seen:
+                        return True
+                if frame:
+                    offset += len(frame)
+                    self._deliver(self.name, frame)
+            return offset < delivered  # the log is shorter than what was followed
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                whole.close()

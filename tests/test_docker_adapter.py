@@ -149,8 +149,8 @@ def test_output_of_both_streams_and_the_true_exit_code(repo: Path, tmp_path: Pat
     assert [c for s, c in got if s == "stdout"] == [b"one\n", b"two\n"]
     assert [c for s, c in got if s == "stderr"] == [b"oops\n"]
     assert sorted(outcome.tail) == ["one", "oops", "two"]
-    follows = [c.kwargs for c in docker_fake.log.named("APIClient.logs")]
-    assert all(f["follow"] and f["stream"] for f in follows) and len(follows) == 2
+    follows = [c.kwargs for c in docker_fake.log.named("APIClient.logs") if c.kwargs["follow"]]
+    assert all(f["stream"] for f in follows) and len(follows) == 2
     # output is read after the start, never attached before it
     names = [c.name for c in docker_fake.log.calls]
     assert names.index("APIClient.start") < names.index("APIClient.logs")
@@ -296,3 +296,49 @@ def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path, 
         docker.types.HostConfig(version="1.41", userns_mode="keep-id")
     # A followed log is a stream the adapter can close from another thread.
     assert "CancellableStream(" in inspect.getsource(docker.APIClient.logs)
+
+
+# --- followed logs that an engine never ends, or never answers ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], never_ends={"stderr"}, stalls_after=1),
+        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], never_ends={"stdout"}, stalls_after=0),
+        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], never_answers={"stderr"}),
+        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], ends_early={"stdout"}, cut_after=1),
+        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], ends_early={"stderr"}, cut_after=0),
+        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"]),
+    ],
+    ids=[
+        "stderr-never-ends",
+        "stdout-never-ends-nor-sends",
+        "stderr-never-answers",
+        "stdout-ends-after-the-first-line",
+        "stderr-ends-before-its-line",
+        "both-complete",
+    ],
+)
+def test_output_is_complete_and_delivered_once_whatever_the_log_stream_does(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine, monkeypatch: pytest.MonkeyPatch, script: Script
+) -> None:
+    monkeypatch.setattr(adapter, "GRACE", 0.3)
+    engine.next = script
+    outcome, got = drive(backend(), lane(repo, tmp_path), repo)
+    assert outcome.exit_code == 0
+    assert b"".join(c for s, c in got if s == "stdout") == b"o1\no2\n"
+    assert b"".join(c for s, c in got if s == "stderr") == b"e1\ne2\n"
+    # each stream's log is read once more, after the container ended, to deliver what the follow did not
+    whole = [c.kwargs for c in docker_fake.log.named("APIClient.logs") if not c.kwargs["follow"]]
+    assert sorted(k for w in whole for k in ("stdout", "stderr") if w[k]) == ["stderr", "stdout"]
+
+
+def test_a_follow_that_skipped_output_is_followed_by_the_whole_stream(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine
+) -> None:
+    engine.next = Script(stdout=[b"o1\n", b"o2\n", b"o3\n"], skips_first={"stdout"})
+    _, got = drive(backend(), lane(repo, tmp_path), repo)
+    assert b"".join(c for s, c in got if s == "stdout") == (
+        b"o2\no3\n\n[spine: the engine's live log of stdout skipped output; all of it follows]\no1\no2\no3\n"
+    )

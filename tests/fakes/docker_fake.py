@@ -12,7 +12,10 @@ A test sets ``engine`` (a fresh ``Engine``) and, per container, ``Engine.next`` 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,10 @@ class errors:  # the SDK's module of that name
         pass
 
 
+class ReadTimeout(Exception):
+    """What requests raises when the engine sends no response within the client's timeout."""
+
+
 @dataclass
 class Script:
     """What the next container does: its output frames, exit status and failures."""
@@ -47,6 +54,15 @@ class Script:
     wait_status: int | None = None  # what wait() answers, when it is not the exit code (Podman's -1)
     start_error: str | None = None
     create_error: str | None = None
+    # Podman's habits with followed logs: ended early (after ``cut_after`` frames), never ended after
+    # the container exited (after sending ``stalls_after`` frames), or never answered at all (no
+    # headers until the client times out).
+    ends_early: set[str] = field(default_factory=set)
+    cut_after: int = 0
+    never_ends: set[str] = field(default_factory=set)
+    stalls_after: int = 0
+    never_answers: set[str] = field(default_factory=set)
+    skips_first: set[str] = field(default_factory=set)  # a follow that leaves out the first frame
 
 
 @dataclass
@@ -96,25 +112,29 @@ def _engine() -> Engine:
 
 
 class CancellableStream:
-    """A followed log: the scripted frames, then the end; ``close`` releases it."""
+    """A followed log: the scripted frames, then the end (or, if it ``stalls``, nothing until closed)."""
 
-    def __init__(self, frames: list[bytes]) -> None:
+    def __init__(self, frames: list[bytes], stalls: bool) -> None:
         self._frames = iter(frames)
-        self.closed = False
+        self._stalls = stalls
+        self._closed = threading.Event()
         engine.open_streams += 1
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        if self.closed:
-            raise StopIteration
-        return next(self._frames)
+        if not self._closed.is_set():
+            with contextlib.suppress(StopIteration):
+                return next(self._frames)
+            if self._stalls:
+                self._closed.wait()
+        raise StopIteration
 
     @log.recorded("CancellableStream.close")
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
+        if not self._closed.is_set():
+            self._closed.set()
             engine.open_streams -= 1
 
 
@@ -157,15 +177,25 @@ class APIClient:
         found.running = True
 
     @log.recorded("APIClient.logs")
-    def logs(self, container: str, **kwargs: Any) -> CancellableStream:
+    def logs(self, container: str, **kwargs: Any) -> CancellableStream | bytes:
         found = self._get(container)
-        assert kwargs.get("stream") and kwargs.get("follow"), "the fake models followed logs only"
-        frames: list[bytes] = []
-        if kwargs.get("stdout"):
-            frames += found.script.stdout
-        if kwargs.get("stderr"):
-            frames += found.script.stderr
-        return CancellableStream(frames)
+        script = found.script
+        names = [n for n in ("stdout", "stderr") if kwargs.get(n)]
+        frames = [frame for n in names for frame in getattr(script, n)]
+        if not kwargs.get("stream"):
+            return b"".join(frames)
+        if not kwargs.get("follow"):
+            return CancellableStream(frames, stalls=False)
+        if set(names) & script.never_answers:
+            time.sleep(0.05)
+            raise ReadTimeout("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out.")
+        if set(names) & script.never_ends:
+            return CancellableStream(frames[: script.stalls_after], stalls=True)
+        if set(names) & script.skips_first:
+            return CancellableStream(frames[1:], stalls=False)
+        if set(names) & script.ends_early:
+            return CancellableStream(frames[: script.cut_after], stalls=False)
+        return CancellableStream(frames, stalls=False)
 
     @log.recorded("APIClient.wait")
     def wait(self, container: str) -> dict[str, Any]:
