@@ -55,6 +55,10 @@ ENGINE_HINTS = (
 )
 
 
+# A client needs an API version before it can ask the engine for one; this one is never sent.
+PROBE_API_VERSION = "1.24"
+
+
 @dataclass(frozen=True)
 class Engine:
     """The engine behind the socket, as far as the backend needs to know it."""
@@ -72,6 +76,11 @@ class Engine:
         return f"{'rootless ' if self.rootless else ''}{self.product} {self.version}"
 
 
+# What answers at each address, once per process: {(SDK module id, address): Engine}.
+ENGINES: dict[tuple[int, str], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
 class DockerSandbox:
     """A local Docker or Podman container: worktree bind-mounted, no network by default, killed on timeout."""
 
@@ -81,8 +90,6 @@ class DockerSandbox:
     def __init__(self, settings: Mapping[str, Any] | None = None, *, sdk: ModuleType | None = None) -> None:
         self.settings = dict(settings or {})
         self._sdk = sdk
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
 
     # --- the engine ---------------------------------------------------------------------------------
 
@@ -115,25 +122,39 @@ class DockerSandbox:
         )
 
     def engine(self) -> Engine:
-        """What answers at the engine's address; asked once per backend, raises when nothing does."""
-        with self._lock:
-            if self._engine is None:
-                client = self.connect()
-                try:
-                    version = client.version()
-                    info = client.info()
-                    api_version = str(client.api.api_version)
-                finally:
-                    client.close()
-                names = [str(c.get("Name", "")) for c in version.get("Components") or []]
-                options = [str(o) for o in info.get("SecurityOptions") or []]
-                self._engine = Engine(
-                    product="Podman" if any("podman" in n.lower() for n in names) else "Docker",
-                    version=str(version.get("Version", "?")),
-                    api_version=api_version,
-                    rootless=bool(info.get("Rootless")) or any("name=rootless" in o for o in options),
-                )
-            return self._engine
+        """What answers at the engine's address; asked once per process, raises when nothing does.
+
+        Podman answers ``/version`` and ``/info`` slowly (a third of a second each: it asks its
+        runtime and conmon for their versions), and a run builds its backend more than once.
+        """
+        key = (id(self.sdk()), self.where())
+        with _ENGINES_LOCK:
+            found = ENGINES.get(key)
+        if found is not None:
+            return found
+        # The API version comes from the unversioned /version; no client asks for it by itself.
+        client = self.connect(PROBE_API_VERSION)
+        try:
+            version = client.version(api_version=False)
+        finally:
+            client.close()
+        api_version = str(version.get("ApiVersion") or PROBE_API_VERSION)
+        client = self.connect(api_version)
+        try:
+            info = client.info()
+        finally:
+            client.close()
+        names = [str(c.get("Name", "")) for c in version.get("Components") or []]
+        options = [str(o) for o in info.get("SecurityOptions") or []]
+        found = Engine(
+            product="Podman" if any("podman" in n.lower() for n in names) else "Docker",
+            version=str(version.get("Version", "?")),
+            api_version=api_version,
+            rootless=bool(info.get("Rootless")) or any("name=rootless" in o for o in options),
+        )
+        with _ENGINES_LOCK:
+            ENGINES[key] = found
+        return found
 
     def unavailable_reason(self) -> str | None:
         if self._sdk is None and importlib.util.find_spec("docker") is None:

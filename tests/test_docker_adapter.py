@@ -31,6 +31,7 @@ from tests.fakes.docker_fake import Script
 @pytest.fixture(autouse=True)
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[docker_fake.Engine]:
     monkeypatch.setenv("DOCKER_HOST", "unix:///fake/docker.sock")
+    monkeypatch.setattr(adapter, "ENGINES", {})  # what answers at the fake address changes per test
     made = docker_fake.reset()
     yield made
     assert made.open_clients == 0, "a client was left open"
@@ -267,7 +268,7 @@ def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path, 
     drive(made, lane(repo, tmp_path), repo)
     where = {
         "from_env": ("docker", "APIClient.__init__"),  # from_env(**kwargs) hands them on, but for:
-        "DockerClient.version": ("docker", "DockerClient.version"),
+        "DockerClient.version": ("docker", "APIClient.version"),  # it passes its arguments on
         "DockerClient.info": ("docker", "DockerClient.info"),
         "DockerClient.close": ("docker", "DockerClient.close"),
         "APIClient.inspect_image": ("docker", "APIClient.inspect_image"),

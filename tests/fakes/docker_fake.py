@@ -226,7 +226,7 @@ class DockerClient:
         _engine().open_clients += 1
 
     @log.recorded("DockerClient.version")
-    def version(self) -> dict[str, Any]:
+    def version(self, api_version: bool = True) -> dict[str, Any]:
         return _engine().version_json()
 
     @log.recorded("DockerClient.info")
