@@ -37,6 +37,8 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 # HOME and TMPDIR: an empty tmpfs that allows executing what the command puts there (a script, a venv).
 SCRATCH = "/tmp"
 GRACE = 3.0
+# How long the followed logs may take to end after the container did, before the rest is read whole.
+FOLLOW_GRACE = 1.0
 # How long a followed log may take to send its first byte before it is asked for again.
 FOLLOW_TIMEOUT = 10
 IMAGES_DOC = "docs/backends.md, 'Images for the docker backend'"
@@ -358,7 +360,7 @@ class DockerSandbox:
             raise
         finally:
             waiter.join(GRACE * 4)
-            deadline = time.monotonic() + GRACE
+            deadline = time.monotonic() + FOLLOW_GRACE
             for stream in streams:
                 stream.finish(api, deadline)
         code = status.get("StatusCode")

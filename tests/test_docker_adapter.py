@@ -324,7 +324,7 @@ def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path, 
 def test_output_is_complete_and_delivered_once_whatever_the_log_stream_does(
     repo: Path, tmp_path: Path, engine: docker_fake.Engine, monkeypatch: pytest.MonkeyPatch, script: Script
 ) -> None:
-    monkeypatch.setattr(adapter, "GRACE", 0.3)
+    monkeypatch.setattr(adapter, "FOLLOW_GRACE", 0.3)
     engine.next = script
     outcome, got = drive(backend(), lane(repo, tmp_path), repo)
     assert outcome.exit_code == 0
