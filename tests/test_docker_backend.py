@@ -140,6 +140,25 @@ def test_no_socket_is_left_open(engine: str, repo: Path, tmp_path: Path) -> None
     assert leaked == []
 
 
+def test_a_batch_of_lanes_at_once_loses_no_output(spine: Spine, repo: Path, on: str, tmp_path: Path) -> None:
+    """Lanes running side by side on one engine: every lane's log holds every line, on both streams."""
+    ids = [f"l{n}" for n in range(6)]
+    command = 'echo "first-$L"; seq 1 300; echo "last-$L"; echo "err-$L" >&2; echo "$L" > out.txt'
+    lanes = [{"id": i, "objective": f"lane {i}", "command": command, "env": {"L": i}} for i in ids]
+    batch = tmp_path / "lanes.json"
+    batch.write_text(json.dumps({"lanes": lanes}))
+    data = spine.json("batch", str(batch), "--json", "-j", "3", "--run-id", "many", cwd=repo)
+    assert data["counts"] == {"succeeded": len(ids)}, data
+    numbers = "".join(f"{n}\n" for n in range(1, 301))
+    for i in ids:
+        result = json.loads((repo / ".git" / "spine" / "runs" / "many" / "lanes" / i / "result.json").read_text())
+        log = log_of(result)
+        assert log.count(f"err-{i}\n") == 1, (i, log)
+        # stdout and stderr are two streams: the order between them is not kept, each one's is
+        assert f"first-{i}\n{numbers}last-{i}\n" in log.replace(f"err-{i}\n", ""), (i, log)
+        assert git("show", f"spine/many/{i}:out.txt", cwd=repo) == i
+
+
 # --- what the lane cannot do --------------------------------------------------------------------------
 
 
