@@ -2,16 +2,18 @@
 
 The lane worktree is bind-mounted read-write at its own path (so its ``.git`` file still resolves),
 the repository's git directory read-only, spine's state hidden behind an empty tmpfs, the image's
-own files read-only. The container
-has no network unless the lane allows it, no capabilities, ``no-new-privileges``, runs as your
-uid:gid (files it writes are yours), and gets only the variables the lane declares; ``HOME`` and
-``TMPDIR`` are a private, executable tmpfs at /tmp. A timeout or cancel kills the container, and
-with it every process in it. The image is the ``image`` setting; it must already be in the engine.
+own files read-only. The container has no network unless the lane allows it, no capabilities,
+``no-new-privileges``, runs as your uid:gid (files it writes are yours), and gets only the variables
+the lane declares; ``HOME`` and ``TMPDIR`` are a private tmpfs at /tmp that allows executing what is
+put there. A timeout or cancel kills the container, and with it every process in it; the container
+is removed when the command ends. The image is the ``image`` setting; it must already be in the
+engine, which ``unavailable_reason`` checks, so a missing image stops a run before anything exists.
 
-Output is read after the container started, by following its log (one stream for stdout, one for
-stderr): attaching before the start races it and loses output on both engines. Podman is spoken to
-through its Docker-compatible socket (``podman system service``); rootless Podman gets
-``userns=keep-id`` so your uid inside is your uid outside, and no tmpfs copies up what it hides.
+Output is never attached (attaching before the start races it and loses output): each stream's log
+is followed once the container started, and read once more when it ended (see ``_FollowedLog``).
+Podman is spoken to through its Docker-compatible socket (``podman system service``): tmpfs mounts
+get ``notmpcopyup``, rootless Podman ``userns=keep-id``, lanes with network ``slirp4netns``.
+See docs/backends.md and docs/adr/0056-docker-backend-on-real-engines.md.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ GRACE = 3.0
 FOLLOW_GRACE = 1.0
 # How long a followed log may take to send its first byte before it is asked for again.
 FOLLOW_TIMEOUT = 10
-IMAGES_DOC = "docs/backends.md, 'Images for the docker backend'"
+IMAGES_DOC = "docs/backends.md, docker backend, Images"
 
 # What the engine says when it cannot start a container for reasons of its own set-up, and how to fix it.
 ENGINE_HINTS = (
@@ -179,7 +181,7 @@ class DockerSandbox:
         client = self.connect(engine.api_version)
         try:
             client.api.inspect_image(self.image)
-        except self.sdk().errors.ImageNotFound:
+        except self.sdk().errors.NotFound:  # ImageNotFound, or a 404 worded otherwise (Podman)
             pull = "podman pull" if engine.podman else "docker pull"
             return (
                 f"image {self.image!r} is not in the {engine.describe()} engine at {self.where()}: "
@@ -307,7 +309,7 @@ class DockerSandbox:
                 host_config=host_config,
                 use_config_proxy=False,  # no proxy variables from ~/.docker/config.json leak in
             )
-        except self.sdk().errors.ImageNotFound as exc:
+        except self.sdk().errors.NotFound as exc:
             raise EnvironmentProblem(
                 f"docker: image {data['image']!r} is not in the engine at {self.where()}",
                 f"pull it or build one offline ({IMAGES_DOC})",
