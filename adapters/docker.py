@@ -311,7 +311,8 @@ class DockerSandbox:
             )
         except self.sdk().errors.NotFound as exc:
             raise EnvironmentProblem(
-                f"docker: image {data['image']!r} is not in the engine at {self.where()}",
+                f"docker: image {data['image']!r} is not in the engine at {self.where()}: "
+                f"pull it or build one offline ({IMAGES_DOC})",
                 f"pull it or build one offline ({IMAGES_DOC})",
             ) from exc
         except Exception as exc:
@@ -325,9 +326,12 @@ class DockerSandbox:
             raise self._problem(what, exc) from exc
 
     def _problem(self, what: str, exc: Exception) -> EnvironmentProblem:
+        """The engine's error, and the fix when it is a known one: in the message too, because a
+        lane records only the message of the error that stopped its step."""
         text = str(exc)
         hint = next((fix for needle, fix in ENGINE_HINTS if needle in text), None)
-        return EnvironmentProblem(f"docker: cannot {what} at {self.where()}: {text[:400]}", hint)
+        message = f"docker: cannot {what} at {self.where()}: {text[:400]}"
+        return EnvironmentProblem(f"{message}; {hint}" if hint else message, hint)
 
     def _run(
         self, api: Any, logs_api: Any, cid: str, box: Timebox, tail: OutputTail, on_output: OutputSink | None

@@ -234,6 +234,7 @@ def test_engine_that_cannot_run_the_container_is_an_environment_problem(
     finally:
         made.teardown(handle)
     assert "docker: cannot" in raised.value.message and fix in (raised.value.hint or "")
+    assert fix in raised.value.message  # a lane records only the message
 
 
 def test_image_removed_after_the_check_is_an_environment_problem(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
