@@ -43,6 +43,8 @@ GRACE = 3.0
 FOLLOW_GRACE = 1.0
 # How long a followed log may take to send its first byte before it is asked for again.
 FOLLOW_TIMEOUT = 10
+# Output is passed on a line at a time, or in pieces of this size when a line is longer.
+LINE_LIMIT = 65536
 IMAGES_DOC = "docs/backends.md, docker backend, Images"
 
 # What the engine says when it cannot start a container for reasons of its own set-up, and how to fix it.
@@ -343,11 +345,25 @@ class DockerSandbox:
             with contextlib.suppress(Exception):
                 status.update(api.wait(cid))
 
+        # Whole lines only, per stream: Podman's log also holds the pieces of a line written in parts
+        # (a program's name, then its message), and a piece of stderr must not end up in the middle
+        # of a line of stdout.
+        pending = {"stdout": bytearray(), "stderr": bytearray()}
+
+        def emit(name: str, data: bytes) -> None:
+            tail.feed(data if data.endswith(b"\n") else data + b"\n")
+            if on_output:
+                on_output(name, data)
+
         def deliver(name: str, chunk: bytes) -> None:
             box.activity()
-            tail.feed(chunk)
-            if on_output:
-                on_output(name, chunk)
+            held = pending[name]
+            held += chunk
+            end = held.rfind(b"\n") + 1 if len(held) <= LINE_LIMIT else len(held)
+            if end:
+                lines = bytes(held[:end])
+                del held[:end]
+                emit(name, lines)
 
         streams = [_FollowedLog(logs_api, cid, name, deliver) for name in ("stdout", "stderr")]
         waiter = threading.Thread(target=wait, name="docker-wait", daemon=True)
@@ -369,6 +385,9 @@ class DockerSandbox:
             deadline = time.monotonic() + FOLLOW_GRACE
             for stream in streams:
                 stream.finish(api, deadline)
+            for name, held in pending.items():
+                if held:  # the last line, without its newline
+                    emit(name, bytes(held))
         code = status.get("StatusCode")
         if code is None or int(code) < 0:
             # wait() failed, or answered without the real status (seen on Podman): ask the container.

@@ -344,3 +344,21 @@ def test_a_follow_that_skipped_output_is_followed_by_the_whole_stream(
     assert b"".join(c for s, c in got if s == "stdout") == (
         b"o2\no3\n\n[spine: the engine's live log of stdout skipped output; all of it follows]\no1\no2\no3\n"
     )
+
+
+def test_output_is_passed_on_in_whole_lines_per_stream(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
+    """Podman logs the pieces of a line written in parts; a piece must not merge with the other stream."""
+    engine.next = Script(stdout=[b"done\n", b"no newline"], stderr=[b"touch: ", b"cannot touch 'x'\n", b"par", b"tial"])
+    outcome, got = drive(backend(), lane(repo, tmp_path), repo)
+    assert [c for s, c in got if s == "stderr"] == [b"touch: cannot touch 'x'\n", b"partial"]
+    assert [c for s, c in got if s == "stdout"] == [b"done\n", b"no newline"]
+    assert sorted(outcome.tail) == ["done", "no newline", "partial", "touch: cannot touch 'x'"]
+
+
+def test_a_line_longer_than_the_limit_is_passed_on_in_pieces(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapter, "LINE_LIMIT", 8)
+    engine.next = Script(stdout=[b"0123456789", b"abc\n"])
+    _, got = drive(backend(), lane(repo, tmp_path), repo)
+    assert [c for s, c in got if s == "stdout"] == [b"0123456789", b"abc\n"]

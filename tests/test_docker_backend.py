@@ -121,6 +121,28 @@ def test_output_is_complete_in_every_lane(engine: str, repo: Path, tmp_path: Pat
     assert incomplete == [], f"{len(incomplete)} of {RACE_LANES} lanes lost output or their exit code"
 
 
+def test_a_line_written_in_parts_stays_one_line(engine: str, repo: Path, tmp_path: Path) -> None:
+    """A program that writes a line in parts (its name, then its message) must not have the other
+    stream's output land in the middle of that line."""
+    backend = engines.backend(engine)
+    worktree = tmp_path / "wt"
+    git("worktree", "add", "-q", "--detach", str(worktree), cwd=repo)
+    handle = backend.prepare(SandboxSpec(worktree=worktree, run_id="parts", lane_id="l"))
+    streams: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    try:
+        outcome = backend.exec(
+            handle,
+            ["sh", "-c", "printf part >&2; sleep 0.3; echo done; sleep 0.3; printf 'ial\\n' >&2"],
+            env={},
+            timeout=30,
+            on_output=lambda s, c: streams[s].extend(c),
+        )
+    finally:
+        backend.teardown(handle)
+    assert (bytes(streams["stdout"]), bytes(streams["stderr"])) == (b"done\n", b"partial\n")
+    assert sorted(outcome.tail) == ["done", "partial"]
+
+
 def test_no_socket_is_left_open(engine: str, repo: Path, tmp_path: Path) -> None:
     """Every connection to the engine is closed by the time the lane is torn down."""
     worktree = tmp_path / "wt"
