@@ -2,9 +2,10 @@
 
 What the command gets: its lane worktree writable; the rest of the file system read-only; the
 repository's git directory (hooks and config included) read-only; spine's state, home directories
-and /tmp hidden behind empty private file systems; no network unless the lane allows it; its own PID
-namespace, so a timeout or cancel that ends bwrap ends every process the command started; no
-capabilities; only the environment variables the lane declares.
+and /tmp hidden behind empty private file systems; no network unless the lane allows it, and then no
+host sockets under /run either; its own PID namespace, so a timeout or cancel that ends bwrap ends
+every process the command started; no capabilities; only the environment variables the lane
+declares. Setup commands, checks and acceptance checks run the same way (docs/adr/0058).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from spine.backends.base import ExecResult, SandboxHandle, SandboxSpec, declared_env
-from spine.process import OutputSink, run_process
+from spine.base.process import OutputSink, run_process
 
 # Where the sandbox's HOME lives: inside its private /tmp, so it starts empty and vanishes with it.
 SANDBOX_HOME = "/tmp/home"
@@ -90,9 +91,13 @@ class Bubblewrap:
             "/media",
             os.path.expanduser("~"),
         ]
+        if not spec.network:
+            # Without a network, host IPC is the way out that is left: the unix sockets under /run
+            # (container engines, D-Bus, systemd, databases). Abstract sockets die with --unshare-net.
+            hidden += ["/run", "/var/run"]
         hidden += [str(p) for p in self.settings.get("hide", [])]
         for path in dict.fromkeys(hidden):
-            if os.path.isdir(path):
+            if os.path.isdir(path) and not os.path.islink(path):
                 argv += ["--tmpfs", path]
         for sock in SOCKETS:
             if os.path.exists(sock):
@@ -112,7 +117,9 @@ class Bubblewrap:
         argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not spec.network:
             argv.append("--unshare-net")
-        argv += ["--cap-drop", "ALL", "--die-with-parent", "--new-session", "--clearenv"]
+        # No --clearenv/--setenv: the command's environment is bwrap's own (set below), so no value of
+        # it ever appears in a process list.
+        argv += ["--cap-drop", "ALL", "--die-with-parent", "--new-session"]
         return argv
 
     def exec(
@@ -130,15 +137,11 @@ class Bubblewrap:
         inside = declared_env(env, handle.data["spec"])
         inside.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         inside.update({"HOME": SANDBOX_HOME, "TMPDIR": "/tmp"})
-        full = list(handle.data["argv"])
-        for key, value in sorted(inside.items()):
-            full += ["--setenv", key, value]
-        full += ["--", *argv]
-        # bwrap itself needs nothing from the environment; the command's is set with --setenv.
+        full = [*handle.data["argv"], "--", *argv]
         return run_process(
             full,
             cwd=handle.worktree,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            env=inside,
             timeout=timeout,
             idle_timeout=idle_timeout,
             on_output=on_output,

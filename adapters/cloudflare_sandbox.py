@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from spine.backends.base import SandboxSpec
-from spine.errors import EnvironmentProblem
-from spine.process import OutputSink
+from spine.base.errors import EnvironmentProblem
+from spine.base.process import OutputSink
 
 from .remote import RemoteSandbox
 

@@ -13,7 +13,7 @@ Output is never attached (attaching before the start races it and loses output):
 is followed once the container started, and read once more when it ended (see ``_FollowedLog``).
 Podman is spoken to through its Docker-compatible socket (``podman system service``): tmpfs mounts
 get ``notmpcopyup``, rootless Podman ``userns=keep-id``, lanes with network ``slirp4netns``.
-See docs/backends.md and docs/adr/0056-docker-backend-on-real-engines.md.
+See docs/backends.md and docs/adr/0066-docker-backend-on-real-engines.md.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from types import ModuleType
 from typing import Any
 
 from spine.backends.base import BASE_ENV, ExecResult, SandboxHandle, SandboxSpec, declared_env
-from spine.errors import EnvironmentProblem
-from spine.process import OutputSink, OutputTail, Timebox
+from spine.base.errors import EnvironmentProblem
+from spine.base.process import OutputSink, OutputTail, Timebox
 
 DEFAULT_IMAGE = "debian:bookworm-slim"
 DEFAULT_SOCKET = "/var/run/docker.sock"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spine.backends.base import SandboxSpec
-from spine.process import OutputSink, run_process
+from spine.base.process import OutputSink, run_process
 
 from .remote import RemoteSandbox
 

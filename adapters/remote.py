@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from spine.backends.base import ExecResult, SandboxHandle, SandboxSpec, declared_env
-from spine.errors import EnvironmentProblem
-from spine.git import git, git_binary
-from spine.process import OutputSink, OutputTail, Timebox
+from spine.base.errors import EnvironmentProblem
+from spine.base.git import git, git_binary
+from spine.base.process import OutputSink, OutputTail, Timebox
 
 # Remote variables kept from the lane environment: a remote machine has its own PATH and HOME.
 REMOTE_BASE_ENV = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
@@ -209,6 +209,10 @@ class RemoteSandbox:
         root = driver.root
         remote_env = declared_env(env, spec, keep=REMOTE_BASE_ENV)
         remote_env["SPINE_WORKTREE"] = f"{root}/work"
+        local = str(spec.worktree)
+        for name in ("SPINE_FEEDBACK",):  # paths inside the worktree name the remote copy
+            if remote_env.get(name, "").startswith(local + "/"):
+                remote_env[name] = f"{root}/work/{remote_env[name][len(local) + 1 :]}"
         started = time.monotonic()
         box = Timebox(timeout, idle_timeout, cancel, started)
         tail = OutputTail()
@@ -303,7 +307,36 @@ class RemoteSandbox:
     # --- collect ------------------------------------------------------------------------------------
 
     def collect(self, handle: SandboxHandle) -> None:
-        driver: RemoteDriver = handle.data["driver"]
+        data = self.fetch_patch(handle.data["driver"])
+        handle.data["patch_bytes"] = len(data)
+        if not data.strip():
+            return
+        # The patch is the sandbox's word, not ours: git apply refuses paths outside the worktree, in
+        # .git, or beyond a symbolic link; and nothing from the worktree's config runs while it does.
+        applied = git_binary(
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "apply",
+            "--binary",
+            "--whitespace=nowarn",
+            "-",
+            cwd=handle.worktree,
+            input=data,
+        )
+        if applied.returncode != 0:
+            fd, kept = tempfile.mkstemp(prefix="spine-remote-", suffix=".patch")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            raise EnvironmentProblem(
+                f"{self.name}: the sandbox's changes do not apply to {handle.worktree}: "
+                f"{applied.stderr.decode(errors='replace').strip()}",
+                f"the patch is kept in {kept}",
+            )
+
+    def fetch_patch(self, driver: RemoteDriver) -> bytes:
+        """The copy's changes against its baseline as ``git diff --binary``, computed there, brought here."""
         root = driver.root
         work, patch = _q(root + "/work"), _q(root + "/out.patch")
         script = (
@@ -321,20 +354,7 @@ class RemoteSandbox:
             raise EnvironmentProblem(
                 f"{self.name}: computing the changes in the sandbox failed (exit {code}): {' / '.join(lines)}"
             )
-        data = driver.read_file(f"{root}/out.patch")
-        handle.data["patch_bytes"] = len(data)
-        if not data.strip():
-            return
-        applied = git_binary("apply", "--binary", "--whitespace=nowarn", "-", cwd=handle.worktree, input=data)
-        if applied.returncode != 0:
-            fd, kept = tempfile.mkstemp(prefix="spine-remote-", suffix=".patch")
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            raise EnvironmentProblem(
-                f"{self.name}: the sandbox's changes do not apply to {handle.worktree}: "
-                f"{applied.stderr.decode(errors='replace').strip()}",
-                f"the patch is kept in {kept}",
-            )
+        return driver.read_file(f"{root}/out.patch")
 
     # --- teardown -----------------------------------------------------------------------------------
 

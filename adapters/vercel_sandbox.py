@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from spine.backends.base import SandboxSpec
-from spine.process import OutputSink
+from spine.base.process import OutputSink
 
 from .remote import RemoteSandbox
 

@@ -32,7 +32,13 @@ ENGINES = ("docker", "podman")
 
 
 def make_repo(root: Path, files: int, image: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@b",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b",
+    }
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
     for i in range(files):
         path = root / f"dir{i % 10}" / f"file{i}.txt"
@@ -50,7 +56,21 @@ def one_lane(repo: Path, variant: str, n: int, hosts: dict[str, str]) -> tuple[f
         backend, env["DOCKER_HOST"] = "docker", hosts[variant]
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "spine", "run", "--json", "-q", "--backend", backend, "--lane", f"b{n}", "bench", "--", "true"],
+        [
+            sys.executable,
+            "-m",
+            "spine",
+            "run",
+            "--json",
+            "-q",
+            "--backend",
+            backend,
+            "--lane",
+            f"b{n}",
+            "bench",
+            "--",
+            "true",
+        ],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -60,7 +80,7 @@ def one_lane(repo: Path, variant: str, n: int, hosts: dict[str, str]) -> tuple[f
     total = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{variant}: spine run failed ({proc.returncode}): {proc.stderr}")
-    result = json.loads(proc.stdout)
+    result = json.loads(proc.stdout)["data"]  # the result file, in spine's JSON envelope
     run_json = json.loads((Path(result["logPath"]).parents[2] / "run.json").read_text())
     return total, float(run_json["lanes"][f"b{n}"]["facts"]["execute"]["durationSeconds"])
 
@@ -79,7 +99,9 @@ def main() -> None:
     hosts = {"docker": args.docker_host, "podman": args.podman_host}
     for engine in ENGINES:
         if engine in variants and not hosts[engine]:
-            raise SystemExit(f"{engine}: no engine address; pass --{engine}-host (or start one with .ci/engines)")
+            raise SystemExit(
+                f"{engine}: no engine address; pass --{engine}-host (or start one with .ci/engines)"
+            )
     with tempfile.TemporaryDirectory(prefix="spine-bench-") as tmp:
         repo = Path(tmp) / "repo"
         make_repo(repo, args.files, args.image)
@@ -88,7 +110,9 @@ def main() -> None:
         samples: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
         for n in range(args.repeat):  # interleaved, so drift in machine load hits every variant alike
             for variant in variants:
-                samples[variant].append(one_lane(repo, variant, n * len(variants) + variants.index(variant), hosts))
+                samples[variant].append(
+                    one_lane(repo, variant, n * len(variants) + variants.index(variant), hosts)
+                )
     base_total = statistics.median(t for t, _ in samples[variants[0]])
     base_exec = statistics.median(e for _, e in samples[variants[0]])
     print(f"{args.repeat} lanes per variant, {args.files} files, command `true`; seconds, median [min-max]")

@@ -81,7 +81,9 @@ def main() -> None:
             timed(repo, check_args)  # warm the file cache and write the verdict
             cold = statistics.median(timed(repo, [*check_args, "--retest"]) for _ in range(opts.runs))
             cached = statistics.median(timed(repo, check_args) for _ in range(opts.runs))
-            print(f"{label:32s} cold {cold * 1000:7.0f} ms  cached {cached * 1000:6.0f} ms  ratio {cold / cached:5.1f}x")
+            print(
+                f"{label:32s} cold {cold * 1000:7.0f} ms  cached {cached * 1000:6.0f} ms  ratio {cold / cached:5.1f}x"
+            )
 
 
 if __name__ == "__main__":

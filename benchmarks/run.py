@@ -9,13 +9,16 @@ For each repository size it generates a repository with real history (``repogen.
 - one lane with the worktree pool switched off: ``spine run -- sh -c 'echo done > bench-output.txt'``
   against the same steps by hand (``git worktree add -b``, run the command, ``git add -A``,
   ``git commit``, write a JSON file);
-- the same lane with the worktree pool (the default), and the lane setup (the ``create_worktree``
-  step as recorded in run.json) against a fresh ``git worktree add``;
+- the same lane with the worktree pool (the default) against the reuse floor (the same lane in one
+  reused worktree with plain git: force-checkout the base detached, clean, switch to a new branch,
+  run, add, commit, JSON, detach), and the lane setup (the ``create_worktree`` step as recorded in
+  run.json) against a fresh ``git worktree add``; by hand, pool off, pool on and the floor are
+  interleaved sample by sample in an order that rotates each round;
 - the git processes spine starts for one lane, counted by a ``git`` shim on PATH;
 - the driver's peak memory (VmHWM of the spine process itself, not of the git processes it starts);
 - a batch of 50 lanes with ``spine batch FILE --jobs 2``, pool off, against 50 by-hand lanes two at
   a time (on ``--batch-size`` only, default 5000; ``--batch-repeat`` samples, default 1), and the
-  same batch with the worktree pool;
+  same batch with the worktree pool against the reuse floor in two reused worktrees;
 - ``spine gate`` cold (``--no-cache``) against cached, and against a by-hand merge-and-check.
 
 Start-up (``spine --help``, ``spine status``, ``spine show``) is measured once against
@@ -271,6 +274,7 @@ def pool_supported(bench: Bench, repo: Path) -> bool:
 
 
 def measure_lanes(bench: Bench, repo: Path, size: int) -> None:
+    """By hand, pool off, pool on and the reuse floor, interleaved in an order that rotates each round."""
     hand = bench.add(Measure("lane", "by hand (worktree add, run, add, commit, JSON)", size))
     hand_add = bench.add(Measure("lane", "by hand: git worktree add alone", size))
     lane = bench.add(Measure("lane", "spine run, pool off", size, baseline=hand, target=1.10))
@@ -280,39 +284,70 @@ def measure_lanes(bench: Bench, repo: Path, size: int) -> None:
     )
     write_pool_config(repo, False)
     lane_bench_warmup(bench, repo)
-    for _ in range(bench.repeat):
-        times = lane_by_hand(bench, repo, bench.next_id("h"))
-        hand.samples.append(times["total"])
-        hand_add.samples.append(times["worktree_add"])
-        took, peak, state = spine_lane(bench, repo, bench.next_id("s"))
-        lane.samples.append(took)
-        memory.samples.append(peak)
-        wt = state["facts"].get("create_worktree") or {}
-        if "seconds" in wt:
-            setup_fresh.samples.append(wt["seconds"])
-    bench.remove_worktrees(repo)
-
-    if not pool_supported(bench, repo):
-        bench.add(Measure("pool", "spine run (pool)", size, note="not available: no pool in this spine"))
-        return
-    pooled = bench.add(Measure("pool", "spine run (pool)", size, baseline=hand, target=1.10))
-    setup = bench.add(
-        Measure("pool", "lane setup from the pool (create_worktree)", size, baseline=hand_add, target=0.10)
-    )
-    write_pool_config(repo, True)
-    try:
+    pooled: Measure | None = None
+    setup: Measure | None = None
+    floor: Measure | None = None
+    floor_wt = bench.workdir / "reuse" / f"{repo.name}-wt"
+    if pool_supported(bench, repo):
+        floor = bench.add(Measure("pool", "reuse floor (one reused worktree, plain git)", size))
+        pooled = bench.add(Measure("pool", "spine run (pool)", size, baseline=floor, target=3.0))
+        setup = bench.add(
+            Measure(
+                "pool", "lane setup from the pool (create_worktree)", size, baseline=hand_add, target=0.10
+            )
+        )
+        bench.run(["git", "worktree", "add", "--quiet", "--detach", str(floor_wt), "main"], repo)
+        lane_by_reuse(bench, floor_wt, bench.next_id("rw"))
+        write_pool_config(repo, True)
         spine_lane(bench, repo, bench.next_id("w"))  # fills the pool
-        for _ in range(bench.repeat):
-            took, _, state = spine_lane(bench, repo, bench.next_id("p"))
-            pooled.samples.append(took)
-            wt = state["facts"].get("create_worktree") or {}
-            if wt.get("source") == "pool":
-                setup.samples.append(wt["seconds"])
-    finally:
         write_pool_config(repo, False)
-        bench.remove_worktrees(repo)
-    if not setup.samples:
+    else:
+        bench.add(Measure("pool", "spine run (pool)", size, note="not available: no pool in this spine"))
+    modes = ["hand", "plain", "pool", "floor"] if pooled is not None else ["hand", "plain"]
+    for round_no in range(bench.repeat):
+        for mode in modes[round_no % len(modes) :] + modes[: round_no % len(modes)]:
+            if mode == "hand":
+                times = lane_by_hand(bench, repo, bench.next_id("h"))
+                hand.samples.append(times["total"])
+                hand_add.samples.append(times["worktree_add"])
+            elif mode == "floor" and floor is not None:
+                floor.samples.append(lane_by_reuse(bench, floor_wt, bench.next_id("r")))
+            elif mode == "plain":
+                took, peak, state = spine_lane(bench, repo, bench.next_id("s"))
+                lane.samples.append(took)
+                memory.samples.append(peak)
+                wt = state["facts"].get("create") or state["facts"].get("create_worktree") or {}
+                if "seconds" in wt:
+                    setup_fresh.samples.append(wt["seconds"])
+            elif pooled is not None and setup is not None:
+                write_pool_config(repo, True)
+                try:
+                    took, _, state = spine_lane(bench, repo, bench.next_id("p"))
+                finally:
+                    write_pool_config(repo, False)
+                pooled.samples.append(took)
+                wt = state["facts"].get("create") or state["facts"].get("create_worktree") or {}
+                if wt.get("source") == "pool":
+                    setup.samples.append(wt["seconds"])
+    bench.remove_worktrees(repo)
+    if setup is not None and not setup.samples:
         setup.note = "no lane took a pooled worktree"
+
+
+def lane_by_reuse(bench: Bench, worktree: Path, lane: str, env: dict[str, str] | None = None) -> float:
+    """The floor for a pooled lane: one lane in a reused worktree with plain git, as the pool reuses
+    one (force-checkout the base detached, clean, new branch, run, add, commit, JSON, detach)."""
+    started = time.perf_counter()
+    bench.run(["git", "checkout", "-q", "-f", "--detach", "main"], worktree, env)
+    bench.run(["git", "clean", "-q", "-ffdx"], worktree, env)
+    bench.run(["git", "switch", "-q", "-c", f"reuse/{lane}"], worktree, env)
+    bench.run(["/bin/sh", "-c", LANE_COMMAND], worktree, env)
+    bench.run(["git", "add", "-A"], worktree, env)
+    bench.run(["git", "commit", "--quiet", "--no-verify", "-m", f"lane {lane}"], worktree, env)
+    result = {"lane": lane, "status": "succeeded", "worktree": str(worktree), "branch": f"reuse/{lane}"}
+    (worktree.parent / f"{lane}.json").write_text(json.dumps(result) + "\n")
+    bench.run(["git", "checkout", "-q", "--detach"], worktree, env)
+    return time.perf_counter() - started
 
 
 def lane_bench_warmup(bench: Bench, repo: Path) -> None:
@@ -329,10 +364,16 @@ def count_git(bench: Bench, repo: Path, size: int) -> None:
     shim_dir = bench.workdir / "git-shim"
     shim_dir.mkdir(exist_ok=True)
     shim = shim_dir / "git"
-    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "$BENCH_GIT_LOG"\nexec {real_git} "$@"\n')
+    # Logs the subcommand: the first argument that is neither an option nor the value of a `-c`.
+    shim.write_text(
+        '#!/bin/sh\nskip=\nfor a in "$@"; do\n'
+        '  if [ -n "$skip" ]; then skip=; continue; fi\n'
+        '  case "$a" in -c) skip=1 ;; -*) ;; *) printf "%s\\n" "$a" >> "$BENCH_GIT_LOG"; break ;; esac\n'
+        f'done\nexec {real_git} "$@"\n'
+    )
     shim.chmod(0o755)
     counts: dict[str, Counter[str]] = {}
-    for who in ("by hand", "spine run, pool off", "spine run (pool)"):
+    for who in ("by hand", "reuse floor", "spine run, pool off", "spine run (pool)"):
         if who == "spine run (pool)" and not pool_supported(bench, repo):
             continue
         log = bench.workdir / f"git-{who.replace(' ', '-')}.log"
@@ -340,6 +381,11 @@ def count_git(bench: Bench, repo: Path, size: int) -> None:
         if who == "by hand":
             log.write_text("")
             lane_by_hand(bench, repo, bench.next_id("hc"), env)
+        elif who == "reuse floor":
+            wt = bench.workdir / "reuse" / f"{repo.name}-count"
+            bench.run(["git", "worktree", "add", "--quiet", "--detach", str(wt), "main"], repo)
+            log.write_text("")
+            lane_by_reuse(bench, wt, bench.next_id("rc"), env)
         else:
             write_pool_config(repo, who.endswith("(pool)"))
             try:
@@ -378,29 +424,35 @@ def measure_batch(bench: Bench, repo: Path, size: int) -> None:
         return
     hand = bench.add(Measure("batch", f"by hand, {BATCH_LANES} lanes, 2 at a time", size))
     batch = bench.add(
-        Measure("batch", f"spine batch, pool off, {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10)
+        Measure(
+            "batch", f"spine batch, pool off, {BATCH_LANES} lanes, --jobs 2", size, baseline=hand, target=1.10
+        )
     )
     memory = bench.add(
         Measure("memory", f"spine batch ({BATCH_LANES} lanes): driver peak RSS", size, unit="MiB")
     )
     pooled: Measure | None = None
+    floor: Measure | None = None
     if pool_supported(bench, repo):
+        floor = bench.add(Measure("batch", f"reuse floor, {BATCH_LANES} lanes, two reused worktrees", size))
         pooled = bench.add(
             Measure(
                 "batch",
                 f"spine batch (pool), {BATCH_LANES} lanes, --jobs 2",
                 size,
-                baseline=hand,
-                target=1.10,
+                baseline=floor,
+                target=1.30,
             )
         )
-    modes = ["hand", "plain", "pool"] if pooled is not None else ["hand", "plain"]
+    modes = ["hand", "plain", "pool", "floor"] if pooled is not None else ["hand", "plain"]
     for round_no in range(bench.batch_repeat):
         prefix = bench.next_id("b")
         # Rotate the order each round: on a shared disk, whoever goes first has it quietest.
         for mode in modes[round_no % len(modes) :] + modes[: round_no % len(modes)]:
             if mode == "hand":
                 hand.samples.append(batch_by_hand(bench, repo, prefix))
+            elif mode == "floor" and floor is not None:
+                floor.samples.append(batch_by_reuse(bench, repo, prefix))
             else:
                 took, peak = spine_batch(bench, repo, f"{prefix}-{mode}", pool=mode == "pool")
                 if mode == "pool" and pooled is not None:
@@ -418,6 +470,23 @@ def batch_by_hand(bench: Bench, repo: Path, prefix: str) -> float:
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda name: lane_by_hand(bench, repo, name, add_lock=add_lock), names))
+    return time.perf_counter() - started
+
+
+def batch_by_reuse(bench: Bench, repo: Path, prefix: str) -> float:
+    """50 lanes of the reuse floor in two reused worktrees (made first, not timed), two at a time."""
+    worktrees = [bench.workdir / "reuse" / f"{repo.name}-{prefix}-{i}" for i in range(2)]
+    for wt in worktrees:
+        bench.run(["git", "worktree", "add", "--quiet", "--detach", str(wt), "main"], repo)
+    names = [f"{prefix}-{i:02d}" for i in range(BATCH_LANES)]
+
+    def worker(k: int) -> None:
+        for name in names[k::2]:
+            lane_by_reuse(bench, worktrees[k], name)
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(worker, range(2)))
     return time.perf_counter() - started
 
 

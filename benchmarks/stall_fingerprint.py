@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from spine.stall import worktree_fingerprint
+from spine.lane.stall import worktree_fingerprint
 
 
 def make_repo(root: Path, files: int) -> None:

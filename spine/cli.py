@@ -6,6 +6,7 @@ lane machinery.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from spine import __version__
+from spine.base.version import __version__
 
 # name -> (module, one-line help). The help is here so that `spine --help` imports nothing else.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -34,11 +35,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backends": ("spine.commands.backends", "List isolation backends: usable here or why not."),
     "gate": ("spine.commands.gate", "Test the merge of a revision into a branch; cache the verdict."),
     "promote": ("spine.commands.promote", "Land a finished lane on its target branch."),
+    "land": ("spine.commands.land", "Land many lanes through a merge queue: each tested on what lands."),
     "gc": ("spine.commands.gc", "Clean up finished and dead lanes without losing uncommitted work."),
     "hooks": ("spine.commands.hooks", "Install the git hooks that run the gate (pre-push)."),
     "ops": ("spine.commands.ops", "List the operators (named lane recipes) configured in .spine.yaml."),
     "classify": ("spine.commands.classify", "Show which mode an objective falls in, and why."),
     "debug": ("spine.commands.debug", "Print the debug packet of a failed or stopped lane."),
+    "report": ("spine.commands.report", "Write a run as one self-contained HTML file."),
+    "dashboard": ("spine.commands.dashboard", "Serve a read-only, live web view of this repository's runs."),
+    "compare": ("spine.commands.compare", "Show the attempts of a lane side by side, and its pick."),
+    "pick": ("spine.commands.pick", "Make attempt N the pick of a lane with attempts."),
 }
 
 
@@ -79,11 +85,23 @@ def cli(directory: str | None) -> None:
     """
     if directory:
         try:
+            previous: str | None = os.getcwd()
+        except OSError:  # the directory spine was started in is gone: nothing to go back to
+            previous = None
+        try:
             os.chdir(directory)
         except OSError as exc:
             raise click.BadParameter(
                 f"cannot change to {directory!r}: {exc.strerror}", param_hint="-C"
             ) from None
+        if previous is not None:
+            # run_cli returns to its caller: leave the caller's working directory as it was.
+            click.get_current_context().call_on_close(lambda: _change_back(previous))
+
+
+def _change_back(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.chdir(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,43 +110,97 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_cli(argv: list[str] | None = None) -> int:
-    """Run the CLI and return the exit code instead of exiting."""
-    from spine.errors import ExitCode, SpineError
+    """Run the CLI and return the exit code instead of exiting.
 
+    With ``--json``, an error is also printed on stdout as the JSON envelope (spine.commands.output).
+    """
+    from spine.base.errors import ExitCode, SpineError
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    json_command = _json_command(args)
+    if json_command is not None:
+        from spine.commands.output import reset
+
+        reset()
     try:
         result: Any = cli.main(args=argv, prog_name="spine", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("spine: interrupted", err=True)
-        return ExitCode.INTERRUPTED
+        return _json_error(json_command, "interrupted", ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        return ExitCode.USAGE
+        return _json_error(json_command, exc.format_message(), ExitCode.USAGE)
     except SpineError as exc:
         click.echo(exc.render(), err=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("spine: interrupted", err=True)
-        return ExitCode.INTERRUPTED
+        return _json_error(
+            json_command, exc.message, exc.exit_code, hint=exc.hint, problems=getattr(exc, "parts", None)
+        )
+    except SystemExit as exc:  # shell completion (_SPINE_COMPLETE) answers, then exits
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except OSError as exc:
+        # The file system said no (disk full, read-only, permissions): the environment, not a bug.
+        text = _render_os_error(exc)
+        click.echo(text, err=True)
+        return _json_error(
+            json_command, text.removeprefix("spine: error: ").split("\n")[0], ExitCode.ENVIRONMENT
+        )
     except Exception:
-        return _report_crash()
+        return _report_crash(sys.argv if argv is None else ["spine", *argv], json_command)
     return int(result or 0)
 
 
-def _report_crash() -> int:
+def _render_os_error(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return (
+        f"spine: error: cannot use{where}: {exc.strerror or exc}\n"
+        "  hint: free disk space or make spine's state directory writable, then run the same command "
+        "again (`spine resume RUN` continues a run)"
+    )
+
+
+def _json_command(args: list[str]) -> str | None:
+    """The command's name when ``--json`` was given to spine (not to the lane's command after --)."""
+    words = args[: args.index("--")] if "--" in args else args
+    if "--json" not in words:
+        return None
+    return next((word for word in words if word in COMMANDS), "")
+
+
+def _json_error(command: str | None, message: str, code: int, **more: Any) -> int:
+    """Print the error envelope on stdout when --json was given; return ``code``."""
+    if command is not None:
+        from spine.commands.output import error_entry, error_envelope
+
+        text = error_envelope(command, error_entry(message, code, **more))
+        if text is not None:
+            from spine.base.redact import redact_text
+
+            click.echo(redact_text(text))
+    return code
+
+
+def _report_crash(argv: list[str], json_command: str | None = None) -> int:
     # Imported here, not at the top: they cost `spine --help` several milliseconds on every start.
     import tempfile
     import traceback
 
-    from spine.errors import ExitCode
+    from spine.base.errors import ExitCode
+    from spine.base.redact import MASK, looks_secret, redact_text
 
+    def masked(arg: str) -> str:
+        name, sep, _ = arg.partition("=")
+        return f"{name}={MASK.decode()}" if sep and looks_secret(name) else arg
+
+    shown = [masked(arg) for arg in argv]
     fd, path = tempfile.mkstemp(prefix="spine-crash-", suffix=".log")
     with os.fdopen(fd, "w") as handle:
-        handle.write(f"spine {__version__}, python {sys.version.split()[0]}\nargv: {sys.argv}\n\n")
-        traceback.print_exc(file=handle)
+        header = f"spine {__version__}, python {sys.version.split()[0]}\nargv: {shown}\n\n"
+        handle.write(redact_text(header + traceback.format_exc()))
     kind, value = sys.exc_info()[:2]
     name = kind.__name__ if kind else "error"
-    click.echo(f"spine: internal error ({name}: {value}); this is a bug in spine.", err=True)
+    message = redact_text(f"internal error ({name}: {value}); this is a bug in spine.")
+    click.echo(f"spine: {message}", err=True)
     click.echo(f"  details: {path}", err=True)
-    return ExitCode.INTERNAL
+    return _json_error(json_command, message, ExitCode.INTERNAL, hint=f"details: {path}", details=path)

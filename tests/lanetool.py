@@ -123,8 +123,11 @@ def state_dir(repo: Path) -> Path:
 
 
 def run_json(repo: Path, run_id: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((state_dir(repo) / "runs" / run_id / "run.json").read_text())
-    return data
+    """The run's state as its driver last recorded it (run.json and the lane records newer than it)."""
+    from spine.workspace.context import StatePaths
+    from spine.workspace.store import read_run
+
+    return read_run(StatePaths(state_dir(repo)), run_id).model_dump(by_alias=True, mode="json")
 
 
 def result(repo: Path, run_id: str, lane_id: str) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def test_cloudflare_bridge_protocol(repo: Path, tmp_path: Path, monkeypatch: pyt
 def test_cloudflare_wrong_key_is_an_environment_error(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spine.errors import EnvironmentProblem
+    from spine.base.errors import EnvironmentProblem
 
     bridge = FakeBridge(tmp_path, key="right-key-123456")
     try:

@@ -1,9 +1,10 @@
 """One conformance suite for every backend: the same tests, through the Sandbox port.
 
-Runs for real on local-worktree, none, bubblewrap and local-remote (the remote base driven on this
-machine); the cloud adapters run against fakes of their SDKs (tests/fakes) that execute commands
-locally; docker runs against real engines: Docker, and Podman through its Docker-compatible socket
-(tests/engines.py says which, and skips outside CI when there is none).
+Runs for real on local-worktree, none, bubblewrap, local-remote (the remote base driven on this
+machine) and dask (a real scheduler and two worker processes on loopback, started here); the cloud
+adapters run against fakes of their SDKs (tests/fakes) that execute commands locally; docker runs
+against real engines: Docker, and Podman through its Docker-compatible socket (tests/engines.py says
+which, and skips outside CI when there is none).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from spine.backends.base import Sandbox, SandboxHandle, SandboxSpec
 from spine.backends.local import LocalWorktree, NoIsolation
 from tests import engines
 from tests.conftest import git, skip_unless_bubblewrap, write_files
+from tests.dask_cluster import DaskCluster, running_cluster
 from tests.fakes import e2b_fake, vercel_fake
 from tests.fakes.cloudflare_bridge import FakeBridge
 
@@ -57,8 +59,9 @@ BACKENDS = [
     "vercel-sandbox",
     "cloudflare-sandbox",
     *engines.ENGINES,
+    "dask",
 ]
-REMOTE_BACKENDS = ["local-remote", "e2b", "vercel-sandbox", "cloudflare-sandbox"]
+REMOTE_BACKENDS = ["local-remote", "e2b", "vercel-sandbox", "cloudflare-sandbox", "dask"]
 
 
 def make_case(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Case:
@@ -91,8 +94,20 @@ def make_case(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Case:
     raise AssertionError(name)
 
 
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    with running_cluster(tmp_path_factory.mktemp("dask")) as cluster:
+        yield cluster
+
+
 @pytest.fixture(params=BACKENDS)
 def case(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Case]:
+    if request.param == "dask":
+        cluster = request.getfixturevalue("dask_cluster")
+        from spine.adapters.dask import DaskSandbox
+
+        yield Case(DaskSandbox({"scheduler": cluster.address}), isolates_env=True, remote=True)
+        return
     made = make_case(request.param, tmp_path, monkeypatch)
     yield made
     for cleanup in made.cleanups:

@@ -3,14 +3,13 @@ and whole lanes on bubblewrap and on the remote base (local-remote)."""
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from pathlib import Path
 
 from spine.adapters.bubblewrap import Bubblewrap
 
-from tests.conftest import Spine, git, skip_unless_bubblewrap
+from tests.conftest import Spine, data_of, git, skip_unless_bubblewrap
 
 NO_CREDENTIALS = {"E2B_API_KEY": "", "VERCEL_TOKEN": "", "VERCEL_OIDC_TOKEN": "", "SANDBOX_WORKER_URL": ""}
 
@@ -38,7 +37,10 @@ def test_backends_lists_every_backend_and_why_it_is_unusable(spine: Spine, repo:
     assert rows["e2b"] == {**rows["e2b"], "usable": False, "source": "built-in"}
     # missing extra or missing credentials, whichever this machine lacks first
     assert "E2B_API_KEY" in rows["e2b"]["reason"] or "git-spine[e2b]" in rows["e2b"]["reason"]
-    assert "VERCEL" in rows["vercel-sandbox"]["reason"] or "git-spine[vercel]" in rows["vercel-sandbox"]["reason"]
+    assert (
+        "VERCEL" in rows["vercel-sandbox"]["reason"]
+        or "git-spine[vercel]" in rows["vercel-sandbox"]["reason"]
+    )
     assert "SANDBOX_WORKER_URL" in rows["cloudflare-sandbox"]["reason"]
     assert rows["bubblewrap"]["usable"] == (Bubblewrap().unavailable_reason() is None)
 
@@ -79,7 +81,10 @@ def test_misspelled_backend_is_a_usage_error(spine: Spine, repo: Path) -> None:
 
 
 def _plugin(tmp_path: Path, module_source: str, target: str) -> dict[str, str]:
-    """A third-party package (module + dist-info with an entry point) on PYTHONPATH."""
+    """A third-party package (module + dist-info with an entry point) on PYTHONPATH.
+
+    Only a new interpreter reads PYTHONPATH, so spine runs as a subprocess with this environment.
+    """
     site = tmp_path / "site"
     (site / "fancy_backend-0.1.dist-info").mkdir(parents=True)
     (site / "fancy_backend.py").write_text(textwrap.dedent(module_source))
@@ -111,7 +116,9 @@ def test_third_party_backend_through_the_entry_point(spine: Spine, repo: Path, t
         ''',
         "fancy_backend:Fancy",
     )
-    rows = {r["name"]: r for r in spine.json("backends", "--json", cwd=repo, env=env)["backends"]}
+    rows = {
+        r["name"]: r for r in spine.json("backends", "--json", cwd=repo, env=env, subprocess=True)["backends"]
+    }
     assert rows["fancy"]["source"] == "plugin" and rows["fancy"]["usable"]
     assert rows["fancy"]["description"] == "Fancy local lanes from a separate package."
     result = spine.json(
@@ -126,6 +133,7 @@ def test_third_party_backend_through_the_entry_point(spine: Spine, repo: Path, t
         'echo "$FANCY" > f.txt',
         cwd=repo,
         env=env,
+        subprocess=True,
     )
     assert result["sandboxBackend"] == "fancy" and result["status"] == "succeeded"
     assert git("show", f"{result['branch']}:f.txt", cwd=repo) == "yes"
@@ -133,11 +141,11 @@ def test_third_party_backend_through_the_entry_point(spine: Spine, repo: Path, t
 
 def test_broken_plugin_is_reported_not_raised(spine: Spine, repo: Path, tmp_path: Path) -> None:
     env = _plugin(tmp_path, "import not_a_module_anywhere\n", "fancy_backend:Fancy")
-    proc = spine("backends", "--json", cwd=repo, env=env)
+    proc = spine("backends", "--json", cwd=repo, env=env, subprocess=True)
     assert proc.returncode == 0, proc.stderr
-    rows = {r["name"]: r for r in json.loads(proc.stdout)["backends"]}
+    rows = {r["name"]: r for r in data_of(proc)["backends"]}
     assert not rows["fancy"]["usable"] and "not_a_module_anywhere" in rows["fancy"]["reason"]
-    run = spine("run", "--backend", "fancy", "x", "--", "true", cwd=repo, env=env)
+    run = spine("run", "--backend", "fancy", "x", "--", "true", cwd=repo, env=env, subprocess=True)
     assert run.returncode == 3 and "cannot be loaded" in run.stderr
 
 

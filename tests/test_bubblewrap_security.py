@@ -116,7 +116,9 @@ def listener() -> Iterator[tuple[int, list[bytes]]]:
     server.close()
 
 
-CONNECT = "if {{ echo hello > /dev/tcp/127.0.0.1/{port}; }} 2>/dev/null; then echo connected; else echo refused; fi"
+CONNECT = (
+    "if {{ echo hello > /dev/tcp/127.0.0.1/{port}; }} 2>/dev/null; then echo connected; else echo refused; fi"
+)
 
 
 def test_no_network_unless_allowed(spine: Spine, repo: Path, listener: tuple[int, list[bytes]]) -> None:

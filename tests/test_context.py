@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spine.context import resolve_context
-from spine.errors import NotARepository, UsageError
+from spine.base.errors import NotARepository, UsageError
+from spine.workspace.context import resolve_context
 from tests.conftest import Spine, git, write_files
 
 
@@ -32,7 +32,10 @@ def test_shared_fields_identical_from_root_subdir_and_lane_worktree(spine: Spine
 def test_context_is_read_in_process_the_same_way(repo: Path) -> None:
     a, b = resolve_context(repo), resolve_context(repo / "src")
     assert a.shared() == b.shared()
-    assert a.state.result_file("r", "l") == repo / ".git" / "spine" / "runs" / "r" / "lanes" / "l" / "result.json"
+    assert (
+        a.state.result_file("r", "l")
+        == repo / ".git" / "spine" / "runs" / "r" / "lanes" / "l" / "result.json"
+    )
 
 
 def test_overrides_and_config(spine: Spine, repo: Path) -> None:
@@ -81,7 +84,14 @@ def test_inside_the_git_directory(spine: Spine, repo: Path) -> None:
 
 
 def test_unknown_ref(spine: Spine, repo: Path) -> None:
-    _fails(spine, repo, "context", "--base", "no-such-branch", words=("unknown base ref 'no-such-branch'", "--base"))
+    _fails(
+        spine,
+        repo,
+        "context",
+        "--base",
+        "no-such-branch",
+        words=("unknown base ref 'no-such-branch'", "--base"),
+    )
     _fails(spine, repo, "run", "--base", "nope", "x", "--", "true", words=("unknown base ref",))
     _fails(spine, repo, "context", "--target", "nah", words=("unknown target ref 'nah'",))
     assert not (repo / ".git" / "spine" / "runs").exists()

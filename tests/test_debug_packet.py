@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 NEEDS_FILE = 'test -f fixed.txt || { echo "looking for fixed.txt"; echo "fixed.txt is missing" >&2; exit 3; }'
 
@@ -28,14 +28,16 @@ def spine_on_path(tmp_path: Path) -> dict[str, str]:
 
 def run_repro(line: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Execute the one-liner exactly as a person would paste it into a shell."""
-    return subprocess.run(["/bin/sh", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["/bin/sh", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def new_result(spine: Spine, repo: Path, known: str) -> dict[str, Any]:
     """The result of the one run other than ``known`` (run ids of the same second do not sort by time)."""
     runs = [p.name for p in (repo / ".git" / "spine" / "runs").iterdir() if p.name != known]
     assert len(runs) == 1, runs
-    results = spine.json("show", runs[0], "--json", cwd=repo)
+    results = spine.json("show", runs[0], "--json", cwd=repo)["results"]
     result: dict[str, Any] = results[0]
     return result
 
@@ -50,7 +52,18 @@ def test_failed_lane_gets_a_packet_whose_repro_reproduces_the_failure(
 ) -> None:
     base = git("rev-parse", "HEAD", cwd=repo)
     failed = spine.json(
-        "run", "--json", "-q", "--env", "FLAVOUR=plain", "needs a file", "--", "sh", "-c", NEEDS_FILE, cwd=repo, expect=1
+        "run",
+        "--json",
+        "-q",
+        "--env",
+        "FLAVOUR=plain",
+        "needs a file",
+        "--",
+        "sh",
+        "-c",
+        NEEDS_FILE,
+        cwd=repo,
+        expect=1,
     )
     packet = packet_of(failed)
     assert Path(failed["debugPacket"]).with_name("debug.md").is_file()
@@ -111,13 +124,15 @@ def test_operator_repro_reproduces_missing_evidence(repo: Path, spine: Spine, tm
 
 
 def test_spine_debug_prints_the_packet(repo: Path, spine: Spine) -> None:
-    failed = spine.json("run", "--json", "-q", "--lane", "boom", "boom", "--", "sh", "-c", "exit 5", cwd=repo, expect=1)
+    failed = spine.json(
+        "run", "--json", "-q", "--lane", "boom", "boom", "--", "sh", "-c", "exit 5", cwd=repo, expect=1
+    )
     ref = f"{failed['runId']}/boom"
     text = spine("debug", ref, cwd=repo)
     assert text.returncode == 0, text.stderr
     for heading in ("## Symptom", "## Context", "## Minimal repro", "## Hypotheses", "## Next"):
         assert heading in text.stdout
-    assert json.loads(spine("debug", ref, "--json", cwd=repo).stdout) == packet_of(failed)
+    assert data_of(spine("debug", ref, "--json", cwd=repo)) == packet_of(failed)
     assert spine("debug", failed["runId"], cwd=repo).stdout == text.stdout  # the run's only failed lane
     assert spine("debug", cwd=repo).stdout == text.stdout  # the latest run
 
@@ -129,16 +144,24 @@ def test_spine_debug_prints_the_packet(repo: Path, spine: Spine) -> None:
 
 
 def test_hypotheses_follow_the_facts(repo: Path, spine: Spine) -> None:
-    missing_tool = spine.json("run", "--json", "-q", "tool", "--", "sh", "-c", "no-such-tool-xyz", cwd=repo, expect=1)
+    missing_tool = spine.json(
+        "run", "--json", "-q", "tool", "--", "sh", "-c", "no-such-tool-xyz", cwd=repo, expect=1
+    )
     assert any("not installed or not on PATH" in h for h in packet_of(missing_tool)["hypotheses"])
 
-    timed = spine.json("run", "--json", "-q", "--timeout", "1", "slow", "--", "sleep", "20", cwd=repo, expect=1)
+    timed = spine.json(
+        "run", "--json", "-q", "--timeout", "1", "slow", "--", "sleep", "20", cwd=repo, expect=1
+    )
     packet = packet_of(timed)
     assert packet["symptom"]["failureKind"] == "timeout" and packet["symptom"]["timeoutKind"] == "wall"
     assert any("timebox" in h for h in packet["hypotheses"])
     assert "--timeout 1s" in packet["repro"]["spine"]
     # The timebox stopped a plain lane: it still leaves a one-line next pointer.
-    assert timed["nextPointer"] and "\n" not in timed["nextPointer"] and "raise --timeout" in timed["nextPointer"]
+    assert (
+        timed["nextPointer"]
+        and "\n" not in timed["nextPointer"]
+        and "raise --timeout" in timed["nextPointer"]
+    )
 
     write_files(repo, {".spine.yaml": yaml.safe_dump({"setup": {"commands": ["cat local-only.env"]}})})
     setup = spine.json("run", "--json", "-q", "setup", "--", "true", cwd=repo, expect=1)

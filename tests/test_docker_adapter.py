@@ -22,7 +22,7 @@ from spine.adapters import docker as adapter
 from spine.adapters.docker import DockerSandbox
 
 from spine.backends.base import SandboxSpec
-from spine.errors import EnvironmentProblem
+from spine.base.errors import EnvironmentProblem
 from tests.conftest import git
 from tests.fakes import docker_fake
 from tests.fakes.docker_fake import Script

@@ -52,7 +52,7 @@ def test_clean_merge_passes_and_the_checks_see_the_merge_result(branched: Path, 
         "    - name: both-sides\n      command: test -f main.txt && test -f feature.txt\n",
     )
     head_before = git("rev-parse", "HEAD", cwd=branched)
-    verdict = spine.json("gate", "feature", "--json", cwd=branched)
+    verdict = spine.json("gate", "feature", "--json", cwd=branched, subprocess=True)  # as a CI step runs it
     assert verdict["passed"] is True
     assert verdict["reason"] == "passed"
     assert verdict["into"] == "main"
@@ -68,11 +68,15 @@ def test_clean_merge_passes_and_the_checks_see_the_merge_result(branched: Path, 
 
 
 def test_failing_check_fails_the_gate_with_its_output(branched: Path, spine: Spine) -> None:
-    proc = spine("gate", "feature", "--into", "main", "--check", "echo 'tests: 3 failed'; exit 4", cwd=branched)
+    proc = spine(
+        "gate", "feature", "--into", "main", "--check", "echo 'tests: 3 failed'; exit 4", cwd=branched
+    )
     assert proc.returncode == 1, proc.stderr
     assert "gate FAILED" in proc.stdout
     assert "exit 4: tests: 3 failed" in proc.stdout
-    verdict = spine.json("gate", "feature", "--into", "main", "--check", "exit 4", "--json", cwd=branched, expect=1)
+    verdict = spine.json(
+        "gate", "feature", "--into", "main", "--check", "exit 4", "--json", cwd=branched, expect=1
+    )
     assert verdict["reason"] == "check-failed"
     assert verdict["checks"][0]["exitCode"] == 4
     assert worktree_paths(branched) == [str(branched)]
@@ -111,7 +115,9 @@ def test_second_gate_of_the_same_tree_is_cached_and_retest_forces(
     assert "cached verdict" in human.stdout and "--retest" in human.stdout
     assert counter.read_text().count("run") == 1
 
-    retest = spine.json("gate", "feature", "--into", "main", "--check", check, "--retest", "--json", cwd=branched)
+    retest = spine.json(
+        "gate", "feature", "--into", "main", "--check", check, "--retest", "--json", cwd=branched
+    )
     assert retest["cached"] is False
     assert counter.read_text().count("run") == 2
     # Another check definition is another question: not answered from the cache.
@@ -122,11 +128,22 @@ def test_second_gate_of_the_same_tree_is_cached_and_retest_forces(
     assert counter.read_text().count("run") == 3
 
 
-def test_junit_report_parses_even_with_control_characters(branched: Path, spine: Spine, tmp_path: Path) -> None:
+def test_junit_report_parses_even_with_control_characters(
+    branched: Path, spine: Spine, tmp_path: Path
+) -> None:
     report = tmp_path / "reports" / "gate.xml"
     failing = r"printf '\033[31mred <&> output\033[0m\n'; exit 2"
     proc = spine(
-        "gate", "feature", "--into", "main", "--check", "true", "--check", failing, "--junit", str(report),
+        "gate",
+        "feature",
+        "--into",
+        "main",
+        "--check",
+        "true",
+        "--check",
+        failing,
+        "--junit",
+        str(report),
         cwd=branched,
     )
     assert proc.returncode == 1
@@ -150,7 +167,9 @@ def test_github_actions_annotations_and_step_summary(repo: Path, spine: Spine, t
     git("checkout", "-q", "-b", "feature", cwd=repo)
     write_files(repo, {"feature.txt": "x\n"})
     commit_all(repo, "feature")
-    proc = spine("gate", "feature", "--into", "main", "--check", "echo boom: it broke; exit 1", cwd=repo, env=env)
+    proc = spine(
+        "gate", "feature", "--into", "main", "--check", "echo boom: it broke; exit 1", cwd=repo, env=env
+    )
     assert proc.returncode == 1
     errors = [line for line in proc.stdout.splitlines() if line.startswith("::error ")]
     assert len(errors) == 1
@@ -185,7 +204,7 @@ def test_gate_from_a_real_pre_push_hook(branched: Path, spine: Spine, tmp_path: 
         branched,
         "gate:\n  into: main\n  checks:\n    - name: merged\n      command: >-\n"
         '        test "$(git rev-parse --show-toplevel)" = "$SPINE_WORKTREE"\n'
-        "        && test -z \"$(git status --porcelain)\" && test -f main.txt && test ! -f broken\n",
+        '        && test -z "$(git status --porcelain)" && test -f main.txt && test ! -f broken\n',
     )
     git("push", "-q", "origin", "main", cwd=branched)
     installed = spine("hooks", "install", "pre-push", cwd=branched)
@@ -256,7 +275,17 @@ def test_existing_hook_is_never_overwritten_silently(repo: Path, spine: Spine, t
 def test_interrupted_gate_removes_its_throwaway_worktree(branched: Path, sig: signal.Signals) -> None:
     started = branched.parent / f"started-{sig.name}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "spine", "gate", "feature", "--into", "main", "--check", f"touch {started}; sleep 30"],
+        [
+            sys.executable,
+            "-m",
+            "spine",
+            "gate",
+            "feature",
+            "--into",
+            "main",
+            "--check",
+            f"touch {started}; sleep 30",
+        ],
         cwd=branched,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

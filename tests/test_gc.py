@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 
 def state(repo: Path) -> Path:
@@ -23,7 +23,10 @@ def lane_worktree(repo: Path, run_id: str = "r1", lane: str = "work") -> Path:
 
 
 def run_json(repo: Path, run_id: str = "r1") -> dict[str, Any]:
-    return json.loads((state(repo) / "runs" / run_id / "run.json").read_text())  # type: ignore[no-any-return]
+    from spine.workspace.context import StatePaths
+    from spine.workspace.store import read_run
+
+    return read_run(StatePaths(state(repo)), run_id).model_dump(by_alias=True, mode="json")
 
 
 def recovery_refs(repo: Path) -> list[str]:
@@ -41,14 +44,25 @@ def registered(repo: Path) -> list[str]:
 def run_lane(spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work") -> None:
     """Run one lane whose worktree stays where it ran, as a failed lane's does (or any, pool off)."""
     proc = spine(
-        "run", "do the work", "--run-id", run_id, "--lane", lane, "--keep-worktree", "-q", "--", "sh", "-c", command,
+        "run",
+        "do the work",
+        "--run-id",
+        run_id,
+        "--lane",
+        lane,
+        "--keep-worktree",
+        "-q",
+        "--",
+        "sh",
+        "-c",
+        command,
         cwd=repo,
     )
     assert proc.returncode in (0, 1), proc.stderr
 
 
 def group_alive(pgid: int) -> bool:
-    from spine.process import group_alive as alive  # zombies do not count: init may not reap them here
+    from spine.base.process import group_alive as alive  # zombies do not count: init may not reap them here
 
     return alive(pgid)
 
@@ -56,8 +70,22 @@ def group_alive(pgid: int) -> bool:
 def test_gc_after_a_killed_run_recovers_its_work_and_records_the_lanes(repo: Path, spine: Spine) -> None:
     wt = lane_worktree(repo)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "spine", "run", "slow work", "--run-id", "r1", "--lane", "work", "-q", "--",
-         "sh", "-c", "echo partial > partial.txt; sleep 60"],
+        [
+            sys.executable,
+            "-m",
+            "spine",
+            "run",
+            "slow work",
+            "--run-id",
+            "r1",
+            "--lane",
+            "work",
+            "-q",
+            "--",
+            "sh",
+            "-c",
+            "echo partial > partial.txt; sleep 60",
+        ],
         cwd=repo,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -113,7 +141,9 @@ def test_gc_keeps_a_dirty_worktrees_changes_recoverable(repo: Path, spine: Spine
     wt = lane_worktree(repo)
     branch_tip = git("rev-parse", "spine/r1/work", cwd=repo)
     # Someone kept working in the lane worktree after the run finished.
-    write_files(wt, {"lane.txt": "edited afterwards\n", "notes/new.md": "untracked\n", "junk.tmp": "ignored\n"})
+    write_files(
+        wt, {"lane.txt": "edited afterwards\n", "notes/new.md": "untracked\n", "junk.tmp": "ignored\n"}
+    )
     (wt / "README.md").unlink()
 
     dry = spine("gc", "--dry-run", cwd=repo)
@@ -129,7 +159,11 @@ def test_gc_keeps_a_dirty_worktrees_changes_recoverable(repo: Path, spine: Spine
     assert git("show", f"{ref}:lane.txt", cwd=repo) == "edited afterwards"
     assert git("show", f"{ref}:notes/new.md", cwd=repo) == "untracked"
     changed = git("diff", "--name-status", branch_tip, ref, cwd=repo).splitlines()
-    assert sorted(changed) == ["A\tnotes/new.md", "D\tREADME.md", "M\tlane.txt"]  # ignored junk.tmp is not work
+    assert sorted(changed) == [
+        "A\tnotes/new.md",
+        "D\tREADME.md",
+        "M\tlane.txt",
+    ]  # ignored junk.tmp is not work
     # The branch has commits main lacks: kept, with a reason, unless --prune-branches.
     assert git("rev-parse", "spine/r1/work", cwd=repo) == branch_tip
     assert "it has commits not in main" in proc.stdout
@@ -147,7 +181,7 @@ def test_gc_removes_clean_finished_lanes_and_merged_branches(repo: Path, spine: 
 
     proc = spine("gc", "--json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
-    done = {(f["kind"], f["subject"]): f for f in json.loads(proc.stdout)["findings"]}
+    done = {(f["kind"], f["subject"]): f for f in data_of(proc)["findings"]}
     assert done[("branch", "spine/nochange/work")]["action"] == "delete"
     assert done[("branch", "spine/landed/work")]["action"] == "delete"
     assert registered(repo) == [str(repo)]
@@ -187,11 +221,11 @@ def test_gc_handles_what_git_and_spine_disagree_about(repo: Path, spine: Spine, 
 
 
 def test_gc_leaves_runs_being_driven_alone_and_deletes_expired_ones(repo: Path, spine: Spine) -> None:
-    from spine.liveness import DriverLock
+    from spine.base.liveness import DriverLock
 
     run_lane(spine, repo, "echo x > x.txt", run_id="busy")
     run_lane(spine, repo, "true", run_id="old")
-    with DriverLock(state(repo) / "runs" / "busy"):
+    with DriverLock(state(repo) / "runs" / "busy" / "driver.lock"):
         proc = spine("gc", cwd=repo)
     assert "skip     run busy: a spine process is driving it" in proc.stdout
     assert lane_worktree(repo, "busy").is_dir()
@@ -210,7 +244,17 @@ def test_a_half_created_worktree_is_cleared_through_the_reaper(repo: Path, spine
     leftover = lane_worktree(repo, "r1", "work")
     write_files(leftover, {"README.md": "# demo\n", "unexpected.txt": "keep me\n"})
     proc = spine(
-        "run", "do the work", "--run-id", "r1", "--lane", "work", "--keep-worktree", "-q", "--", "true", cwd=repo
+        "run",
+        "do the work",
+        "--run-id",
+        "r1",
+        "--lane",
+        "work",
+        "--keep-worktree",
+        "-q",
+        "--",
+        "true",
+        cwd=repo,
     )
     assert proc.returncode == 0, proc.stderr
     assert str(leftover) in registered(repo)
@@ -230,3 +274,101 @@ def test_gc_started_inside_a_lane_worktree_does_not_remove_it(repo: Path, spine:
     assert wt.is_dir()
     assert spine("gc", cwd=repo).returncode == 0
     assert not wt.exists()
+
+
+def _git_started(trace: Path) -> list[str]:
+    """The git commands spine started, from a GIT_TRACE2_EVENT file (children of git left out)."""
+    started = []
+    for line in trace.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "start" and "/" not in event["sid"]:  # a child's sid is its parent's plus /...
+            started.append(
+                " ".join(a for a in event["argv"][1:] if not a.startswith(("--git-dir", "--work-tree")))
+            )
+    return started
+
+
+def test_gc_remembers_runs_it_cleaned_and_starts_no_git_per_old_branch(
+    repo: Path, spine: Spine, tmp_path: Path
+) -> None:
+    def finished_run(run_id: str) -> None:
+        proc = spine(
+            "run",
+            "-q",
+            "--run-id",
+            run_id,
+            "work",
+            "--",
+            "sh",
+            "-c",
+            f"echo {run_id} > {run_id}.txt",
+            cwd=repo,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    def dry_run_git(name: str) -> tuple[list[str], str]:
+        trace = tmp_path / f"{name}.trace"
+        proc = spine("gc", "--dry-run", cwd=repo, env={"GIT_TRACE2_EVENT": str(trace)})
+        assert proc.returncode == 0, proc.stderr
+        return _git_started(trace), proc.stdout
+
+    finished_run("r1")
+    (state(repo) / "finished-runs.jsonl").unlink()  # as an older spine leaves a finished run
+    assert spine("gc", cwd=repo).returncode == 0
+    summaries = (state(repo) / "finished-runs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["runId"] for line in summaries] == ["r1"]  # gc gave it one for status
+    reaped = json.loads((state(repo) / "reaped-runs.json").read_text())
+    assert (
+        list(reaped["runs"]) == ["r1"] and reaped["runs"]["r1"]["lanes"]["work"]["branch"] == "spine/r1/work"
+    )
+    with_one, _ = dry_run_git("one")
+    for run_id in ("r2", "r3", "r4"):
+        finished_run(run_id)
+    assert spine("gc", cwd=repo).returncode == 0
+    with_four, listing = dry_run_git("four")
+    assert sorted(with_four) == sorted(with_one)  # the same git processes with four past runs as with one
+    assert any("for-each-ref" in cmd for cmd in with_one), with_one
+    assert "keep     4 lane branches with commits not in their target (spine/r1/work," in listing
+    kept = {
+        f["subject"]: f["reason"]
+        for f in spine.json("gc", "--dry-run", "--json", cwd=repo)["findings"]
+        if f["kind"] == "branch" and f["action"] == "keep"
+    }
+    assert sorted(kept) == [f"spine/r{n}/work" for n in (1, 2, 3, 4)]
+    assert all("commits not in main" in reason for reason in kept.values()), kept
+
+    # What changes is seen: a branch that lands in the target, a run that is changed.
+    git("merge", "-q", "--ff-only", "spine/r2/work", cwd=repo)
+    run_file = state(repo) / "runs" / "r3" / "run.json"
+    data = json.loads(run_file.read_text())
+    data["lanes"]["work"]["branch"] = None  # as if the lane had made no branch of its own... yet one exists
+    run_file.write_text(json.dumps(data))
+    _, listing = dry_run_git("changed")
+    assert "would delete branch spine/r2/work (everything on it is in main)" in listing
+    assert "keep     branch spine/r3/work" in listing  # read again from its run.json, found by its name
+    assert spine("gc", cwd=repo).returncode == 0
+    assert git("branch", "--list", "spine/r2/work", cwd=repo) == ""
+
+
+def test_unlanded_branches_are_one_line_once_there_are_many(spine: Spine, repo: Path, tmp_path: Path) -> None:
+    def lanes(n: int, run_id: str) -> None:
+        batch = tmp_path / f"{run_id}.yaml"
+        batch.write_text(
+            "lanes:\n"
+            + "".join(
+                f"  - {{id: l{i}, objective: o{i}, command: 'echo {i} > f{i}.txt'}}\n" for i in range(n)
+            )
+        )
+        assert spine("batch", str(batch), "--run-id", run_id, cwd=repo).returncode == 0
+
+    lanes(2, "few")
+    out = spine("gc", cwd=repo).stdout
+    assert (
+        "keep     branch spine/few/l0: it has commits not in main; land it with `spine promote few/l0`" in out
+    )
+    lanes(3, "many")
+    out = spine("gc", cwd=repo).stdout
+    assert "keep     5 lane branches with commits not in their target (spine/few/l0, spine/few/l1," in out
+    assert "keep     branch" not in out
+    kept = [f for f in spine.json("gc", "--json", cwd=repo)["findings"] if f["action"] == "keep"]
+    assert len(kept) == 5

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from spine.ids import id_problem, new_run_id, slugify
+from spine.base.ids import id_problem, new_run_id, slugify
 
 
 def test_run_ids_started_in_the_same_second_sort_by_start() -> None:
@@ -20,7 +20,15 @@ def test_run_ids_started_in_the_same_second_sort_by_start() -> None:
 
 @pytest.mark.parametrize(
     ("text", "slug"),
-    [("Make the greeting friendlier!", "make-the-greeting-friendlier"), ("   ", "lane"), ("ünïcode only", "n-code-only")],
+    [
+        ("Make the greeting friendlier!", "make-the-greeting-friendlier"),
+        ("   ", "lane"),
+        ("ünïcode only", "unicode-only"),
+        ("Fix café parser ☕", "fix-cafe-parser"),
+        ("Straße \uff26\uff35\uff2c\uff2c width", "strasse-full-width"),  # fullwidth FULL
+        ("日本語のテスト", "lane"),
+        ("☕" * 50 + "x", "x"),
+    ],
 )
 def test_slugify(text: str, slug: str) -> None:
     assert slugify(text) == slug

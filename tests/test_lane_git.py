@@ -9,10 +9,20 @@ from tests.conftest import Spine, git
 
 
 def run_lane(
-    spine: Spine, repo: Path, command: str, lane: str = "lane", run_id: str = "r1"
+    spine: Spine, repo: Path, command: str, lane: str = "lane", run_id: str = "r1", expect: int = 0
 ) -> dict[str, Any]:
     result: dict[str, Any] = spine.json(
-        "run", "--json", "--lane", lane, "--run-id", run_id, "an objective", "--", command, cwd=repo
+        "run",
+        "--json",
+        "--lane",
+        lane,
+        "--run-id",
+        run_id,
+        "an objective",
+        "--",
+        command,
+        cwd=repo,
+        expect=expect,
     )
     return result
 
@@ -53,9 +63,15 @@ def test_a_command_that_changes_nothing_leaves_the_branch_at_the_base(spine: Spi
     assert result["diffStat"] == {"filesChanged": 0, "insertions": 0, "deletions": 0}
 
 
-def test_a_command_that_moves_head_behind_the_base_is_reported_as_it_is(spine: Spine, repo: Path) -> None:
-    result = run_lane(spine, repo, "git reset -q --hard HEAD~1")
-    assert result["commits"] == []
+def test_a_command_that_moves_the_lane_branch_behind_its_base_fails_the_lane(
+    spine: Spine, repo: Path
+) -> None:
+    result = run_lane(spine, repo, "git reset -q --hard HEAD~1", expect=1)
+    assert result["status"] == "failed" and result["failureKind"] == "violation"
+    [head] = [i for i in result["invariants"] if i["name"] == "head"]
+    assert head["status"] == "violated" and "no longer contains its base" in head["detail"]
+    assert result["commits"] == [] and result["diffStat"] is None
+    # What the result names is reachable: the commit the command reset to.
     assert result["headSha"] == git("rev-parse", "main~1", cwd=repo)
 
 

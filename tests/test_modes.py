@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from spine.modes import (
+from spine.lane.grading import aggregate
+from spine.model.modes import (
     ArtifactFact,
     CheckFact,
     EvidenceFacts,
@@ -20,8 +21,7 @@ from spine.modes import (
     evaluate,
     glob_match,
 )
-from spine.oprun import aggregate
-from spine.result import AcceptanceResult, Verdict
+from spine.model.result import AcceptanceResult, Verdict
 from tests.conftest import Spine, write_files
 
 # --- classifier ----------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ PASSING_AND_FAILING: list[tuple[Mode, str, list[str], str, list[str], list[str]]
     ),
     (
         Mode.CONTACT,
-        "echo '{\"to\": \"ann\", \"channel\": \"mail\"}' > touches.jsonl",
+        'echo \'{"to": "ann", "channel": "mail"}\' > touches.jsonl',
         [],
         "echo 'draft' > draft.txt",
         [],
@@ -212,7 +212,9 @@ def test_each_mode_evidence_passes_and_fails(
     missing: list[str],
 ) -> None:
     _tool_repo(repo)
-    ok = spine.json("run", "--json", "-q", "--mode", mode.value, *good_args, "good lane", "--", "sh", "-c", good, cwd=repo)
+    ok = spine.json(
+        "run", "--json", "-q", "--mode", mode.value, *good_args, "good lane", "--", "sh", "-c", good, cwd=repo
+    )
     assert ok["status"] == "succeeded", ok["summary"]
     assert ok["mode"] == mode.value and ok["modeSource"] == "flag"
     assert ok["evidence"] and all(item["found"] for item in ok["evidence"]), ok["evidence"]
@@ -220,7 +222,19 @@ def test_each_mode_evidence_passes_and_fails(
     assert ok["nextPointer"]
 
     no = spine.json(
-        "run", "--json", "-q", "--mode", mode.value, *bad_args, "bad lane", "--", "sh", "-c", bad, cwd=repo, expect=1
+        "run",
+        "--json",
+        "-q",
+        "--mode",
+        mode.value,
+        *bad_args,
+        "bad lane",
+        "--",
+        "sh",
+        "-c",
+        bad,
+        cwd=repo,
+        expect=1,
     )
     # The command itself succeeded: the status is grounded in the evidence, not in the exit code.
     assert no["exitCode"] == 0
@@ -241,17 +255,40 @@ def test_mode_evidence_can_be_replaced_in_config(repo: Path, spine: Spine) -> No
         }
     }
     write_files(repo, {".spine.yaml": yaml.safe_dump(config)})
-    ok = spine.json("run", "--json", "-q", "--mode", "governance", "plan", "--", "sh", "-c", "echo x > PLAN.md", cwd=repo)
+    ok = spine.json(
+        "run", "--json", "-q", "--mode", "governance", "plan", "--", "sh", "-c", "echo x > PLAN.md", cwd=repo
+    )
     assert ok["status"] == "succeeded" and [e["id"] for e in ok["evidence"]] == ["plan"]
     stopped = spine.json(
-        "run", "--json", "-q", "--mode", "governance", "--timeout", "1", "plan", "--", "sleep", "20", cwd=repo, expect=1
+        "run",
+        "--json",
+        "-q",
+        "--mode",
+        "governance",
+        "--timeout",
+        "1",
+        "plan",
+        "--",
+        "sleep",
+        "20",
+        cwd=repo,
+        expect=1,
     )
     assert "write the constraint first" in stopped["nextPointer"]
 
 
 def test_mode_auto_classifies_and_refuses_to_guess(repo: Path, spine: Spine) -> None:
     result = spine.json(
-        "run", "--json", "-q", "--mode", "auto", "record a decision on the roadmap", "--", "true", cwd=repo, expect=1
+        "run",
+        "--json",
+        "-q",
+        "--mode",
+        "auto",
+        "record a decision on the roadmap",
+        "--",
+        "true",
+        cwd=repo,
+        expect=1,
     )
     assert result["mode"] == "GOVERNANCE" and result["modeSource"] == "classifier"
     unclear = spine("run", "--mode", "auto", "make it nicer", "--", "true", cwd=repo)
@@ -270,11 +307,13 @@ def test_lanes_without_a_mode_are_not_graded(repo: Path, spine: Spine) -> None:
 
 
 def _acc(*verdicts: Verdict) -> list[AcceptanceResult]:
-    return [AcceptanceResult(name=f"c{i}", verdict=v, command="x", summary="") for i, v in enumerate(verdicts)]
+    return [
+        AcceptanceResult(name=f"c{i}", verdict=v, command="x", summary="") for i, v in enumerate(verdicts)
+    ]
 
 
 def _findings(*states: tuple[bool, bool]) -> list[Any]:
-    from spine.modes import Finding
+    from spine.model.modes import Finding
 
     return [
         Finding(EvidenceRule(id=f"r{i}", kind="artifact", required=required), found, "")
@@ -314,7 +353,11 @@ def test_warn_keeps_the_lane_succeeded_and_fail_does_not(repo: Path, spine: Spin
         ],
         "timebox": 30,
     }
-    strict = {**op, "id": "strict", "acceptance": [*op["acceptance"][:2], {"name": "style", "command": "test {{lint}} = pass"}]}
+    strict = {
+        **op,
+        "id": "strict",
+        "acceptance": [*op["acceptance"][:2], {"name": "style", "command": "test {{lint}} = pass"}],
+    }
     write_files(repo, {".spine.yaml": yaml.safe_dump({"operators": [op, strict]})})
 
     warned = spine.json("run", "--json", "-q", "--op", "tool", "--input", "lint=fail", cwd=repo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,11 @@ def with_csv(repo: Path) -> None:
     [
         ("modes", "operators.0.modes", "legal in no mode; list at least one, e.g. modes: [PIPELINE]"),
         ("acceptance", "operators.0.acceptance", "has no acceptance checks; add at least one"),
-        ("timebox", "operators.0.timebox", "has no timebox; every operator needs a default timebox, e.g. timebox: 10m"),
+        (
+            "timebox",
+            "operators.0.timebox",
+            "has no timebox; every operator needs a default timebox, e.g. timebox: 10m",
+        ),
     ],
 )
 def test_each_invariant_is_enforced_when_the_config_loads(
@@ -84,11 +89,17 @@ def test_an_empty_mode_list_is_rejected_like_a_missing_one(repo: Path, spine: Sp
         ({"modes": ["PIPELIN"]}, "key 'operators.0.modes.0'"),
         ({"command": "echo {{nope}}", "steps": []}, "uses {{nope}} but declares no such input"),
         ({"command": "true"}, "needs exactly one of 'command' or 'steps'"),
-        ({"inputs": {"rows": {"type": "int", "default": "many"}}}, "the default 'many' is invalid: expected a whole number"),
+        (
+            {"inputs": {"rows": {"type": "int", "default": "many"}}},
+            "the default 'many' is invalid: expected a whole number",
+        ),
         ({"inputs": {"speed": {"type": "choice"}}}, "a choice input needs 'choices'"),
         ({"id": "bad id"}, "invalid operator id"),
         ({"failure_paths": {"timeout": "see {lgo}"}}, "unknown field(s) lgo"),
-        ({"acceptance": [{"name": "a", "command": "x"}, {"name": "a", "command": "y"}]}, "two acceptance checks are named 'a'"),
+        (
+            {"acceptance": [{"name": "a", "command": "x"}, {"name": "a", "command": "y"}]},
+            "two acceptance checks are named 'a'",
+        ),
         ({"evidence": [{"id": "m", "kind": "manifest", "glob": "m.json"}]}, "needs 'keys'"),
         ({"timebox": "soon"}, "'soon' is not a duration"),
     ],
@@ -119,7 +130,7 @@ def test_ops_lists_operators_with_their_evidence(repo: Path, spine: Spine) -> No
     assert "ingest: Ingest a CSV" in text.stdout
     assert "input source" in text.stdout and "required" in text.stdout
     assert "accept rows" in text.stdout
-    data = spine.json("ops", "--json", cwd=repo)
+    data = spine.json("ops", "--json", cwd=repo)["operators"]
     assert [op["id"] for op in data] == ["ingest"]
     assert data[0]["timebox"] == 60.0
     assert [rule["id"] for rule in data[0]["evidence"]["PIPELINE"]] == ["artifact", "manifest"]
@@ -131,7 +142,7 @@ def test_ops_without_operators_says_how_to_declare_them(repo: Path, spine: Spine
     proc = spine("ops", cwd=repo)
     assert proc.returncode == 0
     assert "no operators configured" in proc.stdout
-    assert spine.json("ops", "--json", cwd=repo) == []
+    assert spine.json("ops", "--json", cwd=repo) == {"operators": []}
 
 
 # --- spine run --op ------------------------------------------------------------------------------
@@ -161,7 +172,10 @@ def test_inputs_are_validated_before_anything_runs(repo: Path, spine: Spine) -> 
     cases = [
         (["--input", "rows=3"], "needs input 'source' (path)"),
         (["--input", "source=../etc/passwd"], "expected a path inside the repository"),
-        (["--input", "source=a.csv", "--input", "rows=many"], "input rows='many' is invalid: expected a whole number"),
+        (
+            ["--input", "source=a.csv", "--input", "rows=many"],
+            "input rows='many' is invalid: expected a whole number",
+        ),
         (["--input", "source=a.csv", "--input", "colour=red"], "has no input 'colour'"),
         (["--input", "source"], "is not NAME=VALUE"),
     ]
@@ -169,7 +183,9 @@ def test_inputs_are_validated_before_anything_runs(repo: Path, spine: Spine) -> 
         proc = spine("run", "--op", "ingest", *args, cwd=repo)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr, (args, proc.stderr)
-    assert not (repo / ".git" / "spine" / "runs").exists() or not any((repo / ".git" / "spine" / "runs").iterdir())
+    assert not (repo / ".git" / "spine" / "runs").exists() or not any(
+        (repo / ".git" / "spine" / "runs").iterdir()
+    )
 
 
 def test_inputs_are_shell_quoted_when_substituted(repo: Path, spine: Spine) -> None:
@@ -177,7 +193,16 @@ def test_inputs_are_shell_quoted_when_substituted(repo: Path, spine: Spine) -> N
     configure(repo, [INGEST])
     hostile = "it's $(touch pwned); `touch pwned2` | x"
     result = spine.json(
-        "run", "--json", "-q", "--op", "ingest", "--input", "source=data/in.csv", "--input", f"label={hostile}", cwd=repo
+        "run",
+        "--json",
+        "-q",
+        "--op",
+        "ingest",
+        "--input",
+        "source=data/in.csv",
+        "--input",
+        f"label={hostile}",
+        cwd=repo,
     )
     assert result["status"] == "succeeded", result["summary"]
     assert git("show", f"{result['branch']}:out/label.txt", cwd=repo) == hostile
@@ -191,7 +216,10 @@ def test_choice_and_bool_inputs(repo: Path, spine: Spine) -> None:
         "id": "echo",
         "name": "Echo settings",
         "modes": ["TOOLSMITH", "CONTRACT"],
-        "inputs": {"speed": {"type": "choice", "choices": ["fast", "full"]}, "dry": {"type": "bool", "default": False}},
+        "inputs": {
+            "speed": {"type": "choice", "choices": ["fast", "full"]},
+            "dry": {"type": "bool", "default": False},
+        },
         "command": "printf '%s %s %s\\n' {{speed}} {{dry}} \"$SPINE_INPUT_SPEED\" > settings.txt",
         "acceptance": ["test -s settings.txt"],
         "timebox": 30,
@@ -200,7 +228,18 @@ def test_choice_and_bool_inputs(repo: Path, spine: Spine) -> None:
     bad = spine("run", "--op", "echo", "--input", "speed=slow", cwd=repo)
     assert bad.returncode == 2 and "expected one of fast, full" in bad.stderr
     result = spine.json(
-        "run", "--json", "-q", "--op", "echo", "--input", "speed=full", "--input", "dry=YES", "--mode", "contract", cwd=repo,
+        "run",
+        "--json",
+        "-q",
+        "--op",
+        "echo",
+        "--input",
+        "speed=full",
+        "--input",
+        "dry=YES",
+        "--mode",
+        "contract",
+        cwd=repo,
         expect=None,
     )
     assert (Path(result["worktreePath"]) / "settings.txt").read_text() == "full true full\n"
@@ -223,7 +262,17 @@ def test_run_op_refuses_a_command_and_stray_inputs(repo: Path, spine: Spine) -> 
 def test_a_failing_step_stops_the_steps_and_takes_its_failure_path(repo: Path, spine: Spine) -> None:
     configure(repo, [INGEST])
     result = spine.json(
-        "run", "--json", "-q", "--op", "ingest", "--input", "source=missing.csv", "--lane", "broken", cwd=repo, expect=1
+        "run",
+        "--json",
+        "-q",
+        "--op",
+        "ingest",
+        "--input",
+        "source=missing.csv",
+        "--lane",
+        "broken",
+        cwd=repo,
+        expect=1,
     )
     assert result["status"] == "failed"
     assert result["exitCode"] == 1
@@ -235,16 +284,22 @@ def test_a_failing_step_stops_the_steps_and_takes_its_failure_path(repo: Path, s
     assert result["verdict"] == "FAIL"
 
 
-def test_lane_spec_from_operator_builds_a_spec_for_batches(repo: Path) -> None:
-    from spine.config import validate_config
-    from spine.errors import UsageError
-    from spine.oprun import lane_spec_from_operator
-    from spine.state import LaneSpec
+def test_an_operator_lane_resolves_to_a_spec_for_batches(repo: Path) -> None:
+    from spine.base.errors import UsageError
+    from spine.lane.spec import LaneRequest, resolve_lane_spec
+    from spine.model.config import validate_config
+    from spine.model.state import LaneSpec
 
     config = validate_config({"operators": [INGEST], "stall_timeout": "20s"}, "test")
-    spec = lane_spec_from_operator(
-        config, "ingest", {"source": "data/in.csv", "rows": 5}, lane_id="lane-1", needs=["prep"], artifacts=["extra/*"]
+    request = LaneRequest(
+        op="ingest",
+        inputs={"source": "data/in.csv", "rows": 5},
+        id="lane-1",
+        needs=["prep"],
+        artifacts=["extra/*"],
     )
+    spec = resolve_lane_spec(request, config, origin="batch lane", label="lanes.yaml: lane 'lane-1'")
+    assert spec.sources["timeout"] == "operator" and spec.sources["stall_timeout"] == ".spine.yaml"
     assert spec.id == "lane-1" and spec.needs == ["prep"]
     assert spec.timeout == 60.0 and spec.stall_timeout == 20.0
     assert spec.artifacts == ["out/*", "extra/*"]
@@ -255,14 +310,18 @@ def test_lane_spec_from_operator_builds_a_spec_for_batches(repo: Path) -> None:
     # The spec survives run.json: it round-trips through JSON.
     again = LaneSpec.model_validate_json(spec.model_dump_json(by_alias=True))
     assert again == spec
-    with pytest.raises(UsageError, match="needs input 'source'"):
-        lane_spec_from_operator(config, "ingest", {})
+    with pytest.raises(
+        UsageError, match=re.escape("lanes.yaml: lane 'x': operator 'ingest' needs input 'source'")
+    ):
+        resolve_lane_spec(
+            LaneRequest(op="ingest", id="x"), config, origin="batch lane", label="lanes.yaml: lane 'x'"
+        )
     assert json.loads(spec.model_dump_json(by_alias=True))["op"]["modeSource"] == "operator"
 
 
 def test_the_documented_configs_are_valid() -> None:
     """The worked example in docs/operators.md loads, and the example file documents the keys."""
-    from spine.config import validate_config
+    from spine.model.config import validate_config
 
     root = Path(__file__).resolve().parent.parent
     doc = (root / "docs" / "operators.md").read_text()
@@ -270,7 +329,15 @@ def test_the_documented_configs_are_valid() -> None:
     config = validate_config(yaml.safe_load(block), "docs/operators.md")
     assert [op.id for op in config.operators] == ["export-orders", "new-cli", "fix-bug"]
     example = (root / ".spine.yaml.example").read_text()
-    for key in ("stall_timeout:", "operators:", "modes:", "acceptance:", "timebox:", "failure_paths:", "expect_exit:"):
+    for key in (
+        "stall_timeout:",
+        "operators:",
+        "modes:",
+        "acceptance:",
+        "timebox:",
+        "failure_paths:",
+        "expect_exit:",
+    ):
         assert key in example
 
 
@@ -305,7 +372,10 @@ def test_batch_lanes_can_run_operators(spine: Spine, repo: Path) -> None:
         ({"id": "x", "op": "nope"}, ["lane 'x'", "nope"]),
         ({"id": "x", "op": "ingest", "command": "true"}, ["both `command` and `op`"]),
         ({"id": "x", "objective": "o"}, ["needs a `command`"]),
-        ({"id": "x", "objective": "o", "command": "true", "inputs": {"a": 1}}, ["only apply to operator lanes"]),
+        (
+            {"id": "x", "objective": "o", "command": "true", "inputs": {"a": 1}},
+            ["only apply to operator lanes"],
+        ),
     ],
 )
 def test_bad_operator_lanes_are_rejected_before_anything_runs(
@@ -317,4 +387,6 @@ def test_bad_operator_lanes_are_rejected_before_anything_runs(
     assert proc.returncode == 2, proc.stderr
     for word in words:
         assert word in proc.stderr
-    assert not (repo / ".git" / "spine" / "runs").exists() or not any((repo / ".git" / "spine" / "runs").iterdir())
+    assert not (repo / ".git" / "spine" / "runs").exists() or not any(
+        (repo / ".git" / "spine" / "runs").iterdir()
+    )

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from spine import pool
-from spine.context import ExecutionContext, resolve_context
+from spine.maintenance import pool
+from spine.workspace import worktrees
+from spine.workspace.context import ExecutionContext, resolve_context
+from spine.workspace.worktrees import LaneWorktree
 from tests.conftest import Spine, git, write_files
 
 # Every lane's command prints what it found in its worktree before it changes anything.
@@ -59,7 +61,7 @@ def test_a_succeeded_lane_returns_its_worktree_and_the_next_lane_reuses_it(spine
     enable_pool(repo)
     first = run_lane(spine, repo, "one", "echo one > one.txt")
     assert first["status"] == "succeeded"
-    pooled = pool.pooled_worktrees(ctx_of(repo))
+    pooled = worktrees.pooled(ctx_of(repo))
     assert len(pooled) == 1
     assert not Path(first["worktreePath"]).exists()
     # The lane's branch is no longer checked out anywhere: a person can check it out.
@@ -67,8 +69,8 @@ def test_a_succeeded_lane_returns_its_worktree_and_the_next_lane_reuses_it(spine
 
     second = run_lane(spine, repo, "two", f"{INSPECT}; echo two > two.txt")
     assert second["status"] == "succeeded"
-    assert lane_facts(repo, "two")["create_worktree"]["source"] == "pool"
-    assert pool.pooled_worktrees(ctx_of(repo)) != pooled  # taken, then given back under a new slot
+    assert lane_facts(repo, "two")["create"]["source"] == "pool"
+    assert worktrees.pooled(ctx_of(repo)) != pooled  # taken, then given back under a new slot
     # It started from the base, not from the first lane's commit.
     assert "one.txt" not in log_of(repo, "two")
     assert git("show", "--name-only", "--format=", second["headSha"], cwd=repo) == "two.txt"
@@ -79,7 +81,7 @@ def test_a_succeeded_lane_returns_its_worktree_and_the_next_lane_reuses_it(spine
 def test_a_dirty_pooled_worktree_is_cleaned_before_use(spine: Spine, repo: Path) -> None:
     enable_pool(repo)
     run_lane(spine, repo, "one", "echo one > one.txt")
-    [slot] = pool.pooled_worktrees(ctx_of(repo))
+    [slot] = worktrees.pooled(ctx_of(repo))
     # Everything a careless process could leave behind in a waiting worktree.
     write_files(
         slot,
@@ -89,8 +91,13 @@ def test_a_dirty_pooled_worktree_is_cleaned_before_use(spine: Spine, repo: Path)
     git("add", "stray.txt", cwd=slot)
 
     run_lane(spine, repo, "two", f"{INSPECT}; echo two > two.txt")
-    facts = lane_facts(repo, "two")["create_worktree"]
-    assert facts == {"source": "pool", "cleaned": True, "seconds": facts["seconds"]}
+    facts = lane_facts(repo, "two")["create"]
+    assert facts == {
+        "source": "pool",
+        "cleaned": True,
+        "seconds": facts["seconds"],
+        "gitDir": facts["gitDir"],
+    }
     log = log_of(repo, "two")
     listing = log.split("==> spine: command:", 1)[1].splitlines()[1:]
     # No status line (nothing modified, staged, untracked or ignored), and only the base's files.
@@ -120,33 +127,33 @@ def test_ignored_files_are_removed_except_the_keep_list(spine: Spine, repo: Path
     assert "!! node_modules/dep/index.js" in status_and_listing
     for gone in ("build", "scratch.tmp", "one.txt"):
         assert gone not in status_and_listing
-    assert lane_facts(repo, "two")["create_worktree"]["cleaned"] is True
+    assert lane_facts(repo, "two")["create"]["cleaned"] is True
 
 
 def test_a_locked_pooled_worktree_is_not_handed_out(spine: Spine, repo: Path) -> None:
     enable_pool(repo)
     run_lane(spine, repo, "one", "echo one > one.txt")
     ctx = ctx_of(repo)
-    [slot] = pool.pooled_worktrees(ctx)
-    with pool.slot_lock(ctx, slot.name) as held:
+    [slot] = worktrees.pooled(ctx)
+    with worktrees.slot_lock(ctx, slot.name) as held:
         assert held
         run_lane(spine, repo, "two", "echo two > two.txt")
-        assert lane_facts(repo, "two")["create_worktree"]["source"] == "fresh"
+        assert lane_facts(repo, "two")["create"]["source"] == "fresh"
         assert slot.exists()  # left alone while somebody holds it
     # Free again: the next lane may take it.
     run_lane(spine, repo, "three", "echo three > three.txt")
-    assert lane_facts(repo, "three")["create_worktree"]["source"] == "pool"
+    assert lane_facts(repo, "three")["create"]["source"] == "pool"
 
 
 def test_a_pooled_worktree_that_cannot_be_proven_clean_is_discarded(spine: Spine, repo: Path) -> None:
     enable_pool(repo)
     run_lane(spine, repo, "one", "echo one > one.txt")
-    [slot] = pool.pooled_worktrees(ctx_of(repo))
+    [slot] = worktrees.pooled(ctx_of(repo))
     # A branch checked out in a waiting worktree: not a state spine left, so not one it trusts.
     git("switch", "-q", "-c", "somebody-else", cwd=slot)
     write_files(slot, {"precious.txt": "work\n"})
     run_lane(spine, repo, "two", f"{INSPECT}; echo two > two.txt")
-    assert lane_facts(repo, "two")["create_worktree"]["source"] == "fresh"
+    assert lane_facts(repo, "two")["create"]["source"] == "fresh"
     assert not slot.exists()
     assert "precious.txt" not in log_of(repo, "two")
     assert git("rev-parse", "--verify", "-q", "refs/heads/somebody-else", cwd=repo)  # the branch is kept
@@ -157,7 +164,7 @@ def test_a_failed_lane_keeps_its_worktree_for_inspection(spine: Spine, repo: Pat
     result = run_lane(spine, repo, "bad", "echo half > half.txt; exit 3", expect=1)
     assert result["status"] == "failed"
     assert Path(result["worktreePath"]).is_dir()
-    assert pool.pooled_worktrees(ctx_of(repo)) == []
+    assert worktrees.pooled(ctx_of(repo)) == []
 
 
 NORMALIZE = [
@@ -203,28 +210,34 @@ def test_a_pooled_lane_has_the_same_result_as_a_fresh_one(spine: Spine, repo: Pa
     lane("run-warmup")  # fills the pool
     pooled = lane("run-pooled")
     facts = json.loads((repo / ".git" / "spine" / "runs" / "run-pooled" / "run.json").read_text())
-    assert facts["lanes"]["same"]["facts"]["create_worktree"]["source"] == "pool"
+    assert facts["lanes"]["same"]["facts"]["create"]["source"] == "pool"
     assert normalized(pooled, repo) == normalized(fresh, repo)
     assert pooled["diffStat"] == {"filesChanged": 2, "insertions": 1, "deletions": 1}
     assert [c["madeBy"] for c in pooled["commits"]] == ["spine"]
 
 
+def opened(ctx: ExecutionContext, path: Path) -> LaneWorktree:
+    found = worktrees.open_worktree(ctx.git, path)
+    assert found is not None
+    return found
+
+
 def test_the_pool_never_holds_more_than_its_size(repo: Path) -> None:
     enable_pool(repo, size=2)
     ctx = ctx_of(repo)
-    worktrees = []
+    paths = []
     for i in range(3):
         path = repo.parent / f"wt-{i}"
         git("worktree", "add", "-q", "--detach", str(path), "main", cwd=repo)
-        worktrees.append(path)
-    assert [pool.give_back(ctx, path) for path in worktrees] == [True, True, False]
-    assert len(pool.pooled_worktrees(ctx)) == 2
-    assert worktrees[2].is_dir()  # a full pool leaves the worktree where it was
-    newest, oldest = pool.pooled_worktrees(ctx)
+        paths.append(path)
+    assert [worktrees.give_back(ctx, opened(ctx, path)) for path in paths] == [True, True, False]
+    assert len(worktrees.pooled(ctx)) == 2
+    assert paths[2].is_dir()  # a full pool leaves the worktree where it was
+    newest, oldest = worktrees.pooled(ctx)
     assert pool.trim(ctx, keep=1) == [oldest]
-    assert pool.pooled_worktrees(ctx) == [newest]
+    assert worktrees.pooled(ctx) == [newest]
     assert pool.trim(ctx, keep=0) == [newest]
-    assert pool.pooled_worktrees(ctx) == []
+    assert worktrees.pooled(ctx) == []
     assert not list(ctx.state.pool.glob("*.lock"))
     assert len(git("worktree", "list", "--porcelain", cwd=repo).split("\n\n")) == 2  # main + wt-2
 
@@ -234,14 +247,14 @@ def test_taking_a_worktree_for_an_existing_branch_leaves_the_pool_intact(repo: P
     ctx = ctx_of(repo)
     path = repo.parent / "wt"
     git("worktree", "add", "-q", "--detach", str(path), "main", cwd=repo)
-    assert pool.give_back(ctx, path)
+    assert worktrees.give_back(ctx, opened(ctx, path))
     git("branch", "taken", "main", cwd=repo)
     dest = repo.parent / "lane"
-    assert pool.take(ctx, dest, "taken", ctx.refs.base_sha) is None
+    assert worktrees.take(ctx, dest, "taken", ctx.refs.base_sha) is None
     assert not dest.exists()
-    assert len(pool.pooled_worktrees(ctx)) == 1
-    taken = pool.take(ctx, dest, "fresh-branch", ctx.refs.base_sha)
-    assert taken is not None and taken.path == dest
+    assert len(worktrees.pooled(ctx)) == 1
+    taken = worktrees.take(ctx, dest, "fresh-branch", ctx.refs.base_sha)
+    assert taken is not None and taken.worktree.path == dest
     assert git("symbolic-ref", "--short", "HEAD", cwd=dest) == "fresh-branch"
     assert git("status", "--porcelain", "--ignored", cwd=dest) == ""
 
@@ -257,7 +270,7 @@ def test_a_keep_pattern_that_could_hurt_is_a_config_error(spine: Spine, repo: Pa
 def test_gc_leaves_the_pool_alone_and_trims_it_when_switched_off(spine: Spine, repo: Path) -> None:
     enable_pool(repo)
     run_lane(spine, repo, "one", "echo one > one.txt")
-    [slot] = pool.pooled_worktrees(ctx_of(repo))
+    [slot] = worktrees.pooled(ctx_of(repo))
     proc = spine("gc", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     assert slot.is_dir(), proc.stdout  # a pooled worktree is not an orphan
@@ -284,9 +297,9 @@ def test_lanes_of_a_batch_share_a_small_pool_without_seeing_each_others_files(
     proc = spine("batch", str(batch), "--jobs", "2", "--run-id", "b", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     run = json.loads((repo / ".git" / "spine" / "runs" / "b" / "run.json").read_text())
-    sources = [lane["facts"]["create_worktree"]["source"] for lane in run["lanes"].values()]
+    sources = [lane["facts"]["create"]["source"] for lane in run["lanes"].values()]
     assert "pool" in sources
-    assert len(pool.pooled_worktrees(ctx_of(repo))) == 1
+    assert len(worktrees.pooled(ctx_of(repo))) == 1
     for i in range(6):
         log = (repo / ".git" / "spine" / "runs" / "b" / "lanes" / f"l{i}" / "output.log").read_text()
         assert not re.search(r"^f\d\.txt$", log, re.MULTILINE), log  # nothing from an earlier lane
@@ -301,7 +314,7 @@ def test_the_pool_is_on_by_default_and_the_result_says_where_the_worktree_went(
     first = run_lane(spine, repo, "one", "echo one > one.txt")
     assert first["status"] == "succeeded" and first["worktreeKept"] is False
     assert not Path(first["worktreePath"]).parent.exists()  # no empty run directory is left behind
-    assert len(pool.pooled_worktrees(ctx_of(repo))) == 1
+    assert len(worktrees.pooled(ctx_of(repo))) == 1
     assert lane_facts(repo, "one")["result"]["returnedToPool"] is True
     shown = spine("show", "run-one/one", cwd=repo)
     assert re.search(r"worktree\s+returned to the worktree pool; the work is on the branch", shown.stdout)
@@ -310,19 +323,30 @@ def test_the_pool_is_on_by_default_and_the_result_says_where_the_worktree_went(
     assert git("show", f"{first['branch']}:one.txt", cwd=repo) == "one"
 
     second = run_lane(spine, repo, "two", "echo two > two.txt")
-    assert lane_facts(repo, "two")["create_worktree"]["source"] == "pool"
+    assert lane_facts(repo, "two")["create"]["source"] == "pool"
     assert second["worktreeKept"] is False
 
 
 def test_keep_worktree_keeps_a_succeeded_lanes_worktree(spine: Spine, repo: Path, tmp_path: Path) -> None:
     kept: dict[str, Any] = spine.json(
-        "run", "--json", "--keep-worktree", "--run-id", "run-kept", "keep it", "--", "sh", "-c", "echo k > k.txt",
+        "run",
+        "--json",
+        "--keep-worktree",
+        "--run-id",
+        "run-kept",
+        "keep it",
+        "--",
+        "sh",
+        "-c",
+        "echo k > k.txt",
         cwd=repo,
     )
     assert kept["status"] == "succeeded" and kept["worktreeKept"] is True
     assert (Path(kept["worktreePath"]) / "k.txt").read_text() == "k\n"
-    assert pool.pooled_worktrees(ctx_of(repo)) == []
-    assert re.search(r"worktree\s+" + re.escape(kept["worktreePath"]), spine("show", "run-kept/keep-it", cwd=repo).stdout)
+    assert worktrees.pooled(ctx_of(repo)) == []
+    assert re.search(
+        r"worktree\s+" + re.escape(kept["worktreePath"]), spine("show", "run-kept/keep-it", cwd=repo).stdout
+    )
 
     batch = tmp_path / "lanes.yaml"
     batch.write_text(
@@ -357,4 +381,39 @@ def test_a_lane_that_finds_the_pool_full_keeps_its_worktree_and_says_so(
     assert sorted(r["worktreeKept"] for r in results) == [False, True]
     for r in results:
         assert Path(r["worktreePath"]).is_dir() == r["worktreeKept"]
-    assert len(pool.pooled_worktrees(ctx_of(repo))) == 1
+    assert len(worktrees.pooled(ctx_of(repo))) == 1
+
+
+def test_git_agrees_with_what_spine_wrote_itself_when_moving_and_committing(spine: Spine, repo: Path) -> None:
+    enable_pool(repo)
+    git("add", ".spine.yaml", cwd=repo)
+    git("commit", "-qm", "pool on", cwd=repo)
+    run_lane(spine, repo, "first", "echo one > one.txt")
+    (slot,) = worktrees.pooled(ctx_of(repo))
+    first = git("rev-parse", "spine/run-first/first", cwd=repo)
+    # git sees the pooled worktree where spine moved it, detached at the lane's commit, and keeps it.
+    listing = git("worktree", "list", "--porcelain", cwd=repo)
+    assert f"worktree {slot}\nHEAD {first}\ndetached" in listing
+    git("worktree", "prune", cwd=repo)
+    assert f"worktree {slot}\n" in git("worktree", "list", "--porcelain", cwd=repo)
+    assert git("status", "--porcelain", cwd=slot) == ""
+
+    result = run_lane(spine, repo, "second", "printf 'a\\nb\\n' > two.txt; rm README.md")
+    branch = "spine/run-second/second"
+    head = git("rev-parse", branch, cwd=repo)
+    assert result["headSha"] == head and git("rev-parse", f"{head}^", cwd=repo) == git(
+        "rev-parse", "main", cwd=repo
+    )
+    assert [c["sha"] for c in result["commits"]] == [head]
+    assert result["commits"][0]["subject"] == git("log", "-1", "--format=%s", head, cwd=repo)
+    stat = git("diff", "--shortstat", "main", head, cwd=repo)
+    shown = result["diffStat"]
+    assert (
+        stat
+        == f"{shown['filesChanged']} files changed, {shown['insertions']} insertions(+), {shown['deletions']} deletion(-)"
+    )
+    # The worktree went back again; git's record of it and of the lane path agree.
+    assert f"worktree {repo}/.git/spine/worktrees/run-second/second\n" not in git(
+        "worktree", "list", "--porcelain", cwd=repo
+    )
+    assert git("worktree", "list", "--porcelain", cwd=repo).count("detached") == 1

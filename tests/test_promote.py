@@ -9,13 +9,26 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 
-def run_lane(spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work") -> dict[str, Any]:
+def run_lane(
+    spine: Spine, repo: Path, command: str, run_id: str = "r1", lane: str = "work"
+) -> dict[str, Any]:
     result = spine.json(
-        "run", "add the work", "--run-id", run_id, "--lane", lane, "--json", "--", "sh", "-c", command,
-        cwd=repo, expect=None,
+        "run",
+        "add the work",
+        "--run-id",
+        run_id,
+        "--lane",
+        lane,
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        command,
+        cwd=repo,
+        expect=None,
     )
     return result  # type: ignore[no-any-return]
 
@@ -166,7 +179,7 @@ def test_failed_lane_is_refused_unless_forced(repo: Path, spine: Spine) -> None:
 
     proc = spine("promote", "r1/work", "--force", "--json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["promotion"]["forced"] is True
+    assert data_of(proc)["promotion"]["forced"] is True
     assert git("show", "main:half.txt", cwd=repo) == "half"
 
 
@@ -188,11 +201,36 @@ def test_gate_option_refuses_what_the_gate_rejects(repo: Path, spine: Spine) -> 
     assert result_of(repo, "good")["promotion"]["gate"] == "passed"
 
 
-def test_promote_twice_is_refused_and_an_unknown_lane_is_bad_input(repo: Path, spine: Spine) -> None:
+def test_promoting_twice_lands_once_and_an_unknown_lane_is_bad_input(repo: Path, spine: Spine) -> None:
     run_lane(spine, repo, "echo x > x.txt")
     main_moves_on(repo)
     assert spine("promote", "r1/work", "--strategy", "squash", cwd=repo).returncode == 0
+    landed = git("rev-parse", "main", cwd=repo)
     again = spine("promote", "r1/work", "--strategy", "squash", cwd=repo)
-    assert again.returncode == 1 and "already promoted" in again.stderr
+    assert again.returncode == 0 and "already promoted onto main" in again.stdout
+    assert git("rev-parse", "main", cwd=repo) == landed
     unknown = spine("promote", "r1/nope", cwd=repo)
     assert unknown.returncode == 2 and "has no lane 'nope'" in unknown.stderr
+
+
+def test_the_hint_for_a_conflict_is_a_way_that_lands_the_lane(repo: Path, spine: Spine) -> None:
+    run_lane(spine, repo, "echo lane > README.md")
+    write_files(repo, {"README.md": "main's own edit\n"})
+    git("commit", "-qam", "main edits the readme", cwd=repo)
+    refused = spine("promote", "r1/work", "--strategy", "rebase", cwd=repo)
+    assert refused.returncode == 1 and "README.md" in refused.stderr
+    assert "--strategy merge" not in refused.stderr  # a merge would conflict the same way
+    hint = refused.stderr.split("hint: ", 1)[1]
+    assert "git switch spine/r1/work && git rebase main" in hint
+    # Follow the hint: resolve on the lane branch, then land what was resolved.
+    git("switch", "-q", "spine/r1/work", cwd=repo)
+    subprocess.run(["git", "rebase", "main"], cwd=repo, capture_output=True, check=False)
+    write_files(repo, {"README.md": "both\n"})
+    git("add", "README.md", cwd=repo)
+    subprocess.run(
+        ["git", "-c", "core.editor=true", "rebase", "--continue"], cwd=repo, check=True, capture_output=True
+    )
+    git("switch", "-q", "main", cwd=repo)
+    landed = spine("promote", "r1/work", "--force", "--gate", cwd=repo)
+    assert landed.returncode == 0, landed.stderr
+    assert git("show", "main:README.md", cwd=repo) == "both"

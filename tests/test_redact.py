@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from spine.redact import MASK, Redactor, StreamRedactor, looks_secret
-from tests.conftest import Spine
+from spine.base.redact import MASK, Redactor, StreamRedactor, looks_secret
+from tests.conftest import Spine, data_of
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_secrets_are_masked_for_a_local_lane(spine: Spine, repo: Path) -> None:
         env={"SHELL_PASSWORD": "pw-from-shell-271"},
     )
     assert proc.returncode == 1
-    result = json.loads(proc.stdout)
+    result = data_of(proc)
     run_json = (Path(result["logPath"]).parents[2] / "run.json").read_text()
     for text in (
         proc.stdout,

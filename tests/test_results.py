@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spine.result import LaneResult
-from spine.score import grade
-from tests.conftest import Spine
+from spine.model.result import LaneResult
+from spine.model.score import grade
+from tests.conftest import Spine, data_of
 
 
 def _lane(spine: Spine, repo: Path, *args: str, expect: int = 0) -> dict:
@@ -18,8 +18,9 @@ def test_show_lane_run_and_latest(spine: Spine, repo: Path) -> None:
     result = _lane(spine, repo, "--lane", "a", "--check", "true", "first", "--", "sh", "-c", "echo 1 > 1.txt")
     ref = f"{result['runId']}/a"
     assert spine.json("show", ref, "--json", cwd=repo) == result
-    assert spine.json("show", result["runId"], "--json", cwd=repo) == [result]
-    assert spine.json("show", "--json", cwd=repo) == [result]  # the latest run
+    run = {"runId": result["runId"], "results": [result], "pending": []}
+    assert spine.json("show", result["runId"], "--json", cwd=repo) == run
+    assert spine.json("show", "--json", cwd=repo) == run  # the latest run
     human = spine("show", ref, cwd=repo).stdout
     assert "succeeded" in human and "check true" in human and result["nextAction"] in human
     missing = spine("show", f"{result['runId']}/zzz", cwd=repo)
@@ -49,7 +50,7 @@ def test_score_passes_real_results_and_flags_doctored_ones(spine: Spine, repo: P
     bad_path.write_text(json.dumps(doctored))
     proc = spine("score", str(bad_path), "--json", cwd=repo)
     assert proc.returncode == 1
-    report = json.loads(proc.stdout)
+    report = data_of(proc)
     assert report["passed"] is False
     assert "status is succeeded but check(s) true failed" in report["results"][0]["contradictions"]
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from spine.process import group_alive
+from spine.base.process import group_alive
+from tests.conftest import data_of
 from tests.lanetool import (
     TOOL,
     git_lines,
@@ -99,7 +100,18 @@ def test_sigkill_at_a_step_then_resume(
     spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path, crash_at: str
 ) -> None:
     batch = three_lanes(tmp_path)
-    proc = spine("batch", str(batch), "-j", "1", "--run-id", "r", cwd=repo, env={**env, "SPINE_CRASH_AT": crash_at})
+    # The driver SIGKILLs itself at the crash point: it must be a process of its own.
+    proc = spine(
+        "batch",
+        str(batch),
+        "-j",
+        "1",
+        "--run-id",
+        "r",
+        cwd=repo,
+        env={**env, "SPINE_CRASH_AT": crash_at},
+        subprocess=True,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert run_json(repo, "r")["lanes"]["a"]["stepsDone"] != list(
         ("create_worktree", "setup", "execute", "commit", "validate", "finalize")
@@ -107,7 +119,7 @@ def test_sigkill_at_a_step_then_resume(
     ran_before = runs_of(tool_dir, "a")
     resumed = spine("resume", "r", "--json", cwd=repo, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["counts"] == {"succeeded": 3}
+    assert data_of(resumed)["counts"] == {"succeeded": 3}
     # The command ran exactly once if it had run before the crash, and never again.
     assert ran_before in (0, 1)
     assert runs_of(tool_dir, "a") == 1
@@ -197,8 +209,12 @@ def test_resume_keeps_commits_the_command_made_before_the_crash(
     assert [c["madeBy"] for c in commits] == ["command", "spine"]
 
 
-def test_a_second_driver_is_refused(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path) -> None:
-    batch = write_batch(tmp_path / "lanes.json", [lane("hold", "start", "wait:release", "end"), lane("next", needs=["hold"])])
+def test_a_second_driver_is_refused(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path
+) -> None:
+    batch = write_batch(
+        tmp_path / "lanes.json", [lane("hold", "start", "wait:release", "end"), lane("next", needs=["hold"])]
+    )
     driver = spine_popen("batch", str(batch), "--run-id", "busy", cwd=repo, env=env)
     try:
         wait_for(tool_dir / "hold.start")
@@ -208,7 +224,10 @@ def test_a_second_driver_is_refused(spine: Any, repo: Path, tmp_path: Path, env:
             assert "run busy is being driven by another spine process" in proc.stderr
         view = spine.json("status", "busy", "--json", cwd=repo)
         assert view["driven"] is True and view["state"] == "running"
-        assert {entry["id"]: entry["status"] for entry in view["lanes"]} == {"hold": "running", "next": "planned"}
+        assert {entry["id"]: entry["status"] for entry in view["lanes"]} == {
+            "hold": "running",
+            "next": "planned",
+        }
     finally:
         (tool_dir / "release").write_text("go")
         _, err = driver.communicate(timeout=60)
@@ -239,7 +258,7 @@ def test_cancel_a_lane_from_another_process(
     assert driver.returncode == 1, err
     assert not group_alive(pgid)
     assert not (tool_dir / "long.end").exists()
-    lanes = {entry["id"]: entry for entry in json.loads(out)["lanes"]}
+    lanes = {entry["id"]: entry for entry in json.loads(out)["data"]["lanes"]}
     assert lanes["long"]["status"] == "canceled"
     assert lanes["after"]["status"] == "blocked" and "lane long (canceled)" in lanes["after"]["nextAction"]
     assert lanes["free"]["status"] == "succeeded"
@@ -248,7 +267,9 @@ def test_cancel_a_lane_from_another_process(
 def test_cancel_with_no_driver_alive_stops_what_the_dead_driver_left(
     spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path
 ) -> None:
-    driver = spine_popen("batch", str(three_lanes(tmp_path, ("hang-once:cmd-a",))), "--run-id", "nd", cwd=repo, env=env)
+    driver = spine_popen(
+        "batch", str(three_lanes(tmp_path, ("hang-once:cmd-a",))), "--run-id", "nd", cwd=repo, env=env
+    )
     wait_for(tool_dir / "cmd-a")
     kill(driver)
     stray = int((tool_dir / "cmd-a").read_text())
@@ -273,7 +294,8 @@ def test_sigterm_cancels_running_lanes_and_resume_runs_the_rest(
     spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path
 ) -> None:
     batch = write_batch(
-        tmp_path / "lanes.json", [lane("first", "start", "pid", "sleep:30", "end"), lane("second", "start", "write:s.txt")]
+        tmp_path / "lanes.json",
+        [lane("first", "start", "pid", "sleep:30", "end"), lane("second", "start", "write:s.txt")],
     )
     driver = spine_popen("batch", str(batch), "-j", "1", "--run-id", "term", cwd=repo, env=env)
     wait_for(tool_dir / "first.pgid")
@@ -286,7 +308,7 @@ def test_sigterm_cancels_running_lanes_and_resume_runs_the_rest(
     assert state["lanes"]["second"]["status"] == "planned" and state["halted"] is True
     resumed = spine("resume", "term", "--json", cwd=repo, env=env)
     assert resumed.returncode == 130  # one lane stays canceled
-    assert json.loads(resumed.stdout)["counts"] == {"succeeded": 1, "canceled": 1}
+    assert data_of(resumed)["counts"] == {"succeeded": 1, "canceled": 1}
     assert runs_of(tool_dir, "first") == 1 and runs_of(tool_dir, "second") == 1
 
 
@@ -294,9 +316,13 @@ def test_sigterm_cancels_running_lanes_and_resume_runs_the_rest(
 def test_half_made_worktree_is_reconciled_not_duplicated(
     spine: Any, repo: Path, tmp_path: Path, env: dict[str, str], tool_dir: Path, leftover: str
 ) -> None:
-    batch = write_batch(tmp_path / "lanes.json", [lane("a", "start", "write:a.txt", "end", keep_worktree=True)])
+    batch = write_batch(
+        tmp_path / "lanes.json", [lane("a", "start", "write:a.txt", "end", keep_worktree=True)]
+    )
     crash = "a/create_worktree:effects" if leftover.startswith("locked") else "a/create_worktree:begin"
-    proc = spine("batch", str(batch), "--run-id", "h", cwd=repo, env={**env, "SPINE_CRASH_AT": crash})
+    proc = spine(
+        "batch", str(batch), "--run-id", "h", cwd=repo, env={**env, "SPINE_CRASH_AT": crash}, subprocess=True
+    )
     assert proc.returncode == -signal.SIGKILL
     path = state_dir(repo) / "worktrees/h/a"
     if leftover == "locked-half-checkout":

@@ -10,7 +10,9 @@ from tests.conftest import Spine, git, write_files
 
 
 def _result(repo: Path, run_id: str, lane: str) -> dict:
-    return json.loads((repo / ".git" / "spine" / "runs" / run_id / "lanes" / lane / "result.json").read_text())
+    return json.loads(
+        (repo / ".git" / "spine" / "runs" / run_id / "lanes" / lane / "result.json").read_text()
+    )
 
 
 def _batch(repo: Path, spine: Spine) -> str:

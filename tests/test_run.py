@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Spine, git, write_files
+from tests.conftest import Spine, data_of, git, write_files
 
 
 def run_lane(spine: Spine, repo: Path, *args: str, expect: int | None = 0, **kw: object) -> dict:
@@ -22,8 +22,19 @@ def run_lane(spine: Spine, repo: Path, *args: str, expect: int | None = 0, **kw:
 
 def test_success_commits_on_lane_branch_and_writes_result(spine: Spine, repo: Path) -> None:
     head_before = git("rev-parse", "HEAD", cwd=repo)
-    result = run_lane(spine, repo, "--lane", "greet", "make the greeting friendlier", "--",
-                      "sh", "-c", "echo 'echo hello, friend' > src/greet.sh && echo edited")
+    # End to end as a user's shell runs it: its own interpreter, real pipes.
+    result = run_lane(
+        spine,
+        repo,
+        "--lane",
+        "greet",
+        "make the greeting friendlier",
+        "--",
+        "sh",
+        "-c",
+        "echo 'echo hello, friend' > src/greet.sh && echo edited",
+        subprocess=True,
+    )
     assert result["status"] == "succeeded"
     assert result["exitCode"] == 0
     branch = result["branch"]
@@ -60,8 +71,9 @@ def test_human_output_names_branch_summary_and_next_action(spine: Spine, repo: P
 
 
 def test_failing_command_records_exit_code(spine: Spine, repo: Path) -> None:
-    result = run_lane(spine, repo, "break it", "--", "sh", "-c", "echo partial > p.txt; echo boom >&2; exit 3",
-                      expect=1)
+    result = run_lane(
+        spine, repo, "break it", "--", "sh", "-c", "echo partial > p.txt; echo boom >&2; exit 3", expect=1
+    )
     assert result["status"] == "failed"
     assert result["exitCode"] == 3
     assert "exited with code 3" in result["summary"]
@@ -103,8 +115,20 @@ def test_idle_timeout_stops_a_silent_command(spine: Spine, repo: Path, tmp_path:
 
 
 def test_failing_check_means_failed(spine: Spine, repo: Path) -> None:
-    result = run_lane(spine, repo, "--check", "test -f done.txt", "--check", "sh -c 'echo nope; exit 1'",
-                      "do it", "--", "sh", "-c", "echo x > done.txt", expect=1)
+    result = run_lane(
+        spine,
+        repo,
+        "--check",
+        "test -f done.txt",
+        "--check",
+        "sh -c 'echo nope; exit 1'",
+        "do it",
+        "--",
+        "sh",
+        "-c",
+        "echo x > done.txt",
+        expect=1,
+    )
     assert result["status"] == "failed"
     statuses = [(v["name"], v["status"]) for v in result["validation"]]
     assert statuses == [("test", "passed"), ("sh", "failed")]
@@ -117,16 +141,33 @@ def test_checks_from_config_run_and_are_skipped_when_the_command_fails(spine: Sp
     write_files(repo, {".spine.yaml": "checks:\n  - name: readme\n    command: test -f README.md\n"})
     ok = run_lane(spine, repo, "fine", "--", "true")
     assert ok["validation"][0] | {"durationSeconds": None} == {
-        "name": "readme", "status": "passed", "command": "test -f README.md", "summary": "passed",
-        "exitCode": 0, "durationSeconds": None,
+        "name": "readme",
+        "status": "passed",
+        "command": "test -f README.md",
+        "summary": "passed",
+        "exitCode": 0,
+        "durationSeconds": None,
+        "outputTail": [],
     }
     bad = run_lane(spine, repo, "broken", "--", "false", expect=1)
     assert bad["validation"][0]["status"] == "skipped"
 
 
 def test_stdin_is_closed(spine: Spine, repo: Path) -> None:
-    # If stdin were inherited, `cat` would copy the input (or block forever on a terminal).
-    result = run_lane(spine, repo, "read stdin", "--", "sh", "-c", "cat > got.txt", input="secret input\n", timeout=30)
+    # If stdin were inherited, `cat` would copy the input (or block forever on a terminal). A real
+    # pipe on spine's stdin, as a shell pipeline gives it.
+    result = run_lane(
+        spine,
+        repo,
+        "read stdin",
+        "--",
+        "sh",
+        "-c",
+        "cat > got.txt",
+        input="secret input\n",
+        timeout=30,
+        subprocess=True,
+    )
     assert result["status"] == "succeeded"
     assert git("show", f"{result['branch']}:got.txt", cwd=repo) == ""
 
@@ -134,11 +175,15 @@ def test_stdin_is_closed(spine: Spine, repo: Path) -> None:
 def test_commits_made_by_the_command_are_kept_and_reported(spine: Spine, repo: Path) -> None:
     script = "echo a > a.txt && git add a.txt && git commit -qm 'agent: add a' && echo b > b.txt"
     result = run_lane(spine, repo, "two steps", "--", "sh", "-c", script)
-    assert [(c["subject"], c["madeBy"]) for c in result["commits"]] == [("agent: add a", "command"),
-                                                                         ("two steps", "spine")]
+    assert [(c["subject"], c["madeBy"]) for c in result["commits"]] == [
+        ("agent: add a", "command"),
+        ("two steps", "spine"),
+    ]
     assert "1 made by the command" in result["summary"]
     assert git("log", "--format=%s", f"{result['baseSha']}..{result['branch']}", cwd=repo).splitlines() == [
-        "two steps", "agent: add a"]
+        "two steps",
+        "agent: add a",
+    ]
 
 
 def test_no_changes(spine: Spine, repo: Path) -> None:
@@ -180,8 +225,12 @@ def test_repository_path_with_spaces(spine: Spine, tmp_path: Path) -> None:
 
 def test_lane_environment(spine: Spine, repo: Path) -> None:
     script = 'env | grep ^SPINE_ | sort > env.txt; echo "$EXTRA" >> env.txt'
-    result = run_lane(spine, repo, "--lane", "envy", "--env", "EXTRA=yes", "look at env", "--", "sh", "-c", script)
-    env = dict(line.split("=", 1) for line in git("show", f"{result['branch']}:env.txt", cwd=repo).splitlines()[:-1])
+    result = run_lane(
+        spine, repo, "--lane", "envy", "--env", "EXTRA=yes", "look at env", "--", "sh", "-c", script
+    )
+    env = dict(
+        line.split("=", 1) for line in git("show", f"{result['branch']}:env.txt", cwd=repo).splitlines()[:-1]
+    )
     assert env["SPINE_RUN_ID"] == result["runId"]
     assert env["SPINE_LANE_ID"] == "envy"
     assert env["SPINE_WORKTREE"] == result["worktreePath"]
@@ -202,15 +251,34 @@ def test_from_a_subdirectory_and_from_another_lanes_worktree(spine: Spine, repo:
 
 
 def test_worktreeinclude_and_setup_commands(spine: Spine, repo: Path) -> None:
-    write_files(repo, {".gitignore": "*.tmp\n.env\nlocal/\n", ".env": "TOKEN=abc\n", "local/cfg.ini": "x=1\n",
-                       ".worktreeinclude": ".env\n", "untracked-but-not-listed.tmp": "no\n",
-                       ".spine.yaml": "setup:\n  copy: ['local/']\n  commands: ['echo prepared > setup.out']\n"})
+    write_files(
+        repo,
+        {
+            ".gitignore": "*.tmp\n.env\nlocal/\n",
+            ".env": "TOKEN=abc\n",
+            "local/cfg.ini": "x=1\n",
+            ".worktreeinclude": ".env\n",
+            "untracked-but-not-listed.tmp": "no\n",
+            ".spine.yaml": "setup:\n  copy: ['local/']\n  commands: ['echo prepared > setup.out']\n",
+        },
+    )
     git("add", ".gitignore", ".worktreeinclude", ".spine.yaml", cwd=repo)
     git("commit", "-qm", "config", cwd=repo)
-    result = run_lane(spine, repo, "use env", "--", "sh", "-c",
-                      "cat .env > seen.txt; cat local/cfg.ini >> seen.txt; cat setup.out >> seen.txt; "
-                      "test -e untracked-but-not-listed.tmp && echo leaked >> seen.txt; true")
-    assert git("show", f"{result['branch']}:seen.txt", cwd=repo).splitlines() == ["TOKEN=abc", "x=1", "prepared"]
+    result = run_lane(
+        spine,
+        repo,
+        "use env",
+        "--",
+        "sh",
+        "-c",
+        "cat .env > seen.txt; cat local/cfg.ini >> seen.txt; cat setup.out >> seen.txt; "
+        "test -e untracked-but-not-listed.tmp && echo leaked >> seen.txt; true",
+    )
+    assert git("show", f"{result['branch']}:seen.txt", cwd=repo).splitlines() == [
+        "TOKEN=abc",
+        "x=1",
+        "prepared",
+    ]
 
 
 def test_setup_command_failure_fails_the_lane_without_running_the_command(spine: Spine, repo: Path) -> None:
@@ -224,8 +292,17 @@ def test_setup_command_failure_fails_the_lane_without_running_the_command(spine:
 def test_artifacts_are_kept_with_size_and_hash(spine: Spine, repo: Path) -> None:
     import hashlib
 
-    result = run_lane(spine, repo, "--artifact", "out/*.json", "report", "--", "sh", "-c",
-                      "mkdir -p out && printf '{\"ok\": true}' > out/report.json")
+    result = run_lane(
+        spine,
+        repo,
+        "--artifact",
+        "out/*.json",
+        "report",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p out && printf '{\"ok\": true}' > out/report.json",
+    )
     [artifact] = result["artifacts"]
     assert artifact["path"] == "out/report.json"
     assert artifact["size"] == len(b'{"ok": true}')
@@ -246,22 +323,50 @@ def test_none_backend_runs_in_place_without_committing(spine: Spine, repo: Path)
     assert result["worktreePath"] == str(repo)
     assert (repo / "notes.txt").read_text() == "n\n"
     assert result["commits"] == [] and git("rev-parse", "HEAD", cwd=repo) == head
-    committed = run_lane(spine, repo, "--backend", "none", "--commit", "record", "--", "sh", "-c", "echo m > m.txt")
+    # --commit in a checkout with changes of the user's would sweep them into the lane's commit.
+    refused = spine(
+        "run", "--backend", "none", "--commit", "record", "--", "sh", "-c", "echo m > m.txt", cwd=repo
+    )
+    assert refused.returncode == 2 and "notes.txt" in refused.stderr and "git stash" in refused.stderr
+    assert not (repo / "m.txt").exists() and git("rev-parse", "HEAD", cwd=repo) == head
+    (repo / "notes.txt").unlink()
+    committed = run_lane(
+        spine, repo, "--backend", "none", "--commit", "record", "--", "sh", "-c", "echo m > m.txt"
+    )
     assert len(committed["commits"]) == 1 and git("rev-parse", "HEAD", cwd=repo) == committed["headSha"]
+    assert git("show", "--name-only", "--format=", "HEAD", cwd=repo) == "m.txt"
 
 
 def test_two_runs_started_at_once_both_succeed(spine: Spine, repo: Path) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-m", "spine", "run", "--json", "--lane", "same", f"lane {i}", "--",
-                          "sh", "-c", f"echo {i} > f{i}.txt"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spine",
+                "run",
+                "--json",
+                "--lane",
+                "same",
+                f"lane {i}",
+                "--",
+                "sh",
+                "-c",
+                f"echo {i} > f{i}.txt",
+            ],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         for i in range(3)
     ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        results.append(json.loads(out))
+        results.append(json.loads(out)["data"])
     assert len({r["runId"] for r in results}) == 3
     assert all(r["status"] == "succeeded" for r in results)
 
@@ -269,9 +374,25 @@ def test_two_runs_started_at_once_both_succeed(spine: Spine, repo: Path) -> None
 def test_ctrl_c_cancels_the_lane_and_exits_130(repo: Path, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "spine", "run", "--json", "--lane", "long", "long job", "--", "sh", "-c",
-         f"echo $$ > {pids}; sleep 60 & echo $! >> {pids}; echo partial > partial.txt; wait"],
-        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "spine",
+            "run",
+            "--json",
+            "--lane",
+            "long",
+            "long job",
+            "--",
+            "sh",
+            "-c",
+            f"echo $$ > {pids}; sleep 60 & echo $! >> {pids}; echo partial > partial.txt; wait",
+        ],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
@@ -291,9 +412,33 @@ def test_ctrl_c_cancels_the_lane_and_exits_130(repo: Path, tmp_path: Path) -> No
 def test_git_spine_alias(repo: Path) -> None:
     bindir = Path(sys.executable).parent
     if not (bindir / "git-spine").exists():
-        pytest.fail("git-spine console script is not installed next to the interpreter; install with pip install -e .")
+        pytest.fail(
+            "git-spine console script is not installed next to the interpreter; install with pip install -e ."
+        )
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["git", "spine", "context", "--json"], cwd=repo, env=env, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        ["git", "spine", "context", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["repository"]["primaryCheckout"] == str(repo)
+    assert data_of(proc)["repository"]["primaryCheckout"] == str(repo)
+
+
+def test_run_says_when_uncommitted_changes_stay_behind(spine: Spine, repo: Path) -> None:
+    (repo / "README.md").write_text("edited, not committed\n")
+    proc = spine("run", "--json", "-q", "--run-id", "r", "look", "--", "cat", "README.md", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "has uncommitted changes; the lane starts from main" in proc.stderr
+    log = Path(data_of(proc)["logPath"]).read_text()
+    assert "edited, not committed" not in log  # the lane really did not have them
+    git("checkout", "-q", "--", "README.md", cwd=repo)
+    clean = spine("run", "-q", "--run-id", "c", "x", "--", "true", cwd=repo)
+    assert clean.returncode == 0 and "uncommitted" not in clean.stderr
+
+
+def test_a_lane_run_from_a_detached_head_says_which_branch_to_land_on(spine: Spine, repo: Path) -> None:
+    git("checkout", "-q", "--detach", "HEAD", cwd=repo)
+    proc = spine("run", "--json", "-q", "--run-id", "d", "add", "--", "sh", "-c", "echo y > y.txt", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "`spine promote d/add --into BRANCH`" in data_of(proc)["nextAction"]
+    git("checkout", "-q", "main", cwd=repo)
+    assert spine("promote", "d/add", "--into", "main", cwd=repo).returncode == 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from spine.result import LaneStatus
-from spine.scheduler import (
+from spine.drive.scheduler import (
     BLOCK,
     CANCEL,
     DependencyScheduler,
@@ -11,10 +10,14 @@ from spine.scheduler import (
     OnlyLanes,
     scheduler_for,
 )
-from spine.state import STEPS, LaneSpec, LaneState, RunState
+from spine.model.facts import CancelRequest
+from spine.model.result import LaneStatus
+from spine.model.state import STEPS, LaneSpec, LaneState, RunState
 
 
-def make_run(lanes: dict[str, list[str]], jobs: int = 2, fail_fast: bool = False, kind: str = "batch") -> RunState:
+def make_run(
+    lanes: dict[str, list[str]], jobs: int = 2, fail_fast: bool = False, kind: str = "batch"
+) -> RunState:
     return RunState(
         run_id="r1",
         created_at="2026-01-01T00:00:00Z",
@@ -93,7 +96,7 @@ def test_fail_fast_cancels_unstarted_lanes_and_lets_running_ones_finish() -> Non
 def test_cancel_request_wins_over_block() -> None:
     run = make_run({"a": [], "b": ["a"]})
     finish(run, "a", LaneStatus.FAILED)
-    run.lanes["b"].facts["cancel"] = {"requestedAt": "now"}
+    run.lanes["b"].facts.cancel = CancelRequest(requested_at="now")
     assert DependencyScheduler().ready(run) == {("b", CANCEL)}
 
 

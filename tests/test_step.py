@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import data_of
 from tests.lanetool import lane, run_json, state_dir, write_batch
 
 
@@ -75,7 +76,7 @@ def test_stepping_to_the_end_equals_driving_with_the_loop(
             assert "nothing left to step" in proc.stderr
             break
         assert proc.returncode == 0, proc.stderr
-        fired = json.loads(proc.stdout)["fired"]
+        fired = data_of(proc)["fired"]
         assert events.read_text().count('"step-started"') == before + 1, fired  # exactly one step
         steps += 1
         assert steps < 100
@@ -93,7 +94,9 @@ def test_stepping_to_the_end_equals_driving_with_the_loop(
     assert summary["counts"] == {"succeeded": 3, "failed": 2, "blocked": 1}
 
 
-def test_step_plain_output_and_lane_ref_rejected(spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
+def test_step_plain_output_and_lane_ref_rejected(
+    spine: Any, repo: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
     batch = write_batch(tmp_path / "lanes.json", [lane("only", "write:o.txt")])
     assert spine("batch", str(batch), "--run-id", "st", "--plan", cwd=repo, env=env).returncode == 0
     first = spine("step", "st", cwd=repo, env=env)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from spine.stall import StallWatch, worktree_fingerprint
+from spine.lane.stall import StallWatch, worktree_fingerprint
 from tests.conftest import Spine, write_files
 
 SLEEPER = {
@@ -36,7 +36,9 @@ def test_the_operator_timebox_stops_the_lane_and_records_its_failure_path(repo: 
 
 
 def test_the_stall_rule_stops_a_silent_idle_command(repo: Path, spine: Spine) -> None:
-    write_files(repo, {".spine.yaml": yaml.safe_dump({"operators": [{**SLEEPER, "timebox": 60, "stall_timeout": 1}]})})
+    write_files(
+        repo, {".spine.yaml": yaml.safe_dump({"operators": [{**SLEEPER, "timebox": 60, "stall_timeout": 1}]})}
+    )
     result = spine.json("run", "--json", "-q", "--op", "slow", cwd=repo, expect=1)
     assert result["timedOut"] is True and result["timeoutKind"] == "stall"
     assert result["status"] == "failed"
@@ -45,7 +47,9 @@ def test_the_stall_rule_stops_a_silent_idle_command(repo: Path, spine: Spine) ->
 
 
 def test_stall_timeout_from_the_command_line_and_config_for_plain_lanes(repo: Path, spine: Spine) -> None:
-    flag = spine.json("run", "--json", "-q", "--stall-timeout", "1", "wait", "--", "sleep", "30", cwd=repo, expect=1)
+    flag = spine.json(
+        "run", "--json", "-q", "--stall-timeout", "1", "wait", "--", "sleep", "30", cwd=repo, expect=1
+    )
     assert flag["timeoutKind"] == "stall" and flag["debugPacket"]
     write_files(repo, {".spine.yaml": "stall_timeout: 1s\n"})
     configured = spine.json("run", "--json", "-q", "wait again", "--", "sleep", "30", cwd=repo, expect=1)
@@ -57,7 +61,9 @@ def test_output_or_file_changes_count_as_progress(repo: Path, spine: Spine) -> N
     # than the stall time, but there is never a stretch of 2s without progress.
     loop = "i=0; while [ $i -lt 12 ]; do {}; sleep 0.2; i=$((i+1)); done"
     script = loop.format("echo $i >> progress.txt") + "; " + loop.format("echo tick")
-    result = spine.json("run", "--json", "-q", "--stall-timeout", "2", "busy", "--", "sh", "-c", script, cwd=repo)
+    result = spine.json(
+        "run", "--json", "-q", "--stall-timeout", "2", "busy", "--", "sh", "-c", script, cwd=repo
+    )
     assert result["status"] == "succeeded", result["summary"]
     assert result["timeoutKind"] is None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from spine.process import OutputSink, ProcessOutcome
+from spine.base.process import OutputSink, ProcessOutcome
 
 # Variables an isolating backend keeps from the lane environment without being asked: enough for a
 # shell and a locale, nothing that identifies the user or carries credentials.
@@ -108,6 +108,10 @@ def declared_env(env: Mapping[str, str], spec: SandboxSpec, keep: Iterable[str] 
 
 
 def describe(backend: Sandbox) -> str:
-    """The first line of a backend's docstring: what it is, for listings."""
+    """What a backend is, for listings: the first line of its docstring, unless the backend set a
+    ``description`` of what it found (e.g. a cluster's size) while ``unavailable_reason`` ran."""
+    found = getattr(backend, "description", None)
+    if isinstance(found, str) and found:
+        return found
     doc = (type(backend).__doc__ or "").strip()
     return doc.splitlines()[0] if doc else ""

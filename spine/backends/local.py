@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from spine.backends.base import ExecResult, SandboxHandle, SandboxSpec
-from spine.process import OutputSink, run_process
+from spine.base.process import OutputSink, run_process
 
 
 class LocalWorktree:
@@ -15,6 +15,7 @@ class LocalWorktree:
 
     name = "local-worktree"
     in_place = False
+    isolates = False  # the command runs as you, on this machine: checks may as well run the same way
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         self.settings = dict(settings or {})
@@ -46,6 +47,7 @@ class LocalWorktree:
             on_output=on_output,
             cancel=cancel,
             on_start=on_start,
+            supervise=True,
         )
 
     def collect(self, handle: SandboxHandle) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from spine.commands.complete import BACKEND
 
 
 @click.command("backends")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=BACKEND)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the spine JSON envelope, docs/json.md).")
 def command(names: tuple[str, ...], as_json: bool) -> int:
     """List the isolation backends: built-in ones first, then installed plugins.
 
@@ -18,9 +18,10 @@ def command(names: tuple[str, ...], as_json: bool) -> int:
     (2 when a name is unknown), so a script can check before starting lanes:
       spine backends bubblewrap && spine run --backend bubblewrap "..." -- make test
     """
-    from spine.backends.registry import backend_info, backend_target, known_backend_names
-    from spine.context import resolve_context
-    from spine.errors import ExitCode, NotARepository
+    from spine.backends.registry import backend_info
+    from spine.base.backend_names import backend_target, known_backend_names
+    from spine.base.errors import ExitCode, NotARepository
+    from spine.workspace.context import resolve_context
 
     settings: dict[str, dict[str, object]] = {}
     default = "local-worktree"
@@ -32,9 +33,18 @@ def command(names: tuple[str, ...], as_json: bool) -> int:
     for name in names:
         backend_target(name)  # unknown names are a usage error
     infos = [backend_info(name, settings.get(name, {})) for name in (names or known_backend_names())]
+    code = ExitCode.ENVIRONMENT if names and not all(info.usable for info in infos) else ExitCode.OK
     if as_json:
-        payload = {"default": default, "backends": [info.to_json() for info in infos]}
-        click.echo(json.dumps(payload, indent=2))
+        from spine.commands.output import emit, error_entry
+
+        unusable = [
+            error_entry(f"backend {info.name} is not usable here: {info.reason}", code)
+            for info in infos
+            if names and not info.usable
+        ]
+        return emit(
+            {"default": default, "backends": [info.to_json() for info in infos]}, code, errors=unusable
+        )
     else:
         width = max(len(info.name) for info in infos)
         for info in infos:
@@ -48,6 +58,4 @@ def command(names: tuple[str, ...], as_json: bool) -> int:
         click.echo(
             f"\n* default backend ({default}); choose one with --backend NAME or 'backend:' in .spine.yaml"
         )
-    if names and not all(info.usable for info in infos):
-        return ExitCode.ENVIRONMENT
-    return ExitCode.OK
+    return code

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import BACKEND, FILE
+
 
 @click.command("batch")
-@click.argument("file", metavar="FILE")
+@click.argument("file", metavar="FILE", shell_complete=FILE)
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Lanes at work at once."
 )
@@ -15,7 +17,12 @@ import click
 )
 @click.option("--run-id", metavar="ID", help="Run id (default: a timestamp plus a random suffix).")
 @click.option("--base", metavar="REF", help="Default base ref of the lanes (a lane's own `base` wins).")
-@click.option("--backend", metavar="NAME", help="Default backend of the lanes (a lane's own `backend` wins).")
+@click.option(
+    "--backend",
+    metavar="NAME",
+    shell_complete=BACKEND,
+    help="Default backend of the lanes (a lane's own `backend` wins).",
+)
 @click.option(
     "--plan", is_flag=True, help="Validate and record the run, start nothing; drive it with resume or step."
 )
@@ -49,25 +56,19 @@ def command(
     The whole file is checked before anything is created. Exit 0 when every lane succeeded,
     1 when one failed or was blocked, 2 for an invalid batch, 130 when interrupted.
     """
-    import json
-
-    from spine.backends.registry import known_backend_names
-    from spine.batch import lane_specs, parse_batch, read_batch
+    from spine import api
     from spine.commands.driving import drive_with_progress
-    from spine.context import resolve_context
-    from spine.ids import check_id, new_run_id
-    from spine.runs import create_run
+    from spine.model.batch import read_batch
 
     source, data = read_batch(file)
-    batch = parse_batch(data, source, known_backend_names())
-    ctx = resolve_context(base=base, backend=backend)
-    rid = check_id("run id", run_id) if run_id else new_run_id()
-    store, run = create_run(
-        ctx, rid, lane_specs(batch, ctx.config), kind="batch", jobs=jobs, fail_fast=fail_fast
-    )
+    ctx = api.context(base=base, backend=backend)
+    store, run = api.plan_batch(ctx, data, source, run_id=run_id, jobs=jobs, fail_fast=fail_fast)
+    rid = run.run_id
     if plan:
         if as_json:
-            click.echo(json.dumps({"runId": rid, "lanes": list(run.lanes), "runDir": str(store.run_dir)}))
+            from spine.commands.output import emit
+
+            return emit({"runId": rid, "lanes": list(run.lanes), "runDir": str(store.run_dir)})
         else:
             click.echo(f"run {rid}: {len(run.lanes)} lanes planned; nothing started")
             click.echo(f"  drive it:  spine resume {rid}   (or one step at a time: spine step {rid})")

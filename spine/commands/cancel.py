@@ -6,10 +6,12 @@ import time
 
 import click
 
+from spine.commands.complete import LANE_OF_RUN, RUN_OR_LANE
+
 
 @click.command("cancel")
-@click.argument("run_ref", metavar="RUN[/LANE]")
-@click.argument("lane", required=False, metavar="[LANE]")
+@click.argument("run_ref", metavar="RUN[/LANE]", shell_complete=RUN_OR_LANE)
+@click.argument("lane", required=False, metavar="[LANE]", shell_complete=LANE_OF_RUN)
 @click.option(
     "--wait",
     "wait_seconds",
@@ -26,23 +28,26 @@ def command(run_ref: str, lane: str | None, wait_seconds: float) -> int:
     canceled lane end `blocked`. A live driver is asked through a request file and does this
     itself; when no driver is alive, this command does it.
     """
-    from spine.context import resolve_context
-    from spine.errors import EnvironmentProblem, UsageError
-    from spine.ids import check_id
-    from spine.liveness import RunBusy
-    from spine.recovery import request_cancel
-    from spine.runs import drive_run, parse_ref
-    from spine.scheduler import OnlyLanes, scheduler_for
-    from spine.state import RunStore
+    from spine.base.errors import EnvironmentProblem, UsageError
+    from spine.base.ids import check_id
+    from spine.base.liveness import RunBusy
+    from spine.drive.attempts import with_attempts
+    from spine.drive.recovery import request_cancel
+    from spine.drive.runs import drive_run, parse_ref
+    from spine.drive.scheduler import OnlyLanes, scheduler_for
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, run_ref)
     lane_id = check_id("lane id", lane) if lane else lane_id
-    store = RunStore(ctx.state.run_dir(run_id))
+    store = RunStore(ctx.state, run_id)
     run = store.load()
     if lane_id is not None and lane_id not in run.lanes:
         raise UsageError(f"run {run_id} has no lane {lane_id!r}", f"its lanes: {', '.join(run.lanes)}")
-    targets = [lid for lid, ln in run.lanes.items() if not ln.complete and lane_id in (None, lid)]
+    # A lane with attempts is canceled through its attempts; it then compares what they left.
+    wanted = set(with_attempts(run, [lane_id])) if lane_id is not None else set(run.lanes)
+    targets = [lid for lid, ln in run.lanes.items() if not ln.complete and lid in wanted]
     if not targets:
         what = f"lane {lane_id}" if lane_id else "every lane"
         click.echo(f"nothing to cancel: {what} of run {run_id} already has a result")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import click
 
 if TYPE_CHECKING:
-    from spine.config import SpineConfig
+    from spine.model.config import SpineConfig
 
 
 @click.command("classify")
@@ -19,29 +18,32 @@ def command(objective: str, as_json: bool) -> int:
 
     Exit 0 when a mode was found, 1 when no keyword matched.
     """
-    from spine.errors import ExitCode, UsageError
-    from spine.modes import classify
+    from spine.base.errors import ExitCode, UsageError
+    from spine.model.modes import classify
 
     if not objective.strip():
         raise UsageError("the objective is empty", 'e.g. spine classify "backfill the March export to csv"')
     config = _config_here()
     found = classify(objective, config.mode_settings())
+    code = ExitCode.OK if found.mode else ExitCode.FAILED
     if as_json:
-        click.echo(json.dumps({"objective": objective, **found.to_json()}, indent=2))
+        from spine.commands.output import emit
+
+        return emit({"objective": objective, **found.to_json()}, code)
     else:
         click.echo(found.mode.value if found.mode else "no mode")
         click.echo(f"  why: {found.reason}")
         for mode, words in found.matches.items():
             if mode != found.mode:
                 click.echo(f"  also: {mode.value} ({', '.join(words)})")
-    return ExitCode.OK if found.mode else ExitCode.FAILED
+    return code
 
 
 def _config_here() -> SpineConfig:
     """The repository's config when run inside one; outside a repository the shipped defaults apply."""
-    from spine.config import SpineConfig
-    from spine.context import resolve_context
-    from spine.errors import NotARepository
+    from spine.base.errors import NotARepository
+    from spine.model.config import SpineConfig
+    from spine.workspace.context import resolve_context
 
     try:
         return resolve_context().config

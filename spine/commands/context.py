@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from spine.commands.complete import BACKEND
 
 
 @click.command("context")
 @click.option("--base", metavar="REF", help="Override the base ref.")
 @click.option("--target", metavar="REF", help="Override the target ref.")
-@click.option("--backend", metavar="NAME", help="Override the backend.")
+@click.option("--backend", metavar="NAME", shell_complete=BACKEND, help="Override the backend.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(base: str | None, target: str | None, backend: str | None, as_json: bool) -> int:
     """Show where everything lives: repository, refs, state directory, worktree root, config, backend."""
-    from spine.context import resolve_context
+    from spine.workspace.context import resolve_context
 
     ctx = resolve_context(base=base, target=target, backend=backend)
     if as_json:
-        click.echo(json.dumps(ctx.to_json(), indent=2))
-        return 0
+        from spine.commands.output import emit
+
+        return emit(ctx.to_json())
     rows = [
         ("repository", f"{ctx.repo.name} ({ctx.repo.id})"),
         ("primary checkout", str(ctx.repo.primary_checkout)),

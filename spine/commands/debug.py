@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("debug")
-@click.argument("ref", required=False, metavar="[RUN/LANE | RUN]")
-@click.option("--json", "as_json", is_flag=True, help="Print debug.json instead of the Markdown rendering.")
+@click.argument("ref", required=False, metavar="[RUN/LANE | RUN]", shell_complete=RUN_OR_LANE)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print debug.json as JSON (in the spine JSON envelope) instead of Markdown.",
+)
 def command(ref: str | None, as_json: bool) -> int:
     """Show the debug packet (symptom, context, repro, hypotheses, next) of a lane. Never writes state.
 
     With RUN (or nothing: the latest run), the run's only failed lane is shown.
     """
-    from spine.context import resolve_context
-    from spine.debug import load_packet, render_markdown
-    from spine.errors import UsageError
-    from spine.runs import load_result, parse_ref
-    from spine.state import RunStore
+    from spine.base.errors import UsageError
+    from spine.drive.runs import load_result, parse_ref
+    from spine.lane.debug import load_packet, render_markdown
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, ref)
     if lane_id is None:
-        run = RunStore(ctx.state.run_dir(run_id)).load()
+        run = RunStore(ctx.state, run_id).load()
         with_packet = [lid for lid in run.lanes if ctx.state.debug_file(run_id, lid).is_file()]
         if len(with_packet) != 1:
             lanes = ", ".join(f"{run_id}/{lid}" for lid in with_packet)
@@ -41,5 +48,11 @@ def command(ref: str | None, as_json: bool) -> int:
             "debug packets are written for failed and stopped lanes only",
         )
     packet = load_packet(path)
-    click.echo(packet.to_json() if as_json else render_markdown(packet), nl=not as_json)
+    if as_json:
+        from spine.commands.output import emit
+
+        return emit(packet.model_dump(mode="json", by_alias=True))
+    from spine.base.text import printable
+
+    click.echo(printable(render_markdown(packet)))
     return 0

@@ -6,13 +6,21 @@ import os
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("gate")
 @click.argument("rev", required=False, metavar="[REV]")
 @click.option(
     "--into", metavar="BRANCH", help="Branch to test merging into (default: gate.into, else target)."
 )
-@click.option("--lane", "lane_ref", metavar="RUN/LANE", help="Gate a lane's branch instead of REV.")
+@click.option(
+    "--lane",
+    "lane_ref",
+    metavar="RUN/LANE",
+    shell_complete=RUN_OR_LANE,
+    help="Gate a lane's branch instead of REV.",
+)
 @click.option(
     "--check",
     "checks",
@@ -23,8 +31,13 @@ import click
 @click.option(
     "--no-cache", "--retest", "no_cache", is_flag=True, help="Ignore a cached verdict; run the checks."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the verdict as JSON on stdout (the spine JSON envelope)."
+)
 @click.option("--junit", "junit_path", metavar="PATH", help="Also write the verdict as JUnit XML to PATH.")
+@click.option(
+    "--report", "report_path", metavar="FILE", help="Also write the verdict as a self-contained HTML file."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the checks' output (it is still logged).")
 def command(
     rev: str | None,
@@ -34,6 +47,7 @@ def command(
     no_cache: bool,
     as_json: bool,
     junit_path: str | None,
+    report_path: str | None,
     quiet: bool,
 ) -> int:
     """Test the would-be merge of REV (default: HEAD) into a branch, without touching any checkout.
@@ -54,90 +68,99 @@ def command(
     """
     from pathlib import Path
 
-    from spine.commands.options import check_name
-    from spine.config import CheckSpec
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.gate import echo_to_stderr, gate_checks, resolve_commit, run_gate
-    from spine.gate_report import github_annotations, junit_xml, render_table, step_summary
-    from spine.loop import sigterm_as_interrupt
+    from spine import api
+    from spine.base.errors import UsageError
+    from spine.base.process import sigterm_as_interrupt
+    from spine.base.redact import redact_text
+    from spine.base.text import printable
+    from spine.landing.gate import echo_to_stderr
+    from spine.landing.report import github_annotations, junit_xml, render_table, step_summary
+    from spine.model.config import CheckSpec
 
     try:
-        ctx = resolve_context()
+        ctx = api.context()
     except UsageError as problem:
         # A CI clone may lack the configured base/target branches; an explicit --into stands in.
         if not into:
             raise
         try:
-            ctx = resolve_context(base=into, target=into)
+            ctx = api.context(base=into, target=into)
         except UsageError:
             raise problem from None
-    if lane_ref:
-        if rev:
-            raise UsageError("give either REV or --lane, not both", f"spine gate --lane {lane_ref}")
-        from spine.runs import load_result, parse_ref
-        from spine.state import RunStore
-
-        run_id, lane_id = parse_ref(ctx, lane_ref)
-        if lane_id is None:
-            raise UsageError(
-                f"--lane needs RUN/LANE, got {lane_ref!r}", "see the lanes with `spine show RUN`"
-            )
-        result = load_result(ctx, run_id, lane_id)
-        if not result.branch:
-            raise UsageError(
-                f"lane {lane_ref} has no branch to gate", "it ran in place; gate your checkout instead"
-            )
-        rev = result.branch
-        default_into = ctx.config.gate.into or RunStore(ctx.state.run_dir(run_id)).load().target_ref
-    else:
-        # pre-commit's pre-push stage names what is being pushed; a plain invocation gates HEAD.
-        rev = rev or os.environ.get("PRE_COMMIT_TO_REF") or "HEAD"
-        default_into = ctx.config.gate.into or ctx.refs.target_ref
-    target = into or default_into
-    rev_sha = resolve_commit(ctx, rev, what="revision")
-    into_sha = resolve_commit(ctx, target, what="target (--into)")
-    if checks:
-        taken: set[str] = set()
-        specs = [CheckSpec(name=check_name(c, taken), command=c) for c in checks]
-    else:
-        specs = gate_checks(ctx)
+    if not lane_ref:
+        # pre-commit's pre-push stage names what is being pushed (PRE_COMMIT_TO_REF, or for a push
+        # that carries the root commit only PRE_COMMIT_LOCAL_BRANCH); a plain invocation gates HEAD.
+        pushed = os.environ.get("PRE_COMMIT_TO_REF") or os.environ.get("PRE_COMMIT_LOCAL_BRANCH")
+        if not rev and pushed:
+            _pre_commit_note(pushed)
+        rev = rev or pushed or None
 
     def announce(check: CheckSpec) -> None:
         if not quiet:
             click.echo(f"==> spine gate: {check.name}: {check.command}", err=True)
 
     with sigterm_as_interrupt():
-        verdict = run_gate(
+        verdict = api.gate(
             ctx,
-            rev=rev,
-            rev_sha=rev_sha,
-            into=target,
-            into_sha=into_sha,
-            checks=specs,
+            rev,
+            into=into,
+            lane=lane_ref,
+            checks=checks,
             use_cache=not no_cache,
             echo=None if quiet else echo_to_stderr,
             on_check=announce,
         )
 
+    skipped = [c.name for c in api.gate_checks(ctx, checks)] if verdict.reason == "conflict" else []
+    if report_path:
+        api.write_html(report_path, api.gate_report(verdict))
     if junit_path:
         path = Path(junit_path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(junit_xml(verdict), encoding="utf-8")
+            path.write_text(redact_text(junit_xml(verdict, skipped)), encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot write the JUnit report to {junit_path}: {exc.strerror}") from None
-    if as_json:
-        click.echo(verdict.to_json(), nl=False)
-    else:
-        text = render_table(verdict)
+    if not as_json:
+        text = printable(redact_text(render_table(verdict)))
         first, _, rest = text.partition("\n")
         click.echo(click.style(first, fg="green" if verdict.passed else "red", bold=True) + "\n" + rest)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(verdict):
-            click.echo(line, err=as_json)  # stdout is the documented channel; keep --json output clean
+            # stdout is the documented channel; keep --json output clean
+            click.echo(redact_text(line), err=as_json)
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
-            with open(summary_file, "a", encoding="utf-8") as handle:
-                handle.write(step_summary(verdict))
-    return 0 if verdict.passed else 1
+            _append_summary(summary_file, redact_text(step_summary(verdict, skipped)))
+    code = 0 if verdict.passed else 1
+    if as_json:
+        from spine.commands.output import emit
+
+        return emit(verdict.model_dump(mode="json", by_alias=True), code)
+    return code
+
+
+def _append_summary(path: str, text: str) -> None:
+    """Append to the job's step summary; a file that cannot be written is a warning, not a failure:
+    the verdict stands whatever happens to the report of it."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        click.echo(
+            f"spine: warning: cannot append the step summary to {path}: {exc.strerror or exc}; "
+            "the verdict is unchanged",
+            err=True,
+        )
+
+
+def _pre_commit_note(rev: str) -> None:
+    """pre-commit gives a pre-push hook one pushed ref: say so, so a multi-branch push is not
+    mistaken for a gated one (docs/gate.md)."""
+    branch = os.environ.get("PRE_COMMIT_LOCAL_BRANCH") or rev
+    click.echo(
+        f"spine gate: note: pre-commit passes only the first pushed ref with new commits ({branch}) to "
+        "its hooks; other refs in the same push are not gated. Push one branch at a time, or use "
+        "`spine hooks install pre-push`, which gates every pushed ref.",
+        err=True,
+    )

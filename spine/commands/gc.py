@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+KEPT_LISTED = 3
+"""Kept lane branches listed one per line; more than this are summed up in one line."""
+
 
 @click.command("gc")
 @click.option("-n", "--dry-run", is_flag=True, help="Only list what would be done.")
@@ -27,10 +30,8 @@ def command(dry_run: bool, prune_branches: bool, retention_days: float | None, a
     refs/spine/recovered/...; lane branches with commits not in the target are kept unless
     --prune-branches. Runs being driven are never touched.
     """
-    import json
-
-    from spine.context import resolve_context
-    from spine.reaper import Reaper
+    from spine.maintenance.reaper import Reaper
+    from spine.workspace.context import resolve_context
 
     ctx = resolve_context()
     days = retention_days if retention_days is not None else ctx.config.gc.retention_days
@@ -38,11 +39,27 @@ def command(dry_run: bool, prune_branches: bool, retention_days: float | None, a
     findings = reaper.run(dry_run=dry_run)
     failed = [f for f in findings if f.error]
     if as_json:
-        click.echo(json.dumps({"dryRun": dry_run, "findings": [f.to_json() for f in findings]}, indent=2))
-        return 3 if failed else 0
+        from spine.commands.output import emit, error_entry
+
+        errors = [error_entry(f"{f.kind} {f.subject}: {f.error}", 3) for f in failed]
+        return emit(
+            {"dryRun": dry_run, "findings": [f.to_json() for f in findings]},
+            3 if failed else 0,
+            errors=errors,
+        )
     if not findings:
         click.echo("nothing to clean up")
         return 0
+    kept = [f for f in findings if f.kind == "branch" and f.action == "keep" and not f.error]
+    if len(kept) > KEPT_LISTED:
+        # Each gc meets the same unlanded branches again: one line for them all, not one each.
+        findings = [f for f in findings if f not in kept]
+        names = ", ".join(f.subject for f in kept[:KEPT_LISTED])
+        click.echo(
+            f"keep     {len(kept)} lane branches with commits not in their target ({names}, ...); land "
+            "them with `spine promote RUN/LANE` or `spine land RUN`, or delete them with --prune-branches "
+            "(`spine gc --json` lists each)"
+        )
     for f in findings:
         if f.error:
             click.echo(f"error    {f.kind} {f.subject}: {f.error}")

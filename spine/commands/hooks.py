@@ -16,9 +16,9 @@ def command() -> None:
 @click.option("--replace", is_flag=True, help="Overwrite an existing hook that spine did not install.")
 def install_command(name: str, chain: bool, replace: bool) -> int:
     """Install hook NAME: pre-push gates every commit being pushed (git push --no-verify skips it)."""
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.hooks import install
+    from spine.base.errors import UsageError
+    from spine.landing.hooks import install
+    from spine.workspace.context import resolve_context
 
     if chain and replace:
         raise UsageError("--chain and --replace exclude each other", "pick one")
@@ -35,8 +35,8 @@ def install_command(name: str, chain: bool, replace: bool) -> int:
 @click.argument("name", type=click.Choice(["pre-push"]))
 def uninstall_command(name: str) -> int:
     """Remove spine's hook NAME (a hook it chained is put back)."""
-    from spine.context import resolve_context
-    from spine.hooks import uninstall
+    from spine.landing.hooks import uninstall
+    from spine.workspace.context import resolve_context
 
     click.echo(uninstall(resolve_context(), name))
     return 0

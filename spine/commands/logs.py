@@ -7,27 +7,29 @@ import time
 
 import click
 
+from spine.commands.complete import LANE_OF_RUN, RUN_OR_LANE
+
 
 @click.command("logs")
-@click.argument("run_ref", metavar="RUN[/LANE]")
-@click.argument("lane", required=False, metavar="[LANE]")
+@click.argument("run_ref", metavar="RUN[/LANE]", shell_complete=RUN_OR_LANE)
+@click.argument("lane", required=False, metavar="[LANE]", shell_complete=LANE_OF_RUN)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the lane has its result.")
 def command(run_ref: str, lane: str | None, follow: bool) -> int:
     """Print the output log of a lane (the command, setup and checks, with spine's section headers).
 
     With -f, wait for new output until the lane ends or no driver is left working on it.
     """
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.ids import check_id
-    from spine.liveness import run_is_driven
-    from spine.runs import parse_ref
-    from spine.state import RunStore
+    from spine.base.errors import UsageError
+    from spine.base.ids import check_id
+    from spine.base.liveness import run_is_driven
+    from spine.drive.runs import parse_ref
+    from spine.workspace.context import resolve_context
+    from spine.workspace.store import RunStore
 
     ctx = resolve_context()
     run_id, lane_id = parse_ref(ctx, run_ref)
     lane_id = check_id("lane id", lane) if lane else lane_id
-    store = RunStore(ctx.state.run_dir(run_id))
+    store = RunStore(ctx.state, run_id)
     run = store.load()
     if lane_id is None:
         if len(run.lanes) != 1:
@@ -59,7 +61,7 @@ def command(run_ref: str, lane: str | None, follow: bool) -> int:
             click.echo(f"lane {run_id}/{lane_id} has no output yet", err=True)
         return 0
     while True:
-        finished = store.load().lanes[lane_id].complete or not run_is_driven(store.run_dir)
+        finished = store.load().lanes[lane_id].complete or not run_is_driven(ctx.state.driver_lock(run_id))
         pump()
         if finished:
             return 0

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
+from spine.commands.complete import OPERATOR
+
 
 @click.command("ops")
-@click.argument("op_id", required=False, metavar="[ID]")
+@click.argument("op_id", required=False, metavar="[ID]", shell_complete=OPERATOR)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: each operator with its resolved evidence.")
 def command(op_id: str | None, as_json: bool) -> int:
     """List the operators (or show one): modes, inputs, timebox, acceptance checks, evidence."""
-    from spine.context import resolve_context
-    from spine.ids import format_duration
-    from spine.modes import mode_profile
-    from spine.oprun import find_operator
+    from spine.base.ids import format_duration
+    from spine.lane.binding import find_operator
+    from spine.model.modes import mode_profile
+    from spine.workspace.context import resolve_context
 
     ctx = resolve_context()
     config = ctx.config
@@ -34,8 +35,9 @@ def command(op_id: str | None, as_json: bool) -> int:
                 for mode in op.modes
             }
             data.append(entry)
-        click.echo(json.dumps(data, indent=2))
-        return 0
+        from spine.commands.output import camel_keys, emit
+
+        return emit({"operators": camel_keys(data, keep=frozenset({"inputs", "env", "evidence"}))})
     if not ops:
         click.echo(
             "no operators configured; declare them under operators: in .spine.yaml (docs/operators.md)"

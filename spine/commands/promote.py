@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
+if TYPE_CHECKING:
+    from spine.landing.promote import Strategy
+
 
 @click.command("promote")
-@click.argument("lane_ref", metavar="RUN/LANE")
+@click.argument("lane_ref", metavar="RUN/LANE", shell_complete=RUN_OR_LANE)
 @click.option(
     "--strategy",
     type=click.Choice(["merge", "squash", "rebase", "ff-only"]),
@@ -37,26 +42,30 @@ def command(
     Example:
       spine promote 20261121-193012-a3f9/fix-parser --strategy squash --gate
     """
-    import json
+    from spine import api
+    from spine.base.errors import UsageError
+    from spine.drive.runs import parse_ref
 
-    from spine.context import resolve_context
-    from spine.errors import UsageError
-    from spine.promote import Strategy, promote
-    from spine.runs import load_result, parse_ref
-
-    ctx = resolve_context()
+    ctx = api.context()
     run_id, lane_id = parse_ref(ctx, lane_ref)
     if lane_id is None:
         raise UsageError(
             f"promote needs RUN/LANE, got {lane_ref!r}", f"see the lanes with `spine show {run_id}`"
         )
-    landing = promote(
-        ctx, run_id, lane_id, cast(Strategy, strategy), into=into, use_gate=use_gate, force=force
+    landing = api.promote(
+        ctx, run_id, lane_id, strategy=cast("Strategy", strategy), into=into, use_gate=use_gate, force=force
     )
     if as_json:
-        result = load_result(ctx, run_id, lane_id)
+        from spine.commands.output import emit
+
+        result = api.result(ctx, run_id, lane_id)
         payload = result.promotion.model_dump(mode="json", by_alias=True) if result.promotion else None
-        click.echo(json.dumps({"alreadyLanded": landing.already, "promotion": payload}, indent=2))
+        return emit({"alreadyLanded": landing.already, "promotion": payload})
+    if landing.promoted_before:
+        click.echo(
+            f"nothing to do: lane {run_id}/{lane_id} was already promoted onto {landing.target} "
+            f"({landing.promoted_before}); --force lands it again"
+        )
         return 0
     if landing.already:
         click.echo(f"nothing to do: everything on lane {run_id}/{lane_id} is already in {landing.target}")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from spine.commands.complete import RUN_OR_LANE
+
 
 @click.command("score")
-@click.argument("results", nargs=-1, required=True, metavar="RESULT...")
+@click.argument("results", nargs=-1, required=True, metavar="RESULT...", shell_complete=RUN_OR_LANE)
 @click.option(
     "--threshold",
     type=click.IntRange(0, 100),
@@ -22,15 +23,15 @@ def command(results: tuple[str, ...], threshold: int, as_json: bool) -> int:
     """Grade result files (paths, or RUN/LANE) for completeness and consistency, 0-100."""
     from pydantic import ValidationError
 
-    from spine.errors import UsageError
-    from spine.result import LaneResult
-    from spine.score import grade
+    from spine.base.errors import UsageError
+    from spine.model.result import LaneResult
+    from spine.model.score import grade
 
     graded = []
     for item in results:
         path = Path(item)
         if not path.is_file() and "/" in item and not item.endswith(".json"):
-            from spine.context import resolve_context
+            from spine.workspace.context import resolve_context
 
             run_id, lane_id = item.split("/", 1)
             path = resolve_context().state.result_file(run_id, lane_id)
@@ -47,7 +48,9 @@ def command(results: tuple[str, ...], threshold: int, as_json: bool) -> int:
             {"path": p, "score": g.score, "gaps": g.gaps, "contradictions": g.contradictions}
             for p, g in graded
         ]
-        click.echo(json.dumps({"threshold": threshold, "passed": not below, "results": payload}, indent=2))
+        from spine.commands.output import emit
+
+        return emit({"threshold": threshold, "passed": not below, "results": payload}, 1 if below else 0)
     else:
         for path_text, g in graded:
             mark = "ok  " if g.score >= threshold else "LOW "

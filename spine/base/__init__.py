@@ -1,0 +1,1 @@
+"""The foundation: errors, ids, processes, git, redaction, liveness. Imports nothing else of spine."""

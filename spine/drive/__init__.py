@@ -1,0 +1,1 @@
+"""Driving runs: the pure scheduler, the drive loop, recovery, retry."""

@@ -1,0 +1,1 @@
+"""Landing work: the gate, promotion, hooks and their reports."""

@@ -1,0 +1,1 @@
+"""One lane: its steps, typed facts, the outcome and what renders it."""

@@ -1,0 +1,1 @@
+"""Data and its evaluation: configuration, result and state models, operators, modes, scores."""

@@ -1,0 +1,1 @@
+"""Text views of runs and lanes for the command line."""

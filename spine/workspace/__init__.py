@@ -1,0 +1,1 @@
+"""Where things live: the execution context, the repository, worktrees, the run store."""
