@@ -9,8 +9,8 @@ put there. A timeout or cancel kills the container, and with it every process in
 is removed when the command ends. The image is the ``image`` setting; it must already be in the
 engine, which ``unavailable_reason`` checks, so a missing image stops a run before anything exists.
 
-Output is never attached (attaching before the start races it and loses output): each stream's log
-is followed once the container started, and read once more when it ended (see ``_FollowedLog``).
+Output is attached to before the container starts, so none of it can be missed, and read until the
+engine ends the stream after the last of it (see ``_Attachment``); the container's log is never read.
 Podman is spoken to through its Docker-compatible socket (``podman system service``): tmpfs mounts
 get ``notmpcopyup``, rootless Podman ``userns=keep-id``, lanes with network ``slirp4netns``.
 See docs/backends.md and docs/adr/0066-docker-backend-on-real-engines.md.
@@ -19,10 +19,10 @@ See docs/backends.md and docs/adr/0066-docker-backend-on-real-engines.md.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import importlib.util
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,10 +39,8 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 # HOME and TMPDIR: an empty tmpfs that allows executing what the command puts there (a script, a venv).
 SCRATCH = "/tmp"
 GRACE = 3.0
-# How long the followed logs may take to end after the container did, before the rest is read whole.
-FOLLOW_GRACE = 1.0
-# How long a followed log may take to send its first byte before it is asked for again.
-FOLLOW_TIMEOUT = 10
+# How long the engine may take to end the container's output stream after the container ended.
+OUTPUT_GRACE = 10.0
 # Output is passed on a line at a time, or in pieces of this size when a line is longer.
 LINE_LIMIT = 65536
 IMAGES_DOC = "docs/backends.md, docker backend, Images"
@@ -236,8 +234,9 @@ class DockerSandbox:
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "init": True,
-            # Read back after the start; json-file (k8s-file on Podman) keeps all of it until removal.
-            "log_config": {"type": "json-file", "config": {}},
+            # The output reaches spine through the attachment; the engine keeps no copy of it (and
+            # whatever log driver it is configured with, which may be slow or remote, is not used).
+            "log_config": {"type": "none", "config": {}},
         }
         return {
             "image": self.image,
@@ -269,24 +268,27 @@ class DockerSandbox:
         box = Timebox(timeout, idle_timeout, cancel, started)
         tail = OutputTail()
         client = self.connect(engine.api_version)
-        # Log streams get a client of their own with a short wait for the first byte: Podman answers a
-        # followed log only once there is a line to send, and a stream that waits is asked again.
-        logs_client = self.connect(engine.api_version, timeout=FOLLOW_TIMEOUT)
+        # The attachment holds its connection for the container's whole life: a client of its own.
+        attach_client = self.connect(engine.api_version)
         api = client.api
         cid: str | None = None
+        output: _Attachment | None = None
         try:
             cid = self._create(api, data, list(argv), inside)
             data["containers"].append(cid)
             handle.provider_run_id = cid[:12]
+            output = self._engine_call("attach to the container", lambda: _Attachment(attach_client.api, cid))
             self._engine_call("start the container", lambda: api.start(cid))
-            code = self._run(api, logs_client.api, cid, box, tail, on_output)
+            code = self._run(api, cid, output, box, tail, on_output)
         finally:
+            if output is not None:
+                output.close()
             if cid is not None:
                 with contextlib.suppress(Exception):
                     api.remove_container(cid, force=True)
                     data["containers"].remove(cid)
             client.close()
-            logs_client.close()
+            attach_client.close()
         return ExecResult(
             exit_code=code,
             timed_out=box.timed_out,
@@ -336,18 +338,24 @@ class DockerSandbox:
         return EnvironmentProblem(f"{message}; {hint}" if hint else message, hint)
 
     def _run(
-        self, api: Any, logs_api: Any, cid: str, box: Timebox, tail: OutputTail, on_output: OutputSink | None
+        self,
+        api: Any,
+        cid: str,
+        output: _Attachment,
+        box: Timebox,
+        tail: OutputTail,
+        on_output: OutputSink | None,
     ) -> int | None:
-        """Follow the started container's output and wait for it, within the timebox; its exit code."""
+        """Pass on the started container's output and wait for it, within the timebox; its exit code."""
         status: dict[str, Any] = {}
 
         def wait() -> None:
             with contextlib.suppress(Exception):
                 status.update(api.wait(cid))
 
-        # Whole lines only, per stream: Podman's log also holds the pieces of a line written in parts
-        # (a program's name, then its message), and a piece of stderr must not end up in the middle
-        # of a line of stdout.
+        # Whole lines only, per stream: the engine passes output on as the command wrote it, and a
+        # piece of a line on stderr (a program's name, then its message) must not end up in the
+        # middle of a line of stdout in the tail, nor on its own line.
         pending = {"stdout": bytearray(), "stderr": bytearray()}
 
         def emit(name: str, data: bytes) -> None:
@@ -365,7 +373,8 @@ class DockerSandbox:
                 del held[:end]
                 emit(name, lines)
 
-        streams = [_FollowedLog(logs_api, cid, name, deliver) for name in ("stdout", "stderr")]
+        reader = threading.Thread(target=output.read, args=(deliver,), name="docker-output", daemon=True)
+        reader.start()
         waiter = threading.Thread(target=wait, name="docker-wait", daemon=True)
         waiter.start()
         try:
@@ -382,15 +391,20 @@ class DockerSandbox:
             raise
         finally:
             waiter.join(GRACE * 4)
-            deadline = time.monotonic() + FOLLOW_GRACE
-            for stream in streams:
-                stream.finish(api, deadline)
+            # The engine ends the attachment once it has passed on the last of the output, as the
+            # container ends; it is stopped only if that does not come.
+            reader.join(OUTPUT_GRACE)
+            output.close()
+            reader.join(GRACE)
             for name, held in pending.items():
                 if held:  # the last line, without its newline
                     emit(name, bytes(held))
+            problem = output.problem()
+            if problem:
+                emit("stderr", f"[spine: {problem}; output may be missing]\n".encode())
         code = status.get("StatusCode")
         if code is None or int(code) < 0:
-            # wait() failed, or answered without the real status (seen on Podman): ask the container.
+            # wait() failed, or answered without the real status: ask the container.
             with contextlib.suppress(Exception):
                 state = api.inspect_container(cid)["State"]
                 if not state.get("Running"):
@@ -419,103 +433,82 @@ class DockerSandbox:
         handle.data["containers"] = []
 
 
-class _FollowedLog:
-    """One output stream of a started container: followed live, then made complete from the log.
+class _Attachment:
+    """The container's output streams, attached to before it starts.
 
-    A followed log replays the output from the start, so following it after the start loses nothing
-    there. But the follow is not the record: Podman's ends early now and then when the container
-    exits under load (the last lines, or all but the first, never come), sometimes never ends at
-    all, and sends nothing, not even response headers, until the stream has a line (a follow that
-    waits longer than its client's timeout is asked again). So once the container has ended,
-    ``finish`` stops the follow and reads the stream's log once more, without following, delivering
-    what the follow did not. Docker's follow is complete; the second read then delivers nothing.
+    The engine registers an attachment before it answers the request for it (Docker adds it to the
+    container's output; Podman connects it to conmon, which reads the command's pipes), and the
+    container has not started yet, so every byte the command writes arrives here, in order, in
+    frames of an 8-byte header (stream, length) and the bytes. The engine closes the connection after
+    the last of it, as the container ends: a close at a frame boundary is the whole output, anything
+    else (a cut frame, a connection error, no close in time) is reported by ``problem``.
+
+    The frames are read here rather than through the SDK's stream, which ends quietly on a connection
+    error (and so cannot tell a cut stream from a complete one).
     """
 
-    def __init__(self, api: Any, cid: str, name: str, deliver: Callable[[str, bytes], None]) -> None:
-        self.api, self.cid, self.name = api, cid, name
-        self._deliver = deliver
-        self._lock = threading.Lock()
-        self._delivered = 0
-        self._digest = hashlib.sha1(usedforsecurity=False)
-        self._stream: Any = None
-        self._over = threading.Event()  # the container ended: stop asking
-        self._stopped = False  # finish() took over: deliver nothing more
-        self.gap = False  # what the follow delivered is not how the whole log begins
-        self._thread = threading.Thread(target=self._follow, name=f"docker-{name}", daemon=True)
-        self._thread.start()
+    def __init__(self, api: Any, cid: str) -> None:
+        params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 0}
+        self._io = api.attach_socket(cid, params=params)  # returns once the engine answered
+        self._response = getattr(self._io, "_response", None)
+        self._sock = getattr(self._io, "_sock", self._io)
+        # The client's timeout is for answers; a command may be silent for as long as it likes.
+        self._sock.settimeout(None)
+        self._closed = False
+        self._complete = False
+        self._error: str | None = None
 
-    def _select(self) -> dict[str, bool]:
-        return {"stdout": self.name == "stdout", "stderr": self.name == "stderr"}
-
-    def _follow(self) -> None:
-        while True:
-            try:
-                stream = self.api.logs(self.cid, stream=True, follow=True, **self._select())
-            except Exception:
-                if self._over.wait(0.1):
-                    return  # never answered: finish() reads the log
-                continue  # nothing was delivered yet (no headers, no frames): ask again
-            with self._lock:
-                if self._stopped:
-                    stream.close()
+    def read(self, deliver: Callable[[str, bytes], None]) -> None:
+        """Deliver each frame to ``deliver(stream name, bytes)`` until the engine closes the connection."""
+        try:
+            while True:
+                header = self._exactly(8)
+                if header is None:
+                    self._complete = not self._closed  # the engine's close, not ours
                     return
-                self._stream = stream
-            try:
-                for chunk in stream:
-                    with self._lock:
-                        if self._stopped:
-                            return
-                        self._delivered += len(chunk)
-                        self._digest.update(chunk)
-                        self._deliver(self.name, chunk)
-            except Exception:
-                pass  # closed by finish(), or broken: finish() reads what is missing
-            finally:
-                stream.close()
+                kind, length = header[0], int.from_bytes(header[4:], "big")
+                body = self._exactly(length) if length else b""
+                if body is None:
+                    raise ConnectionError(f"the engine ended the output in a frame of {length} bytes")
+                if kind in (1, 2) and body:
+                    deliver("stdout" if kind == 1 else "stderr", body)
+        except Exception as exc:
+            if not self._closed:
+                self._error = f"{type(exc).__name__}: {str(exc)[:200]}"
+
+    def _exactly(self, size: int) -> bytes | None:
+        """``size`` bytes; None at a clean end before the first of them."""
+        data = bytearray()
+        while len(data) < size:
+            chunk = self._sock.recv(size - len(data))
+            if not chunk:
+                if not data:
+                    return None
+                raise ConnectionError(
+                    f"the engine ended the output {len(data)} bytes into a {size}-byte read"
+                )
+            data += chunk
+        return bytes(data)
+
+    def problem(self) -> str | None:
+        """Why the output may not be whole, or None when the engine ended it after the last frame."""
+        if self._complete:
+            return None
+        if self._error:
+            return f"the container's output stream broke ({self._error})"
+        return "the engine did not end the container's output stream when the container ended"
+
+    def close(self) -> None:
+        """Stop reading (a read in progress ends) and release the connection."""
+        if self._closed:
             return
-
-    def finish(self, api: Any, deadline: float) -> None:
-        """Give the follow until ``deadline`` to end; then deliver what the log holds beyond it."""
-        self._over.set()
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            self._stopped = True
-            stream, delivered, seen = self._stream, self._delivered, self._digest.digest()
-        if stream is not None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            self._io.close()
+        if self._response is not None:
             with contextlib.suppress(Exception):
-                stream.close()  # a follow that never ended
-        self._thread.join(0.5)
-        if self._deliver_rest(api, delivered, seen):
-            # Never seen so far; if it happens, the lane log says so and gets the stream in full.
-            self.gap = True
-            self._deliver(
-                self.name,
-                f"\n[spine: the engine's live log of {self.name} skipped output; all of it follows]\n".encode(),
-            )
-            self._deliver_rest(api, 0, None)
-
-    def _deliver_rest(self, api: Any, delivered: int, seen: bytes | None) -> bool:
-        """Read the stream's whole log and deliver it past ``delivered`` bytes; True if those differ from ``seen``."""
-        try:
-            whole = api.logs(self.cid, stream=True, follow=False, **self._select())
-        except Exception:
-            return False
-        try:
-            prefix, offset = hashlib.sha1(usedforsecurity=False), 0
-            for frame in whole:
-                if offset < delivered:
-                    part = frame[: delivered - offset]
-                    prefix.update(part)
-                    offset += len(part)
-                    frame = frame[len(part) :]
-                    if offset == delivered and prefix.digest() != seen:
-                        return True
-                if frame:
-                    offset += len(frame)
-                    self._deliver(self.name, frame)
-            return offset < delivered  # the log is shorter than what was followed
-        except Exception:
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                whole.close()
+                self._response.close()
+        with contextlib.suppress(OSError):
+            self._sock.close()

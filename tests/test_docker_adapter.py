@@ -150,12 +150,17 @@ def test_output_of_both_streams_and_the_true_exit_code(repo: Path, tmp_path: Pat
     assert [c for s, c in got if s == "stdout"] == [b"one\n", b"two\n"]
     assert [c for s, c in got if s == "stderr"] == [b"oops\n"]
     assert sorted(outcome.tail) == ["one", "oops", "two"]
-    follows = [c.kwargs for c in docker_fake.log.named("APIClient.logs") if c.kwargs["follow"]]
-    assert all(f["stream"] for f in follows) and len(follows) == 2
-    # output is read after the start, never attached before it
+    # attached to before the start (an attachment after it misses what came first), the log never read
     names = [c.name for c in docker_fake.log.calls]
-    assert names.index("APIClient.start") < names.index("APIClient.logs")
-    assert "Container.attach" not in names and "APIClient.attach" not in names
+    assert names.index("APIClient.attach_socket") < names.index("APIClient.start")
+    assert docker_fake.log.named("APIClient.attach_socket")[-1].kwargs["params"] == {
+        "stdout": 1,
+        "stderr": 1,
+        "stream": 1,
+        "logs": 0,
+    }
+    assert "APIClient.logs" not in names
+    assert host_config()["log_config"] == {"type": "none", "config": {}}
 
 
 def test_a_wait_without_the_real_status_asks_the_container(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
@@ -276,12 +281,11 @@ def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path, 
         "APIClient.create_host_config": ("docker.types", "HostConfig.__init__"),  # it passes **kwargs on
         "APIClient.create_container": ("docker", "APIClient.create_container"),
         "APIClient.start": ("docker", "APIClient.start"),
-        "APIClient.logs": ("docker", "APIClient.logs"),
+        "APIClient.attach_socket": ("docker", "APIClient.attach_socket"),
         "APIClient.wait": ("docker", "APIClient.wait"),
         "APIClient.inspect_container": ("docker", "APIClient.inspect_container"),
         "APIClient.kill": ("docker", "APIClient.kill"),
         "APIClient.remove_container": ("docker", "APIClient.remove_container"),
-        "CancellableStream.close": ("docker.types", "CancellableStream.close"),
     }
     used = docker_fake.log.used()
     for name, kwargs in used.items():
@@ -290,64 +294,68 @@ def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path, 
         if name == "from_env":
             params |= set(inspect.signature(docker.utils.kwargs_from_env).parameters)
         assert not kwargs - params, f"{where[name]} no longer takes {sorted(kwargs - params)}"
-    assert {"APIClient.create_container", "APIClient.logs", "APIClient.wait", "APIClient.inspect_container"} <= set(used)
+    assert {"APIClient.create_container", "APIClient.attach_socket", "APIClient.wait"} <= set(used)
+    assert "APIClient.inspect_container" in used
     assert issubclass(docker.errors.ImageNotFound, docker.errors.APIError)
     # The SDK's host config is a dict, so keep-id can be set on it; the SDK itself refuses that value.
     assert issubclass(docker.types.HostConfig, dict)
     with pytest.raises(ValueError, match="userns_mode"):
         docker.types.HostConfig(version="1.41", userns_mode="keep-id")
-    # A followed log is a stream the adapter can close from another thread.
-    assert "CancellableStream(" in inspect.getsource(docker.APIClient.logs)
+    # attach_socket hands back the connection itself, with the response it came from to close.
+    assert "_get_raw_response_socket(" in inspect.getsource(docker.APIClient.attach_socket)
+    assert "sock._response = response" in inspect.getsource(docker.APIClient._get_raw_response_socket)
 
 
-# --- followed logs that an engine never ends, or never answers ----------------------------------------
+# --- an output stream that does not end as it should ---------------------------------------------------
+
+
+def test_a_complete_stream_is_delivered_once_with_no_note(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
+    engine.next = Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"])
+    outcome, got = drive(backend(), lane(repo, tmp_path), repo)
+    assert b"".join(c for s, c in got if s == "stdout") == b"o1\no2\n"
+    assert b"".join(c for s, c in got if s == "stderr") == b"e1\ne2\n"
+    assert sorted(outcome.tail) == ["e1", "e2", "o1", "o2"]
 
 
 @pytest.mark.parametrize(
-    "script",
+    ("script", "note"),
     [
-        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], never_ends={"stderr"}, stalls_after=1),
-        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], never_ends={"stdout"}, stalls_after=0),
-        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], never_answers={"stderr"}),
-        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], ends_early={"stdout"}, cut_after=1),
-        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"], ends_early={"stderr"}, cut_after=0),
-        Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"]),
+        (Script(stdout=[b"o1\n", b"o2\n"], never_ends=True), "did not end the container's output stream"),
+        (Script(stdout=[b"o1\n", b"o2\n"], cut_after=16), "output stream broke (ConnectionError: the engine ended"),
+        (Script(stdout=[b"o1\n", b"o2\n"], reset_after=11), "output stream broke (ConnectionResetError"),
     ],
-    ids=[
-        "stderr-never-ends",
-        "stdout-never-ends-nor-sends",
-        "stderr-never-answers",
-        "stdout-ends-after-the-first-line",
-        "stderr-ends-before-its-line",
-        "both-complete",
-    ],
+    ids=["never-ends", "cut-in-a-frame", "reset"],
 )
-def test_output_is_complete_and_delivered_once_whatever_the_log_stream_does(
-    repo: Path, tmp_path: Path, engine: docker_fake.Engine, monkeypatch: pytest.MonkeyPatch, script: Script
+def test_a_stream_that_is_not_whole_says_so(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine, monkeypatch: pytest.MonkeyPatch, script: Script, note: str
 ) -> None:
-    monkeypatch.setattr(adapter, "FOLLOW_GRACE", 0.3)
+    """Output the engine did not pass on cannot be got back; the lane's log and tail say it may be missing."""
+    monkeypatch.setattr(adapter, "OUTPUT_GRACE", 0.3)
     engine.next = script
     outcome, got = drive(backend(), lane(repo, tmp_path), repo)
     assert outcome.exit_code == 0
-    assert b"".join(c for s, c in got if s == "stdout") == b"o1\no2\n"
-    assert b"".join(c for s, c in got if s == "stderr") == b"e1\ne2\n"
-    # each stream's log is read once more, after the container ended, to deliver what the follow did not
-    whole = [c.kwargs for c in docker_fake.log.named("APIClient.logs") if not c.kwargs["follow"]]
-    assert sorted(k for w in whole for k in ("stdout", "stderr") if w[k]) == ["stderr", "stdout"]
+    assert got[0] == ("stdout", b"o1\n")  # what came before the break is passed on
+    said = b"".join(c for s, c in got if s == "stderr").decode()
+    assert note in said and "output may be missing" in said, said
+    assert any("output may be missing" in line for line in outcome.tail)
 
 
-def test_a_follow_that_skipped_output_is_followed_by_the_whole_stream(
+def test_an_engine_that_cannot_attach_is_an_environment_problem(
     repo: Path, tmp_path: Path, engine: docker_fake.Engine
 ) -> None:
-    engine.next = Script(stdout=[b"o1\n", b"o2\n", b"o3\n"], skips_first={"stdout"})
-    _, got = drive(backend(), lane(repo, tmp_path), repo)
-    assert b"".join(c for s, c in got if s == "stdout") == (
-        b"o2\no3\n\n[spine: the engine's live log of stdout skipped output; all of it follows]\no1\no2\no3\n"
-    )
+    engine.next = Script(attach_error="409 Client Error: Conflict (can only attach to created or running containers)")
+    made = backend()
+    handle = made.prepare(spec(lane(repo, tmp_path), repo))
+    try:
+        with pytest.raises(EnvironmentProblem, match="docker: cannot attach to the container at"):
+            made.exec(handle, ["true"], env={}, timeout=10)
+    finally:
+        made.teardown(handle)
+    assert not docker_fake.log.named("APIClient.start")
 
 
 def test_output_is_passed_on_in_whole_lines_per_stream(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
-    """Podman logs the pieces of a line written in parts; a piece must not merge with the other stream."""
+    """The engine passes on the pieces of a line written in parts; a piece must not merge with the other stream."""
     engine.next = Script(stdout=[b"done\n", b"no newline"], stderr=[b"touch: ", b"cannot touch 'x'\n", b"par", b"tial"])
     outcome, got = drive(backend(), lane(repo, tmp_path), repo)
     assert [c for s, c in got if s == "stderr"] == [b"touch: cannot touch 'x'\n", b"partial"]

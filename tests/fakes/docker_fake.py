@@ -4,19 +4,20 @@ Containers, mounts, users, networks and the output race are tested against real 
 Podman through its compatible socket). The fake is for what only a fake can show: every SDK call the
 adapter makes, with its parameters (checked against the installed SDK), an engine of any kind
 (rootless Podman, rootless Docker) on any machine, and engine failures on demand: a missing image, an
-engine that cannot start a container, a ``wait`` that answers without the real status. It also
-counts clients and log streams, so a test can see that each one was closed.
+engine that cannot start a container, an output stream that breaks or never ends, a ``wait`` that
+answers without the real status. It also counts clients and attachments, so a test can see that each
+one was closed.
+
+Output behaves as the engines' does where it matters: it exists from the container's start, and an
+attachment made after the start never gets what came before it (the race that lost lanes' output).
 
 A test sets ``engine`` (a fresh ``Engine``) and, per container, ``Engine.next`` (a ``Script``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +41,9 @@ class errors:  # the SDK's module of that name
         pass
 
 
-class ReadTimeout(Exception):
-    """What requests raises when the engine sends no response within the client's timeout."""
-
-
 @dataclass
 class Script:
-    """What the next container does: its output frames, exit status and failures."""
+    """What the next container does: its output, exit status and failures."""
 
     stdout: list[bytes] = field(default_factory=lambda: [b"out\n"])
     stderr: list[bytes] = field(default_factory=list)
@@ -54,15 +51,21 @@ class Script:
     wait_status: int | None = None  # what wait() answers, when it is not the exit code (Podman's -1)
     start_error: str | None = None
     create_error: str | None = None
-    # Podman's habits with followed logs: ended early (after ``cut_after`` frames), never ended after
-    # the container exited (after sending ``stalls_after`` frames), or never answered at all (no
-    # headers until the client times out).
-    ends_early: set[str] = field(default_factory=set)
-    cut_after: int = 0
-    never_ends: set[str] = field(default_factory=set)
-    stalls_after: int = 0
-    never_answers: set[str] = field(default_factory=set)
-    skips_first: set[str] = field(default_factory=set)  # a follow that leaves out the first frame
+    attach_error: str | None = None
+    # The attachment's connection: cut (after this many bytes of frames), reset (an error after them),
+    # or never closed by the engine after the last frame.
+    cut_after: int | None = None
+    reset_after: int | None = None
+    never_ends: bool = False
+
+    def frames(self) -> bytes:
+        """The output as the engine sends it on an attachment: stdout and stderr frames in turn."""
+        out = bytearray()
+        for n in range(max(len(self.stdout), len(self.stderr))):
+            for kind, frames in ((1, self.stdout), (2, self.stderr)):
+                if n < len(frames):
+                    out += bytes([kind, 0, 0, 0]) + len(frames[n]).to_bytes(4, "big") + frames[n]
+        return bytes(out)
 
 
 @dataclass
@@ -75,6 +78,13 @@ class Container:
     running: bool = False
     exited: bool = False
     removed: bool = False
+    attached_late: bool = False  # attached after the start: what the start sent is gone
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def set_state(self, running: bool, exited: bool) -> None:
+        with self.changed:
+            self.running, self.exited = running, exited
+            self.changed.notify_all()
 
 
 @dataclass
@@ -111,30 +121,59 @@ def _engine() -> Engine:
     return engine
 
 
-class CancellableStream:
-    """A followed log: the scripted frames, then the end (or, if it ``stalls``, nothing until closed)."""
+class Connection:
+    """The raw connection of an attachment, as ``attach_socket`` returns it (a ``socket.SocketIO``
+    over the socket, with the HTTP response it came from): the frames made from the container's
+    start on, then the engine's close, or what the script says instead."""
 
-    def __init__(self, frames: list[bytes], stalls: bool) -> None:
-        self._frames = iter(frames)
-        self._stalls = stalls
-        self._closed = threading.Event()
+    def __init__(self, container: Container) -> None:
+        self._container = container
+        self._sent = 0
+        self._open = True
+        self._shut = False
+        self.timeout: float | None = 60.0
+        self._sock = self
+        self._response = self
         engine.open_streams += 1
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
 
-    def __next__(self) -> bytes:
-        if not self._closed.is_set():
-            with contextlib.suppress(StopIteration):
-                return next(self._frames)
-            if self._stalls:
-                self._closed.wait()
-        raise StopIteration
+    def recv(self, size: int) -> bytes:
+        container, script = self._container, self._container.script
+        with container.changed:
+            # nothing before the start; an attachment made after it missed what the start sent
+            while not self._shut and not container.running and not container.exited:
+                container.changed.wait()
+            if self._shut:
+                return b""
+            frames = script.frames()
+            if self._sent == 0 and container.attached_late:
+                return b""
+            stop = len(frames)
+            if script.cut_after is not None:
+                stop = min(stop, script.cut_after)
+            if script.reset_after is not None and self._sent >= script.reset_after:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            if script.reset_after is not None:
+                stop = min(stop, script.reset_after)
+            if self._sent >= stop:
+                while script.never_ends and not self._shut:
+                    container.changed.wait()
+                return b""
+            chunk = frames[self._sent : min(stop, self._sent + size)]
+            self._sent += len(chunk)
+            return chunk
 
-    @log.recorded("CancellableStream.close")
+    def shutdown(self, how: int) -> None:
+        with self._container.changed:
+            self._shut = True
+            self._container.changed.notify_all()
+
     def close(self) -> None:
-        if not self._closed.is_set():
-            self._closed.set()
+        self.shutdown(0)
+        if self._open:
+            self._open = False
             engine.open_streams -= 1
 
 
@@ -169,38 +208,26 @@ class APIClient:
         eng.containers[cid] = Container(cid, image, list(command or []), kwargs, script)
         return {"Id": cid, "Warnings": []}
 
+    @log.recorded("APIClient.attach_socket")
+    def attach_socket(self, container: str, params: dict[str, Any] | None = None, ws: bool = False) -> Connection:
+        found = self._get(container)
+        if found.script.attach_error:
+            raise errors.APIError(found.script.attach_error)
+        if found.running or found.exited:
+            found.attached_late = True
+        return Connection(found)
+
     @log.recorded("APIClient.start")
     def start(self, container: str) -> None:
         found = self._get(container)
         if found.script.start_error:
             raise errors.APIError(found.script.start_error)
-        found.running = True
-
-    @log.recorded("APIClient.logs")
-    def logs(self, container: str, **kwargs: Any) -> CancellableStream | bytes:
-        found = self._get(container)
-        script = found.script
-        names = [n for n in ("stdout", "stderr") if kwargs.get(n)]
-        frames = [frame for n in names for frame in getattr(script, n)]
-        if not kwargs.get("stream"):
-            return b"".join(frames)
-        if not kwargs.get("follow"):
-            return CancellableStream(frames, stalls=False)
-        if set(names) & script.never_answers:
-            time.sleep(0.05)
-            raise ReadTimeout("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out.")
-        if set(names) & script.never_ends:
-            return CancellableStream(frames[: script.stalls_after], stalls=True)
-        if set(names) & script.skips_first:
-            return CancellableStream(frames[1:], stalls=False)
-        if set(names) & script.ends_early:
-            return CancellableStream(frames[: script.cut_after], stalls=False)
-        return CancellableStream(frames, stalls=False)
+        found.set_state(running=True, exited=False)
 
     @log.recorded("APIClient.wait")
     def wait(self, container: str) -> dict[str, Any]:
         found = self._get(container)
-        found.running, found.exited = False, True
+        found.set_state(running=False, exited=True)
         status = found.script.exit_code if found.script.wait_status is None else found.script.wait_status
         return {"StatusCode": status, "Error": None}
 
@@ -211,12 +238,13 @@ class APIClient:
 
     @log.recorded("APIClient.kill")
     def kill(self, container: str) -> None:
-        found = self._get(container)
-        found.running, found.exited = False, True
+        self._get(container).set_state(running=False, exited=True)
 
     @log.recorded("APIClient.remove_container")
     def remove_container(self, container: str, **kwargs: Any) -> None:
-        self._get(container).removed = True
+        found = self._get(container)
+        found.removed = True
+        found.set_state(running=False, exited=True)
 
 
 class DockerClient:
