@@ -5,8 +5,8 @@ FILES small files, the variants interleaved, and reports per variant the median 
 wall-clock time of the whole ``spine run`` (the per-lane cost: worktree, sandbox setup, command,
 bringing changes back, commit, result), its difference and ratio to the first variant (the floor,
 local-worktree), and the median duration of the command's run as the backend reports it (for
-bubblewrap this includes building the namespaces; for the container engines, creating, starting,
-following, waiting for and removing the container).
+bubblewrap this includes building the namespaces; for the container engines, creating, attaching
+to, starting, waiting for and removing the container).
 
 Variants are backend names, plus ``docker`` and ``podman`` for the docker backend on the engine at
 ``--docker-host`` (default: DOCKER_HOST) and at ``--podman-host`` (default: SPINE_TEST_PODMAN_HOST),
