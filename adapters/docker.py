@@ -394,7 +394,7 @@ class DockerSandbox:
             # The engine ends the attachment once it has passed on the last of the output, as the
             # container ends; it is stopped only if that does not come.
             reader.join(OUTPUT_GRACE)
-            output.close()
+            output.stop()
             reader.join(GRACE)
             for name, held in pending.items():
                 if held:  # the last line, without its newline
@@ -454,6 +454,7 @@ class _Attachment:
         self._sock = getattr(self._io, "_sock", self._io)
         # The client's timeout is for answers; a command may be silent for as long as it likes.
         self._sock.settimeout(None)
+        self._stopped = False
         self._closed = False
         self._complete = False
         self._error: str | None = None
@@ -464,7 +465,7 @@ class _Attachment:
             while True:
                 header = self._exactly(8)
                 if header is None:
-                    self._complete = not self._closed  # the engine's close, not ours
+                    self._complete = not self._stopped  # the engine's close, not ours
                     return
                 kind, length = header[0], int.from_bytes(header[4:], "big")
                 body = self._exactly(length) if length else b""
@@ -473,7 +474,7 @@ class _Attachment:
                 if kind in (1, 2) and body:
                     deliver("stdout" if kind == 1 else "stderr", body)
         except Exception as exc:
-            if not self._closed:
+            if not self._stopped:
                 self._error = f"{type(exc).__name__}: {str(exc)[:200]}"
 
     def _exactly(self, size: int) -> bytes | None:
@@ -498,13 +499,19 @@ class _Attachment:
             return f"the container's output stream broke ({self._error})"
         return "the engine did not end the container's output stream when the container ended"
 
+    def stop(self) -> None:
+        """End the connection: a read in progress returns, and no more is read."""
+        self._stopped = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
-        """Stop reading (a read in progress ends) and release the connection."""
+        """Release the connection (after ``stop`` and the reader's end: a socket closed under a
+        reading thread may be reused by another before that thread's read runs)."""
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+        self.stop()
         with contextlib.suppress(Exception):
             self._io.close()
         if self._response is not None:
