@@ -14,20 +14,19 @@ from typing import Any
 
 import pytest
 from spine.adapters.cloudflare_sandbox import CloudflareSandbox
-from spine.adapters.docker import DockerSandbox
 from spine.adapters.e2b import E2BSandbox
 from spine.adapters.vercel_sandbox import VercelSandbox
 
 from spine.backends.base import Sandbox, SandboxSpec
 from tests.conftest import git
-from tests.fakes import docker_fake, e2b_fake, vercel_fake
+from tests.fakes import e2b_fake, vercel_fake
 from tests.fakes.cloudflare_bridge import FakeBridge
 from tests.fakes.common import CallLog
 
 
 @pytest.fixture(autouse=True)
 def fresh_call_logs() -> None:
-    for fake in (e2b_fake, vercel_fake, docker_fake):
+    for fake in (e2b_fake, vercel_fake):
         fake.log.calls.clear()
 
 
@@ -175,26 +174,6 @@ def test_cloudflare_needs_url_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "SANDBOX_API_KEY" in (CloudflareSandbox().unavailable_reason() or "")
 
 
-# --- Docker ----------------------------------------------------------------------------------------
-
-
-def test_docker_container_options(repo: Path, tmp_path: Path) -> None:
-    wt = lane(repo, tmp_path)
-    drive(DockerSandbox(sdk=docker_fake), wt, repo, timeout=60)  # type: ignore[arg-type]
-    create = last(docker_fake.log, "ContainerCollection.create")
-    assert create["network_mode"] == "none"
-    assert create["volumes"][str(wt.resolve())] == {"bind": str(wt.resolve()), "mode": "rw"}
-    git_dir = str((repo / ".git").resolve())
-    assert create["volumes"][git_dir] == {"bind": git_dir, "mode": "ro"}
-    assert str((repo / ".git" / "spine").resolve()) in create["tmpfs"]
-    assert create["user"] == f"{os.getuid()}:{os.getgid()}"
-    assert create["cap_drop"] == ["ALL"]
-    assert set(create["environment"]) == {"DECLARED", "HOME", "TMPDIR"}
-    assert last(docker_fake.log, "Container.remove") == {"force": True}
-    drive(DockerSandbox(sdk=docker_fake), wt, repo, timeout=60, network=True)  # type: ignore[arg-type]
-    assert last(docker_fake.log, "ContainerCollection.create")["network_mode"] == "bridge"
-
-
 # --- the SDKs as they are today --------------------------------------------------------------------
 
 
@@ -286,33 +265,6 @@ def test_vercel_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path) 
     for attr in ("name", "fs"):
         assert hasattr(sdk.SyncSandbox, attr)
     assert hasattr(sdk.SyncProcess, "returncode")
-
-
-def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path) -> None:
-    _sdk_or_skip("docker", "docker")
-    from docker.models import containers
-    from docker.models.containers import RUN_CREATE_KWARGS, RUN_HOST_CONFIG_KWARGS
-
-    # create() turns its "volumes" mapping into binds itself rather than listing it with the others
-    assert "kwargs.pop('volumes'" in inspect.getsource(containers._create_container_args)
-
-    docker_fake.log.calls.clear()
-    drive(DockerSandbox(sdk=docker_fake), lane(repo, tmp_path), repo, timeout=30)  # type: ignore[arg-type]
-    api = "docker.api.container"
-    _check(
-        docker_fake.log,
-        {
-            "from_env": ("docker", "APIClient.__init__"),  # from_env(**kwargs) hands them to it
-            "DockerClient.ping": ("docker", "DockerClient.ping"),
-            "ContainerCollection.create": ("docker.models.containers", "ContainerCollection.create"),
-            "Container.attach": (api, "ContainerApiMixin.attach"),
-            "Container.start": ("docker.models.containers", "Container.start"),
-            "Container.wait": (api, "ContainerApiMixin.wait"),
-            "Container.kill": ("docker.models.containers", "Container.kill"),
-            "Container.remove": (api, "ContainerApiMixin.remove_container"),
-        },
-        extra_kwargs={"ContainerCollection.create": {*RUN_CREATE_KWARGS, *RUN_HOST_CONFIG_KWARGS, "volumes"}},
-    )
 
 
 # --- cloud smoke tests: real providers, only with credentials ----------------------------------------

@@ -3,7 +3,8 @@
 Runs for real on local-worktree, none, bubblewrap, local-remote (the remote base driven on this
 machine) and dask (a real scheduler and two worker processes on loopback, started here); the cloud
 adapters run against fakes of their SDKs (tests/fakes) that execute commands locally; docker runs
-against its fake, and against a real engine when one is reachable.
+against real engines: Docker, and Podman through its Docker-compatible socket (tests/engines.py says
+which, and skips outside CI when there is none).
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from typing import Any
 import pytest
 from spine.adapters.bubblewrap import Bubblewrap
 from spine.adapters.cloudflare_sandbox import CloudflareSandbox
-from spine.adapters.docker import DockerSandbox
 from spine.adapters.e2b import E2BSandbox
 from spine.adapters.local_remote import LocalRemote
 from spine.adapters.vercel_sandbox import VercelSandbox
 
 from spine.backends.base import Sandbox, SandboxHandle, SandboxSpec
 from spine.backends.local import LocalWorktree, NoIsolation
+from tests import engines
 from tests.conftest import git, skip_unless_bubblewrap, write_files
 from tests.dask_cluster import DaskCluster, running_cluster
-from tests.fakes import docker_fake, e2b_fake, vercel_fake
+from tests.fakes import e2b_fake, vercel_fake
 from tests.fakes.cloudflare_bridge import FakeBridge
 
 
@@ -57,8 +58,7 @@ BACKENDS = [
     "e2b",
     "vercel-sandbox",
     "cloudflare-sandbox",
-    "docker-fake",
-    "docker",
+    *engines.ENGINES,
     "dask",
 ]
 REMOTE_BACKENDS = ["local-remote", "e2b", "vercel-sandbox", "cloudflare-sandbox", "dask"]
@@ -89,14 +89,8 @@ def make_case(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Case:
         monkeypatch.setenv("SANDBOX_API_KEY", bridge.key)
         backend = CloudflareSandbox({"url": bridge.url, "root": str(workspace / ".spine")})
         return Case(backend, isolates_env=True, remote=True, cleanups=[bridge.close])
-    if name == "docker-fake":
-        return Case(DockerSandbox(sdk=docker_fake), isolates_env=True, remote=False)  # type: ignore[arg-type]
-    if name == "docker":
-        backend = DockerSandbox({"image": os.environ.get("SPINE_TEST_DOCKER_IMAGE", "debian:bookworm-slim")})
-        reason = backend.unavailable_reason()
-        if reason:
-            pytest.skip(f"docker tests need a reachable Docker engine: {reason}")
-        return Case(backend, isolates_env=True, remote=False)
+    if name in engines.ENGINES:
+        return Case(engines.backend(name), isolates_env=True, remote=False)
     raise AssertionError(name)
 
 
