@@ -58,7 +58,9 @@ def backend(engine: str, **more: Any) -> DockerSandbox:
     made = DockerSandbox(settings(engine, **more))
     reason = made.unavailable_reason()
     if reason:
-        unavailable(f"{engine}: {reason} (`.ci/engines up DIR; . DIR/env` starts the engines and builds the images)")
+        unavailable(
+            f"{engine}: {reason} (`.ci/engines up DIR; . DIR/env` starts the engines and builds the images)"
+        )
     product = made.engine().product
     expected = "Podman" if engine == "podman" else "Docker"
     if product != expected:

@@ -62,12 +62,16 @@ def spec(worktree: Path, repo: Path, network: bool = False) -> SandboxSpec:
     )
 
 
-def drive(made: DockerSandbox, worktree: Path, repo: Path, network: bool = False) -> tuple[Any, list[tuple[str, bytes]]]:
+def drive(
+    made: DockerSandbox, worktree: Path, repo: Path, network: bool = False
+) -> tuple[Any, list[tuple[str, bytes]]]:
     got: list[tuple[str, bytes]] = []
     handle = made.prepare(spec(worktree, repo, network))
     try:
         env = {"PATH": "/host/bin", "DECLARED": "1", "SECRET_TOKEN": "not-declared", "SPINE_LANE_ID": "lane"}
-        outcome = made.exec(handle, ["sh", "-c", "true"], env=env, timeout=60, on_output=lambda s, c: got.append((s, c)))
+        outcome = made.exec(
+            handle, ["sh", "-c", "true"], env=env, timeout=60, on_output=lambda s, c: got.append((s, c))
+        )
         made.collect(handle)
     finally:
         made.teardown(handle)
@@ -96,7 +100,12 @@ def test_container_on_docker(repo: Path, tmp_path: Path) -> None:
     assert create["working_dir"] == str(wt.resolve())
     assert create["entrypoint"] == [""] and create["use_config_proxy"] is False
     # PATH is the image's, not the host's; HOME and TMPDIR are the private tmpfs
-    assert create["environment"] == {"DECLARED": "1", "SPINE_LANE_ID": "lane", "HOME": "/tmp", "TMPDIR": "/tmp"}
+    assert create["environment"] == {
+        "DECLARED": "1",
+        "SPINE_LANE_ID": "lane",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+    }
     assert create["labels"] == {"spine.run": "run", "spine.lane": "lane"}
     host = host_config()
     git_dir = str((repo / ".git").resolve())
@@ -143,7 +152,9 @@ def test_container_on_rootless_docker_runs_as_its_root(repo: Path, tmp_path: Pat
     assert "UsernsMode" not in created()["host_config"]
 
 
-def test_output_of_both_streams_and_the_true_exit_code(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
+def test_output_of_both_streams_and_the_true_exit_code(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine
+) -> None:
     engine.next = Script(stdout=[b"one\n", b"two\n"], stderr=[b"oops\n"], exit_code=7)
     outcome, got = drive(backend(), lane(repo, tmp_path), repo)
     assert outcome.exit_code == 7
@@ -163,7 +174,9 @@ def test_output_of_both_streams_and_the_true_exit_code(repo: Path, tmp_path: Pat
     assert host_config()["log_config"] == {"type": "none", "config": {}}
 
 
-def test_a_wait_without_the_real_status_asks_the_container(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
+def test_a_wait_without_the_real_status_asks_the_container(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine
+) -> None:
     engine.next = Script(exit_code=7, wait_status=-1)  # what Podman's wait answered under the attach race
     outcome, _ = drive(backend(), lane(repo, tmp_path), repo)
     assert outcome.exit_code == 7
@@ -222,7 +235,9 @@ def test_sdk_missing(monkeypatch: pytest.MonkeyPatch) -> None:
             "default_ulimits",
         ),
         (
-            Script(create_error="container-init binary not found on the host: stat /usr/libexec/podman/catatonit"),
+            Script(
+                create_error="container-init binary not found on the host: stat /usr/libexec/podman/catatonit"
+            ),
             "catatonit",
         ),
     ],
@@ -242,7 +257,9 @@ def test_engine_that_cannot_run_the_container_is_an_environment_problem(
     assert fix in raised.value.message  # a lane records only the message
 
 
-def test_image_removed_after_the_check_is_an_environment_problem(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
+def test_image_removed_after_the_check_is_an_environment_problem(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine
+) -> None:
     made = backend()
     handle = made.prepare(spec(lane(repo, tmp_path), repo))
     engine.images.clear()
@@ -263,9 +280,13 @@ def _real(module: str, path: str) -> Any:
     return obj
 
 
-def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
+def test_docker_sdk_still_has_what_the_adapter_uses(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine
+) -> None:
     if importlib.util.find_spec("docker") is None:
-        pytest.skip("the docker SDK is not installed (pip install 'git-spine[docker]'); its signature check needs it")
+        pytest.skip(
+            "the docker SDK is not installed (pip install 'git-spine[docker]'); its signature check needs it"
+        )
     import docker
 
     made = backend()
@@ -309,7 +330,9 @@ def test_docker_sdk_still_has_what_the_adapter_uses(repo: Path, tmp_path: Path, 
 # --- an output stream that does not end as it should ---------------------------------------------------
 
 
-def test_a_complete_stream_is_delivered_once_with_no_note(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
+def test_a_complete_stream_is_delivered_once_with_no_note(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine
+) -> None:
     engine.next = Script(stdout=[b"o1\n", b"o2\n"], stderr=[b"e1\n", b"e2\n"])
     outcome, got = drive(backend(), lane(repo, tmp_path), repo)
     assert b"".join(c for s, c in got if s == "stdout") == b"o1\no2\n"
@@ -321,13 +344,21 @@ def test_a_complete_stream_is_delivered_once_with_no_note(repo: Path, tmp_path: 
     ("script", "note"),
     [
         (Script(stdout=[b"o1\n", b"o2\n"], never_ends=True), "did not end the container's output stream"),
-        (Script(stdout=[b"o1\n", b"o2\n"], cut_after=16), "output stream broke (ConnectionError: the engine ended"),
+        (
+            Script(stdout=[b"o1\n", b"o2\n"], cut_after=16),
+            "output stream broke (ConnectionError: the engine ended",
+        ),
         (Script(stdout=[b"o1\n", b"o2\n"], reset_after=11), "output stream broke (ConnectionResetError"),
     ],
     ids=["never-ends", "cut-in-a-frame", "reset"],
 )
 def test_a_stream_that_is_not_whole_says_so(
-    repo: Path, tmp_path: Path, engine: docker_fake.Engine, monkeypatch: pytest.MonkeyPatch, script: Script, note: str
+    repo: Path,
+    tmp_path: Path,
+    engine: docker_fake.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    script: Script,
+    note: str,
 ) -> None:
     """Output the engine did not pass on cannot be got back; the lane's log and tail say it may be missing."""
     monkeypatch.setattr(adapter, "OUTPUT_GRACE", 0.3)
@@ -343,7 +374,9 @@ def test_a_stream_that_is_not_whole_says_so(
 def test_an_engine_that_cannot_attach_is_an_environment_problem(
     repo: Path, tmp_path: Path, engine: docker_fake.Engine
 ) -> None:
-    engine.next = Script(attach_error="409 Client Error: Conflict (can only attach to created or running containers)")
+    engine.next = Script(
+        attach_error="409 Client Error: Conflict (can only attach to created or running containers)"
+    )
     made = backend()
     handle = made.prepare(spec(lane(repo, tmp_path), repo))
     try:
@@ -354,9 +387,13 @@ def test_an_engine_that_cannot_attach_is_an_environment_problem(
     assert not docker_fake.log.named("APIClient.start")
 
 
-def test_output_is_passed_on_in_whole_lines_per_stream(repo: Path, tmp_path: Path, engine: docker_fake.Engine) -> None:
+def test_output_is_passed_on_in_whole_lines_per_stream(
+    repo: Path, tmp_path: Path, engine: docker_fake.Engine
+) -> None:
     """The engine passes on the pieces of a line written in parts; a piece must not merge with the other stream."""
-    engine.next = Script(stdout=[b"done\n", b"no newline"], stderr=[b"touch: ", b"cannot touch 'x'\n", b"par", b"tial"])
+    engine.next = Script(
+        stdout=[b"done\n", b"no newline"], stderr=[b"touch: ", b"cannot touch 'x'\n", b"par", b"tial"]
+    )
     outcome, got = drive(backend(), lane(repo, tmp_path), repo)
     assert [c for s, c in got if s == "stderr"] == [b"touch: cannot touch 'x'\n", b"partial"]
     assert [c for s, c in got if s == "stdout"] == [b"done\n", b"no newline"]

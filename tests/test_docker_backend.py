@@ -117,7 +117,11 @@ def test_output_is_complete_in_every_lane(engine: str, repo: Path, tmp_path: Pat
             outcome = backend.exec(handle, ["/bin/sh", "-c", script], env={}, timeout=60, on_output=collect)
         finally:
             backend.teardown(handle)
-        if (outcome.exit_code, streams["stdout"].decode(), streams["stderr"].decode()) != (3, expected_out, "err\n"):
+        if (outcome.exit_code, streams["stdout"].decode(), streams["stderr"].decode()) != (
+            3,
+            expected_out,
+            "err\n",
+        ):
             incomplete.append((n, outcome.exit_code, bytes(streams["stdout"][:40]), len(streams["stdout"])))
     assert incomplete == [], f"{len(incomplete)} of {RACE_LANES} lanes lost output or their exit code"
 
@@ -174,7 +178,9 @@ def test_a_batch_of_lanes_at_once_loses_no_output(spine: Spine, repo: Path, on: 
     assert data["counts"] == {"succeeded": len(ids)}, data
     numbers = "".join(f"{n}\n" for n in range(1, 301))
     for i in ids:
-        result = json.loads((repo / ".git" / "spine" / "runs" / "many" / "lanes" / i / "result.json").read_text())
+        result = json.loads(
+            (repo / ".git" / "spine" / "runs" / "many" / "lanes" / i / "result.json").read_text()
+        )
         log = log_of(result)
         assert log.count(f"err-{i}\n") == 1, (i, log)
         # stdout and stderr are two streams: the order between them is not kept, each one's is
@@ -233,7 +239,7 @@ def test_cannot_see_spine_state_other_lanes_or_other_runs(spine: Spine, repo: Pa
         f"echo \"state: $(ls -A {state} | tr '\\n' ' ')\"; "
         f"test -e {other_run} && echo sees-other-run || echo no-other-run; "
         f"test -e {other_lane} && echo sees-other-lane || echo no-other-lane; "
-        f"echo \"run.json files: $(find {state} -name run.json | wc -l)\"; "
+        f'echo "run.json files: $(find {state} -name run.json | wc -l)"; '
         f"cat {other_run}/run.json {other_lane}/work.txt 2>/dev/null; echo done"
     )
     result = lane(spine, repo, script, "--keep-worktree")
@@ -265,7 +271,9 @@ def host_address() -> str:
         probe.connect(("192.0.2.1", 9))  # no packet is sent; this only picks the outgoing address
         address: str = probe.getsockname()[0]
     except OSError:
-        address = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False).stdout.split()[0]
+        address = subprocess.run(
+            ["hostname", "-I"], capture_output=True, text=True, check=False
+        ).stdout.split()[0]
     finally:
         probe.close()
     return address
@@ -301,7 +309,9 @@ def listener() -> Iterator[tuple[str, int, list[bytes]]]:
     server.close()
 
 
-def test_no_network_unless_allowed(spine: Spine, repo: Path, on: str, listener: tuple[str, int, list[bytes]]) -> None:
+def test_no_network_unless_allowed(
+    spine: Spine, repo: Path, on: str, listener: tuple[str, int, list[bytes]]
+) -> None:
     """A lane connects to this machine, sends a line and waits for the answer; only with --network.
 
     The lane waits for the answer because Podman's user-mode network ends with the container: a
@@ -323,9 +333,17 @@ def test_no_network_unless_allowed(spine: Spine, repo: Path, on: str, listener: 
 def test_only_declared_variables_pass_and_secrets_stay_out_of_log_and_result(
     spine: Spine, repo: Path, on: str
 ) -> None:
-    env = {"DEPLOY_PASSWORD": "pass-from-shell-42", "GITHUB_TOKEN": "ghp_notpassedthrough99", "PLAIN": "visible"}
-    script = 'echo "pw=$DEPLOY_PASSWORD gh=${GITHUB_TOKEN-unset} plain=${PLAIN-unset} key=$MY_API_KEY"; exit 3'
-    result = lane(spine, repo, script, "--pass-env", "DEPLOY_PASSWORD", "--env", "MY_API_KEY=key-on-cli-77", env=env)
+    env = {
+        "DEPLOY_PASSWORD": "pass-from-shell-42",
+        "GITHUB_TOKEN": "ghp_notpassedthrough99",
+        "PLAIN": "visible",
+    }
+    script = (
+        'echo "pw=$DEPLOY_PASSWORD gh=${GITHUB_TOKEN-unset} plain=${PLAIN-unset} key=$MY_API_KEY"; exit 3'
+    )
+    result = lane(
+        spine, repo, script, "--pass-env", "DEPLOY_PASSWORD", "--env", "MY_API_KEY=key-on-cli-77", env=env
+    )
     assert result["status"] == "failed" and result["exitCode"] == 3
     assert result["outputTail"][-1] == "pw=[REDACTED] gh=unset plain=unset key=[REDACTED]"
     everything = log_of(result) + Path(result["logPath"]).with_name("result.json").read_text()
@@ -376,7 +394,9 @@ def test_image_without_a_shell_still_runs_a_command(engine: str, repo: Path, tmp
     handle = backend.prepare(SandboxSpec(worktree=worktree, run_id="small", lane_id="l"))
     out: list[bytes] = []
     try:
-        outcome = backend.exec(handle, ["cat", "README.md"], env={}, timeout=30, on_output=lambda s, c: out.append(c))
+        outcome = backend.exec(
+            handle, ["cat", "README.md"], env={}, timeout=30, on_output=lambda s, c: out.append(c)
+        )
     finally:
         backend.teardown(handle)
     assert (outcome.exit_code, b"".join(out)) == (0, b"# demo\n")
@@ -398,7 +418,9 @@ def test_backend_object_is_reusable_across_lanes(engine: str, repo: Path, tmp_pa
         git("worktree", "add", "-q", "--detach", str(worktree), cwd=repo)
         handle = backend.prepare(SandboxSpec(worktree=worktree, run_id="reuse", lane_id=f"l{n}"))
         try:
-            results.append(backend.exec(handle, ["sh", "-c", f"echo {n} > n.txt"], env={}, timeout=30).exit_code)
+            results.append(
+                backend.exec(handle, ["sh", "-c", f"echo {n} > n.txt"], env={}, timeout=30).exit_code
+            )
         finally:
             backend.teardown(handle)
         assert (worktree / "n.txt").read_text() == f"{n}\n"

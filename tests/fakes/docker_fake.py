@@ -101,7 +101,11 @@ class Engine:
 
     def version_json(self) -> dict[str, Any]:
         name = "Podman Engine" if self.product == "Podman" else "Engine"
-        return {"Version": self.version, "ApiVersion": "1.41", "Components": [{"Name": name, "Version": self.version}]}
+        return {
+            "Version": self.version,
+            "ApiVersion": "1.41",
+            "Components": [{"Name": name, "Version": self.version}],
+        }
 
     def info_json(self) -> dict[str, Any]:
         info: dict[str, Any] = {"SecurityOptions": ["name=seccomp,profile=default"]}
@@ -189,7 +193,7 @@ class APIClient:
     @log.recorded("APIClient.inspect_image")
     def inspect_image(self, image: str) -> dict[str, Any]:
         if image not in _engine().images:
-            raise errors.ImageNotFound(f"404 Client Error: Not Found (\"No such image: {image}\")")
+            raise errors.ImageNotFound(f'404 Client Error: Not Found ("No such image: {image}")')
         return {"Id": f"sha256:{abs(hash(image)):x}", "RepoTags": [image]}
 
     @log.recorded("APIClient.create_host_config")
@@ -201,7 +205,7 @@ class APIClient:
         eng = _engine()
         script, eng.next = eng.next, Script()
         if image not in eng.images:
-            raise errors.ImageNotFound(f"404 Client Error: Not Found (\"No such image: {image}\")")
+            raise errors.ImageNotFound(f'404 Client Error: Not Found ("No such image: {image}")')
         if script.create_error:
             raise errors.APIError(script.create_error)
         cid = f"{next(_ids):064x}"
@@ -209,7 +213,9 @@ class APIClient:
         return {"Id": cid, "Warnings": []}
 
     @log.recorded("APIClient.attach_socket")
-    def attach_socket(self, container: str, params: dict[str, Any] | None = None, ws: bool = False) -> Connection:
+    def attach_socket(
+        self, container: str, params: dict[str, Any] | None = None, ws: bool = False
+    ) -> Connection:
         found = self._get(container)
         if found.script.attach_error:
             raise errors.APIError(found.script.attach_error)
