@@ -312,10 +312,12 @@ def test_the_feedback_reaches_a_command_in_an_isolating_backend(
         from tests.conftest import skip_unless_bubblewrap
 
         skip_unless_bubblewrap()
+    # The agent is part of the project: a sandbox hides the test's own files (a checkout under /tmp).
+    (repo / "agenttool.py").write_text(Path(agent("x")[1]).read_text())
     broken(repo, {"add", "sub"})
     proc = spine(
         "run", "--backend", backend, "--iterations", "3", "--run-id", "r", "-q",
-        "--check", "python3 check.py", "fix calc", "--", "python3", str(agent("x")[1]), "repair", "add",
+        "--check", "python3 check.py", "fix calc", "--", "python3", "agenttool.py", "repair", "add",
         cwd=repo, env={},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr + proc.stdout
