@@ -58,6 +58,16 @@ def describe_changes(facts: LaneFacts, branch: str | None, in_place: bool) -> st
     return f"{files} in {count} on {branch}"
 
 
+def _changed_meanwhile(facts: LaneFacts) -> str | None:
+    """What changed in the shared repository while the command ran that may have been you (named by
+    the ``repository`` invariant, ADR 0067), for the summary of a lane that succeeded."""
+    commit = facts.commit
+    for inv in commit.invariants if commit is not None else []:
+        if inv.name == "repository" and inv.status == "ok" and "changed meanwhile" in inv.detail:
+            return inv.detail.split("; ", 1)[-1]
+    return None
+
+
 def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
     """One or two sentences: what happened, and what the lane changed."""
     facts, spec = lane.facts, lane.spec
@@ -85,6 +95,9 @@ def summary(lane: LaneState, outcome: Outcome, where: Where) -> str:
         text += _grading(facts)
         if ex is not None and ex.stopped:
             text += f"; spine stopped {_processes(len(ex.stopped))} the command left running"
+        meanwhile = _changed_meanwhile(facts)
+        if meanwhile:
+            text += f"; {meanwhile}"
         if checks is not None and checks.artifact_problems:
             problems = checks.artifact_problems
             more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""

@@ -219,11 +219,7 @@ def _watched_files(repo: Repository, wt: LaneWorktree) -> tuple[list[str], set[s
     try:
         for entry in sorted(os.scandir(common / "worktrees"), key=lambda e: e.name):
             if os.path.realpath(entry.path) != os.path.realpath(wt.git_dir):
-                admin += [
-                    p
-                    for p in (Path(entry.path) / "commondir", Path(entry.path) / "config.worktree")
-                    if p.exists()
-                ]
+                admin += [Path(entry.path) / "commondir", Path(entry.path) / "config.worktree"]
     except OSError:
         pass
     others = [
@@ -289,20 +285,49 @@ def _config_entries(path: Path) -> Iterable[tuple[str, str]]:
         text = path.read_bytes().decode("utf-8", "surrogateescape")
     except OSError:
         return
-    section = ""
+    for section, _, key, value in _config_items(text):
+        yield f"{section}.{key}", value
+
+
+def _config_items(text: str) -> list[tuple[str, str, str, str]]:
+    """(section, subsection, key, value) of each entry of a git config file's text; section and key
+    lower-cased."""
+    items = []
+    section = subsection = ""
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("["):
             match = _SECTION.match(line)
             if match:
-                section = match.group(1).lower().split(".")[0]
+                name = match.group(1).lower()
+                section, _, dotted = name.partition(".")
+                subsection = match.group(2) or dotted
                 line = line[match.end() :].strip()
             if not line:
                 continue
         if not line or line[0] in "#;" or not section:
             continue
         key, eq, value = line.partition("=")
-        yield f"{section}.{key.strip().lower()}", _unquote(value) if eq else "true"
+        items.append((section, subsection, key.strip().lower(), _unquote(value) if eq else "true"))
+    return items
+
+
+# Config sections whose changes run no program and change nothing spine's git sees of the lane (your
+# identity, remotes, tracking, colours): changed meanwhile, they are named, never undone.
+_PLAIN_SECTIONS = frozenset(
+    {"user", "remote", "branch", "pull", "push", "fetch", "color", "advice", "log", "format", "gui", "init"}
+)
+
+
+def _plain_config_change(before: bytes, after: bytes) -> list[str] | None:
+    """The keys that changed between two versions of a config file, when every one of them is in a
+    plain section (``_PLAIN_SECTIONS``); None when any other key changed."""
+    old = _config_items(before.decode("utf-8", "surrogateescape"))
+    new = _config_items(after.decode("utf-8", "surrogateescape"))
+    changed = set(old) ^ set(new)
+    if not changed or any(section not in _PLAIN_SECTIONS for section, _, _, _ in changed):
+        return None
+    return sorted({f"{s}.{sub + '.' if sub else ''}{k}" for s, sub, k, _ in changed})
 
 
 def _unquote(value: str) -> str:
@@ -385,7 +410,7 @@ def check(
     stash = refs.get("refs/stash")
     if stash is not None and stash != before.refs.get("refs/stash"):
         changes.append(_stash_change(repo, stash.sha, lane_branch))
-    changes += _head_changes(repo, before, state_root)
+    changes += _head_changes(repo, before, state_root, refs)
     watched, inside = _watched_files(repo, wt)
     files = dict(before.files)
     others = str(repo.common_dir / "worktrees") + os.sep
@@ -416,8 +441,10 @@ def _ref_change(
     if new is None:
         if not guarded or old.symref:
             return []
-        ok = repo.run("update-ref", "-m", "spine: undo a lane's deletion", name, old.sha, "", check=False)
-        return [Change(f"deleted {shown}" + ("; spine restored it" if ok.returncode == 0 else ""), True)]
+        # You may delete a branch yourself (or rename it); putting it back loses nothing either way.
+        ok = repo.run("update-ref", "-m", "spine: a deleted ref put back", name, old.sha, "", check=False)
+        back = f"; spine put it back at {old.sha[:12]} (delete it again if that was you)"
+        return [Change(f"deleted {shown}" + (back if ok.returncode == 0 else ""), name.startswith(_REPLACE))]
     if new == old:
         return []
     if new.symref != old.symref:
@@ -434,25 +461,19 @@ def _ref_change(
         return [Change(f"made {shown} a symbolic ref to {_short(new.symref)}{back}", True)]
     if old.symref:
         return []  # the ref it points at moved; that ref is checked by itself
-    onto_lane = lane_work(new.sha) and not repo.is_ancestor(new.sha, old.sha)
-    if onto_lane:
-        why = f"moved {shown} to its own commit {new.sha[:12]}"
-    elif not guarded:
-        return []
-    elif name.startswith(("refs/tags/", _REPLACE)):
-        why = f"moved {shown} from {old.sha[:12]} to {new.sha[:12]}"
-    elif repo.is_ancestor(old.sha, new.sha):
+    if (lane_work(new.sha) and not repo.is_ancestor(new.sha, old.sha)) or name.startswith(_REPLACE):
+        # Only the command can have moved a ref onto its own work (or made git show other commits).
+        ok = repo.run(
+            "update-ref", "--no-deref", "-m", "spine: undo a lane's move", name, old.sha, new.sha, check=False
+        )
+        back = f"; spine put it back at {old.sha[:12]}" if ok.returncode == 0 else ""
+        what = "its own commit" if not name.startswith(_REPLACE) else "another commit"
+        return [Change(f"moved {shown} to {what} {new.sha[:12]}{back}", True)]
+    if not guarded or repo.is_ancestor(old.sha, new.sha):
         return []  # forward, to commits that are not the lane's: you committing meanwhile
-    elif repo.is_ancestor(new.sha, old.sha):
-        why = f"rewound {shown} from {old.sha[:12]} to {new.sha[:12]}"
-    else:
-        why = f"moved {shown} from {old.sha[:12]} to the unrelated commit {new.sha[:12]}"
-    # Put it back only if nothing moved it since (compare-and-swap), and say where it was.
-    ok = repo.run(
-        "update-ref", "--no-deref", "-m", "spine: undo a lane's move", name, old.sha, new.sha, check=False
-    )
-    back = f"; spine put it back at {old.sha[:12]}" if ok.returncode == 0 else ""
-    return [Change(why + back, True)]
+    # A rewrite you may have made yourself (amend, rebase, reset, a moved tag): named, never undone.
+    how = "rewound" if repo.is_ancestor(new.sha, old.sha) else "rewrote"
+    return [Change(f"{how} {shown} from {old.sha[:12]} to {new.sha[:12]}", False)]
 
 
 def _stash_change(repo: Repository, sha: str, lane_branch: str) -> Change:
@@ -467,7 +488,17 @@ def _stash_change(repo: Repository, sha: str, lane_branch: str) -> Change:
     return Change(f"the stash changed ({subject[:80]!r})", False)
 
 
-def _head_changes(repo: Repository, before: SharedState, state_root: Path) -> list[Change]:
+def _head_commit(text: str, refs: dict[str, Ref]) -> str | None:
+    """The commit a HEAD file's text names (through ``refs`` for a branch)."""
+    if text.startswith("ref: "):
+        ref = refs.get(text.removeprefix("ref: "))
+        return ref.sha if ref is not None else None
+    return text or None
+
+
+def _head_changes(
+    repo: Repository, before: SharedState, state_root: Path, refs: dict[str, Ref]
+) -> list[Change]:
     now = _checkout_heads(repo, state_root)
     changes = []
     for path, old in before.heads.items():
@@ -487,10 +518,12 @@ def _head_changes(repo: Repository, before: SharedState, state_root: Path) -> li
             else f"the checkout of {Path(path).parent.name}"
         )
         was, is_ = _head_name(old.text), _head_name(new.text)
-        if new.index != old.index:
+        if new.index != old.index or _head_commit(old.text, before.refs) == _head_commit(new.text, refs):
+            # A checkout rewrites the index; `git checkout -b`, `switch -c` and `branch -m` keep the
+            # commit. Both are things you do: named, never undone.
             changes.append(Change(f"{checkout} switched from {was} to {is_}", False))
             continue
-        # HEAD changed and the index did not: no checkout does that; put it back if it is still so.
+        # HEAD now names another commit while the index stayed: no checkout does that; put it back.
         restored = _replace_if(Path(path), new.text, old.text)
         back = "; spine put it back" if restored else ""
         changes.append(
@@ -538,6 +571,12 @@ def _file_changes(
             )
             continue
         shown = os.path.relpath(path, common.parent)
+        earlier = contents.get(path)
+        if data is not None and earlier is not None and Path(path).name in ("config", "config.worktree"):
+            plain = _plain_config_change(earlier, data)
+            if plain is not None:  # `git config user.email`, `git remote add`: you may do that yourself
+                changes.append(Change(f"changed {shown} ({', '.join(plain[:4])})", False))
+                continue
         kept = _keep(evidence, shown, data, redactor) if data is not None else None
         restored = _put_back(Path(path), contents.get(path), old)
         if restored:
