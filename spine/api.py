@@ -290,10 +290,12 @@ def gate(
     known = {ctx.refs.base_ref: ctx.refs.base_sha, ctx.refs.target_ref: ctx.refs.target_sha}
     into_sha = known.get(target) or resolve_commit(ctx, target, what=into_what)
     if backend is None:
-        # A revision holding an isolated lane's work (a pushed lane branch) is tested in its isolation.
+        # A revision holding an isolated lane's work (a pushed lane branch) is tested in its isolation;
+        # nothing to look for when the configured backend isolates already.
         from spine.landing.gate import isolating_backend, lane_backends_in
 
-        backend = isolating_backend(ctx, lane_backends_in(ctx, rev_sha, into_sha))
+        if isolating_backend(ctx, [ctx.backend]) is None:
+            backend = isolating_backend(ctx, lane_backends_in(ctx, rev_sha, into_sha))
     return run_gate(
         ctx,
         rev=rev,

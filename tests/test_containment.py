@@ -436,12 +436,11 @@ def test_gating_a_pushed_lane_branch_tests_it_in_the_lanes_isolation(
 
 
 @pytest.mark.usefixtures("bwrap")
-def test_a_hosts_secret_looking_spine_variable_stays_out_of_the_sandbox(spine: Spine, repo: Path) -> None:
-    os.environ["SPINE_DEPLOY_TOKEN"] = "ghp-abcdef123456-secret"
-    try:
-        result = run_lane(spine, repo, "--backend", "bubblewrap", "x", "--", "sh", "-c", "env > seen.txt")
-    finally:
-        del os.environ["SPINE_DEPLOY_TOKEN"]
+def test_a_hosts_secret_looking_spine_variable_stays_out_of_the_sandbox(
+    spine: Spine, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPINE_DEPLOY_TOKEN", "ghp-abcdef123456-secret")
+    result = run_lane(spine, repo, "--backend", "bubblewrap", "x", "--", "sh", "-c", "env > seen.txt")
     seen = git("show", f"{result['branch']}:seen.txt", cwd=repo)
     assert "SPINE_DEPLOY_TOKEN" not in seen and "SPINE_RUN_ID" in seen, seen  # spine's own still pass
 
@@ -458,16 +457,15 @@ def test_an_error_quoting_lane_output_reaches_the_terminal_without_escapes(spine
     assert "bad" in proc.stderr and "\x1b]" not in proc.stderr and "\x07" not in proc.stderr
 
 
-def test_evidence_file_names_holding_a_secret_are_masked_in_the_state(spine: Spine, repo: Path) -> None:
+def test_evidence_file_names_holding_a_secret_are_masked_in_the_state(
+    spine: Spine, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Evidence rules match files by name, and the command chose the names."""
-    os.environ["EVIDENCE_TOKEN"] = "tok-0d9a7c2e-secret"
-    try:
-        spine.json(
-            "run", "--json", "-q", "--mode", "contract", "--pass-env", "EVIDENCE_TOKEN", "fix the crash", "--",
-            "sh", "-c", 'echo x > "repro-$EVIDENCE_TOKEN.txt"', cwd=repo, expect=None,
-        )  # fmt: skip
-    finally:
-        del os.environ["EVIDENCE_TOKEN"]
+    monkeypatch.setenv("EVIDENCE_TOKEN", "tok-0d9a7c2e-secret")
+    spine.json(
+        "run", "--json", "-q", "--mode", "contract", "--pass-env", "EVIDENCE_TOKEN", "fix the crash", "--",
+        "sh", "-c", 'echo x > "repro-$EVIDENCE_TOKEN.txt"', cwd=repo, expect=None,
+    )  # fmt: skip
     leaked = [
         p for p in (repo / ".git" / "spine").rglob("*") if p.is_file() and b"tok-0d9a7c2e" in p.read_bytes()
     ]

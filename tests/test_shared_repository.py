@@ -44,6 +44,11 @@ def violated(result: dict[str, Any]) -> str:
     return detail
 
 
+def kept_copies(detail: str) -> list[Path]:
+    """The files a violation says it kept the command's versions in."""
+    return [Path(part.split(")")[0]) for part in detail.split("kept as ")[1:]]
+
+
 def refs(repo: Path) -> str:
     """Every ref but spine's own recovery and attempt refs: name, commit, the ref it points at."""
     return git(
@@ -172,7 +177,7 @@ def test_a_hook_the_lane_plants_is_removed_and_never_runs(
     detail = violated(result)
     assert f"created .git/hooks/{planted}; spine removed it" in detail
     assert not (repo / ".git" / "hooks" / planted).exists()
-    kept = Path(detail.split("kept as ")[1].split(")")[0])
+    [kept] = kept_copies(detail)
     assert kept.read_text() == f"#!/bin/sh\necho {planted} >> {ran}\n"
     # Then a lane that succeeds is landed: promote, land and gc run no hook (spine runs none at all).
     ok = run_lane(spine, repo, "echo v > v.txt", lane="ok", expect=0)
@@ -227,20 +232,39 @@ def test_a_file_included_from_your_config_is_watched_and_left_to_you(
     assert not ran.exists()  # spine committed nothing, so no clean filter ran
 
 
-def test_a_secret_written_into_the_config_stays_out_of_the_kept_copy(spine: Spine, repo: Path) -> None:
-    os.environ["SHARED_TOKEN"] = "tok-8c1d9e2f-secret"
-    try:
-        result = spine.json(
-            "run", "--json", "-q", "--pass-env", "SHARED_TOKEN", "leak", "--",
-            "sh", "-c", COMMON + 'git config --file "$C/config" x.token "$SHARED_TOKEN"',
-            cwd=repo, expect=1,
-        )  # fmt: skip
-    finally:
-        del os.environ["SHARED_TOKEN"]
-    detail = violated(result)
-    kept = Path(detail.split("kept as ")[1].split(")")[0])
-    assert "[REDACTED]" in kept.read_text() and "tok-8c1d9e2f" not in kept.read_text()
-    assert "tok-8c1d9e2f" not in (repo / ".git" / "config").read_text()
+def test_a_secret_the_command_writes_stays_out_of_the_kept_copies_and_their_names(
+    spine: Spine, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHARED_TOKEN", "tok-8c1d9e2f-secret")
+    script = COMMON + (
+        'git config --file "$C/config" x.token "$SHARED_TOKEN" && '
+        'echo x > "$C/hooks/h-$SHARED_TOKEN" && chmod +x "$C/hooks/h-$SHARED_TOKEN"'
+    )
+    detail = violated(
+        spine.json(
+            "run",
+            "--json",
+            "-q",
+            "--pass-env",
+            "SHARED_TOKEN",
+            "leak",
+            "--",
+            "sh",
+            "-c",
+            script,
+            cwd=repo,
+            expect=1,
+        )
+    )
+    kept = kept_copies(detail)
+    assert len(kept) == 2 and all(path.is_file() for path in kept)
+    assert any("[REDACTED]" in path.read_text() for path in kept)
+    leaked = [
+        p
+        for p in (repo / ".git").rglob("*")
+        if "tok-8c1d9e2f" in p.name or (p.is_file() and b"tok-8c1d9e2f" in p.read_bytes())
+    ]
+    assert leaked == []
 
 
 def test_names_that_are_not_utf8_are_kept_or_refused_never_a_crash(spine: Spine, repo: Path) -> None:
@@ -289,28 +313,11 @@ def test_changes_to_your_checkouts_index_and_merge_state_are_named(spine: Spine,
     assert "created .git/MERGE_HEAD in your checkout" in inv["detail"]
 
 
-def test_a_kept_copy_is_never_named_after_a_secret(spine: Spine, repo: Path) -> None:
-    os.environ["HOOK_TOKEN"] = "tok-5b7e0c1a-secret"
-    try:
-        result = spine.json(
-            "run", "--json", "-q", "--pass-env", "HOOK_TOKEN", "hook", "--",
-            "sh", "-c", COMMON + 'echo x > "$C/hooks/h-$HOOK_TOKEN"; chmod +x "$C/hooks/h-$HOOK_TOKEN"',
-            cwd=repo, expect=1,
-        )  # fmt: skip
-    finally:
-        del os.environ["HOOK_TOKEN"]
-    detail = violated(result)
-    kept = Path(detail.split("kept as ")[1].split(")")[0])
-    assert kept.is_file() and "tok-5b7e0c1a" not in str(kept)
-    assert not list((repo / ".git").rglob("*tok-5b7e0c1a*"))
-
-
-def test_an_objective_holding_a_secret_gives_a_lane_id_without_it(spine: Spine, repo: Path) -> None:
-    os.environ["DEPLOY_TOKEN"] = "hunter2secret"
-    try:
-        result = spine.json("run", "--json", "-q", "rotate hunter2secret", "--", "true", cwd=repo)
-    finally:
-        del os.environ["DEPLOY_TOKEN"]
+def test_an_objective_holding_a_secret_gives_a_lane_id_without_it(
+    spine: Spine, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOY_TOKEN", "hunter2secret")
+    result = spine.json("run", "--json", "-q", "rotate hunter2secret", "--", "true", cwd=repo)
     assert result["laneId"] == "rotate-redacted"
     assert "hunter2secret" not in git("branch", "--list", "spine/*", cwd=repo)
 
@@ -347,3 +354,29 @@ def test_a_config_planted_in_another_worktrees_admin_dir_is_removed(
     detail = violated(run_lane(spine, repo, script, expect=1))
     assert "created .git/worktrees/other/config.worktree; spine removed it" in detail
     assert not admin.exists()
+
+
+def test_spine_never_writes_or_removes_through_a_link_the_command_put_in_the_git_dir(
+    spine: Spine, repo: Path, tmp_path: Path
+) -> None:
+    """The command swaps `.git/hooks` for a link to a folder of yours holding a file named like a
+    hook: that file looks "created", and putting the hooks back must not delete it."""
+    yours = tmp_path / "yours"
+    yours.mkdir()
+    (yours / "post-merge").write_text("precious\n")
+    script = COMMON + f'mv "$C/hooks" "$C/hooks.moved" && ln -s {yours} "$C/hooks"'
+    detail = violated(run_lane(spine, repo, script, expect=1))
+    assert "created .git/hooks/post-merge; spine could not put it back, check it" in detail
+    assert (yours / "post-merge").read_text() == "precious\n"
+
+
+def test_a_fifo_the_command_leaves_where_spine_reads_cannot_stop_it(spine: Spine, repo: Path) -> None:
+    """A FIFO blocks whoever opens it to read: spine reads no file that is not a regular file."""
+    for name, where in (("exclude", '"$C/info/exclude"'), ("index", '"$(git rev-parse --git-dir)/index"')):
+        script = COMMON + f"rm -f {where} && mkfifo {where}"
+        proc = spine(
+            "run", "--json", "-q", "--lane", name, name, "--", "sh", "-c", script, cwd=repo, timeout=60
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert '"failureKind": "violation"' in proc.stdout
+    assert (repo / ".git" / "info" / "exclude").is_file()  # the FIFO in its place was replaced by the file

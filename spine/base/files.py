@@ -56,6 +56,19 @@ def atomic_write_text(path: Path, text: str, *, redact: bool = True, durable: bo
         raise
 
 
+def read_regular(path: Path) -> tuple[os.stat_result, bytes | None] | None:
+    """(status, bytes) of the file at ``path`` (links followed); bytes are None when it is not a
+    regular file, which is never read (a FIFO a lane put where spine reads would block it forever).
+    None when nothing can be opened there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        return info, handle.read() if stat.S_ISREG(info.st_mode) else None
+
+
 def write_new_file(path: Path, text: str) -> None:
     """Create the file ``path`` in a directory someone else controls (a lane's worktree) and write ``text``.
 
@@ -108,7 +121,7 @@ def read_inside(root: Path, rel: str, limit: int = 64 << 20) -> bytes | None:
         os.close(fd)
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def glob_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
     """A glob relative to a directory, as a regex over '/'-separated relative paths: ``*`` and ``?``
     stay within one path component, ``**`` spans any number of them, ``[...]`` is a character class."""
     out, i = [], 0
@@ -133,7 +146,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    return re.compile("".join(out) + r"\Z", flags)
 
 
 def glob_inside(root: Path, pattern: str) -> tuple[list[str], list[str]]:
@@ -144,7 +157,7 @@ def glob_inside(root: Path, pattern: str) -> tuple[list[str], list[str]]:
     start = root.joinpath(*fixed) if fixed else root
     if fixed and inside(root, "/".join(fixed)) is None:
         return [], ["/".join(fixed)] if os.path.lexists(start) else []
-    regex = _glob_regex(pattern)
+    regex = glob_regex(pattern)
     files: list[str] = []
     links: list[str] = []
     for current, dirs, names in os.walk(start, followlinks=False):

@@ -58,13 +58,17 @@ def describe_changes(facts: LaneFacts, branch: str | None, in_place: bool) -> st
     return f"{files} in {count} on {branch}"
 
 
+MEANWHILE = "changed meanwhile, by you or the command"
+"""How the ``repository`` invariant of a lane that may go on starts when it names changes (ADR 0067)."""
+
+
 def _changed_meanwhile(facts: LaneFacts) -> str | None:
     """What changed in the shared repository while the command ran that may have been you (named by
     the ``repository`` invariant, ADR 0067), for the summary of a lane that succeeded."""
     commit = facts.commit
     for inv in commit.invariants if commit is not None else []:
-        if inv.name == "repository" and inv.status == "ok" and "changed meanwhile" in inv.detail:
-            return inv.detail.split("; ", 1)[-1]
+        if inv.name == "repository" and inv.status == "ok" and inv.detail.startswith(MEANWHILE):
+            return inv.detail
     return None
 
 

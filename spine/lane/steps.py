@@ -33,7 +33,7 @@ from spine.base.process import ProcessOutcome
 from spine.base.text import is_text, mend
 from spine.lane.iterations import end_of_pass, feedback_in_worktree
 from spine.lane.outcome import Outcome, classify
-from spine.lane.render import Where, build_result
+from spine.lane.render import MEANWHILE, Where, build_result
 from spine.lane.runtime import LaneRuntime
 from spine.lane.stall import StallWatch
 from spine.model.facts import (
@@ -463,9 +463,9 @@ def _shared_invariant(rt: LaneRuntime, wt: LaneWorktree) -> Invariant:
     )
     violations = [c.what for c in changes if c.violation]
     named = [c.what for c in changes if not c.violation]
-    also = f"changed meanwhile, by you or the command: {'; '.join(named[:3])}" if named else ""
+    also = f"{MEANWHILE}: {'; '.join(named[:3])}" if named else ""
     if not violations:
-        detail = f"nothing the lane may not change was changed; {also}" if also else "as the command found it"
+        detail = also or "as the command found it"
         return Invariant(name="repository", status="ok", detail=detail)
     also = f"; also {also}" if also else ""
     more = f"; and {len(violations) - 5} more" if len(violations) > 5 else ""

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-from spine.base.files import inside, read_inside
+from spine.base.files import glob_regex, inside, read_inside
 from spine.model.values import empty_keys_in_schema, without_empty_keys
 
 
@@ -398,27 +398,11 @@ class Finding:
 
 @lru_cache(maxsize=1024)
 def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """An evidence glob: a pattern without '/' matches a file name at any depth; case does not matter."""
     pattern = pattern.strip().lstrip("/")
     if "/" not in pattern:
         pattern = "**/" + pattern
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.IGNORECASE)
+    return glob_regex(pattern, re.IGNORECASE)
 
 
 def glob_match(path: str, patterns: Iterable[str]) -> bool:

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_text, read_regular
 from spine.base.redact import Redactor
 from spine.workspace.context import is_spines_ref
 from spine.workspace.repo import Repository
@@ -188,20 +188,21 @@ def _checkout_heads(repo: Repository, state_root: Path) -> dict[str, CheckoutHea
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", "surrogateescape").strip()
-    except OSError:
-        return ""
+    data = _fingerprint(path)[1]
+    return data.decode("utf-8", "surrogateescape").strip() if data is not None else ""
 
 
 def _fingerprint(path: Path) -> tuple[str, bytes | None]:
-    """("MODE:SHA256", bytes) of the file at ``path``, or ("absent", None); links are followed, as git does."""
-    try:
-        data = path.read_bytes()
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
+    """("MODE:SHA256", bytes) of the file at ``path``, ("absent", None) when there is none, or
+    ("special:MODE", None) for what is not a regular file (never read: ``read_regular``). Links are
+    followed, as git follows them."""
+    found = read_regular(path)
+    if found is None:
         return ABSENT, None
-    return f"{mode:o}:{hashlib.sha256(data).hexdigest()}", data
+    info, data = found
+    if data is None:
+        return f"special:{info.st_mode:o}", None
+    return f"{stat.S_IMODE(info.st_mode):o}:{hashlib.sha256(data).hexdigest()}", data
 
 
 def _watched_files(repo: Repository, wt: LaneWorktree) -> tuple[list[str], set[str]]:
@@ -281,11 +282,10 @@ def _config_entries(path: Path) -> Iterable[tuple[str, str]]:
     """(section.key lower-cased, value) of each entry of a git config file, as far as spine needs them:
     section headers (``[core]``, ``[includeIf "gitdir:~/w/"]``), ``key = value`` with quotes and
     comments; a subsection is reduced to the section's name (``includeif.path``)."""
-    try:
-        text = path.read_bytes().decode("utf-8", "surrogateescape")
-    except OSError:
+    data = _fingerprint(path)[1]
+    if data is None:
         return
-    for section, _, key, value in _config_items(text):
+    for section, _, key, value in _config_items(data.decode("utf-8", "surrogateescape")):
         yield f"{section}.{key}", value
 
 
@@ -503,20 +503,15 @@ def _head_changes(
     changes = []
     for path, old in before.heads.items():
         new = now.get(path)
-        if new is not None and new.text == old.text and new.index != old.index:
-            where = (
-                "your checkout"
-                if Path(path).parent == repo.common_dir
-                else f"the checkout of {Path(path).parent.name}"
-            )
-            changes.append(Change(f"the index (staged changes) of {where} changed", False))
-        if new is None or new.text == old.text:
-            continue
         checkout = (
             "your checkout"
             if Path(path).parent == repo.common_dir
             else f"the checkout of {Path(path).parent.name}"
         )
+        if new is not None and new.text == old.text and new.index != old.index:
+            changes.append(Change(f"the index (staged changes) of {checkout} changed", False))
+        if new is None or new.text == old.text:
+            continue
         was, is_ = _head_name(old.text), _head_name(new.text)
         if new.index != old.index or _head_commit(old.text, before.refs) == _head_commit(new.text, refs):
             # A checkout rewrites the index; `git checkout -b`, `switch -c` and `branch -m` keep the
@@ -524,7 +519,7 @@ def _head_changes(
             changes.append(Change(f"{checkout} switched from {was} to {is_}", False))
             continue
         # HEAD now names another commit while the index stayed: no checkout does that; put it back.
-        restored = _replace_if(Path(path), new.text, old.text)
+        restored = _replace_if(repo.common_dir, Path(path), new.text, old.text)
         back = "; spine put it back" if restored else ""
         changes.append(
             Change(f"switched HEAD of {checkout} from {was} to {is_} without a checkout{back}", True)
@@ -538,13 +533,32 @@ def _head_name(text: str) -> str:
     return f"a detached HEAD at {text[:12]}"
 
 
-def _replace_if(path: Path, expected: str, text: str) -> bool:
-    if _read_text(path) != expected:
+def _replace_if(common: Path, path: Path, expected: str, text: str) -> bool:
+    if _read_text(path) != expected or not _reached_without_links(common, path):
         return False
     try:
         atomic_write_text(path, text + "\n", redact=False, durable=False)
     except OSError:
         return False
+    return True
+
+
+def _reached_without_links(common: Path, path: Path) -> bool:
+    """True when every directory from the common dir down to ``path``'s is a directory, not a link
+    (the command could have replaced ``hooks/`` or a worktree's admin dir with a link to elsewhere:
+    spine writes and removes files only where they were)."""
+    try:
+        rel = path.parent.relative_to(common)
+    except ValueError:
+        return False
+    current = common
+    for part in rel.parts:
+        current = current / part
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                return False
+        except OSError:
+            return False
     return True
 
 
@@ -578,7 +592,9 @@ def _file_changes(
                 changes.append(Change(f"changed {shown} ({', '.join(plain[:4])})", False))
                 continue
         kept = _keep(evidence, shown, data, redactor) if data is not None else None
-        restored = _put_back(Path(path), contents.get(path), old)
+        restored = _reached_without_links(common, Path(path)) and _put_back(
+            Path(path), contents.get(path), old
+        )
         if restored:
             note = "; spine removed it" if old == ABSENT else "; spine put it back"
         else:
@@ -608,6 +624,8 @@ def _put_back(path: Path, data: bytes | None, fingerprint: str) -> bool:
     the command put there is replaced, not followed). False when its bytes were not kept (a resumed
     lane) or the write failed."""
     try:
+        if fingerprint.startswith("special:"):
+            return False  # it was not a regular file: nothing to write back
         if fingerprint == ABSENT:
             if os.path.lexists(path):
                 os.unlink(path)

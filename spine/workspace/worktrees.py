@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spine.base.errors import EnvironmentProblem
-from spine.base.files import atomic_write_text
+from spine.base.files import atomic_write_text, read_regular
 from spine.base.git import GitFailed, git
 from spine.base.locks import hold
 from spine.workspace.context import ExecutionContext, recovery_ref
@@ -158,10 +158,10 @@ class LaneWorktree:
 
     def head(self) -> Head:
         """HEAD as its registered git dir records it (read without running git)."""
-        try:
-            text = (self.git_dir / "HEAD").read_text(encoding="utf-8").strip()
-        except OSError:
-            return Head(None, None)
+        found = read_regular(self.git_dir / "HEAD")
+        if found is None or found[1] is None:
+            return Head(None, None)  # gone, or not a file (a FIFO would block the read): no HEAD
+        text = found[1].decode("utf-8", "replace").strip()
         if text.startswith("ref: "):
             ref = text.removeprefix("ref: ")
             sha = read_loose_ref(self.common_dir, ref)
@@ -201,6 +201,15 @@ class LaneWorktree:
             return f"git no longer knows the worktree {self.path}: its registration {self.git_dir} is gone"
         if self.git_dir.is_symlink():
             return f"git's record of the worktree {self.path} ({self.git_dir}) was replaced by a link"
+        for name in ("HEAD", "index"):
+            try:
+                mode = os.lstat(self.git_dir / name).st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                return f"the worktree's {name} ({self.git_dir / name}) cannot be read: {exc.strerror}"
+            if not stat.S_ISREG(mode):
+                return f"the worktree's {name} ({self.git_dir / name}) was replaced by a link or special file"
         common = common_dir_of(self.git_dir)
         if os.path.realpath(common) != os.path.realpath(repo.common_dir):
             return (
@@ -243,9 +252,9 @@ def index_may_hide_files(index: Path, hash_size: int) -> bool:
     which take version 3; version 4 is chosen by configuration. A version 2 index is read entry by
     entry for the assume-unchanged bit (``hash_size``: 20 for SHA-1, 32 for SHA-256); any other
     version answers True, and the caller asks git (``git ls-files -v``)."""
-    try:
-        data = index.read_bytes()
-    except OSError:
+    found = read_regular(index)
+    data = found[1] if found is not None else None
+    if data is None:
         return False
     if len(data) < 12 or data[:4] != b"DIRC":
         return False
